@@ -1,0 +1,100 @@
+"""The ``panorama-cli`` root command group.
+
+Commands are registered lazily (their modules import only when run) so ``--help`` and
+start-up stay fast. :class:`panorama_cli.errors.UserError` becomes one red line on stderr and
+its exit code; any other exception is a bug, shown with a traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from panorama_cli import __version__
+from panorama_cli.errors import UserError
+
+COMMANDS = {
+    "init-project": "init_project",
+    "create-package": "create_package",
+    "add-panorama-package": "add_panorama_package",
+    "add-raw-model": "add_raw_model",
+    "build-container": "build_container",
+    "export-container": "export_container",
+    "import-application": "import_application",
+    "validate": "validate",
+}
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in panorama_cli.commands.<module>.cli."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = COMMANDS.get(name)
+        if module is None:
+            return None
+        return importlib.import_module(f"panorama_cli.commands.{module}").cli
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="panorama-cli")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--profile", envvar="AWS_PROFILE", help="AWS profile for the calls that need AWS.")
+@click.option("--region", envvar="AWS_REGION", help="AWS region for the calls that need AWS.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, profile: str | None, region: str | None) -> None:
+    """Scaffold, validate, build and package AWS Panorama-format applications.
+
+    \b
+    Workflow:
+      panorama-cli init-project --name my_app && cd my_app
+      panorama-cli create-package --name people_counter
+      panorama-cli add-panorama-package --type camera --name front_door_camera
+      panorama-cli add-raw-model --model-asset-name model --model-local-path m.tar.gz ...
+      panorama-cli build-container --container-asset-name code --package-path packages/...
+      panorama-cli validate
+
+    Shell completion (bash): eval "$(_PANORAMA_CLI_COMPLETE=bash_source panorama-cli)"
+    """
+    ctx.obj = {"debug": debug, "profile": profile, "region": region}
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("PANORAMA_CLI_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and map errors to exit codes."""
+    from panorama_cli import console
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="panorama-cli", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        if _debug_requested(args):
+            import traceback
+
+            traceback.print_exc()
+        console.error(str(exc))
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        console.error("interrupted; nothing was changed")
+        sys.exit(130)
+    except Exception as exc:  # a bug: keep the user's terminal clean unless --debug
+        if _debug_requested(args):
+            raise
+        console.error(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)")
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,1 @@
+"""One thin module per command: options, then one call into the library."""

@@ -1,0 +1,31 @@
+"""Helpers shared by the command modules (Click glue only)."""
+
+from __future__ import annotations
+
+import click
+
+from panorama_cli.project import Project, resolve_account_id
+
+
+def aws_session_factory(ctx: click.Context):
+    """A zero-argument factory of the boto3 session for --profile / --region."""
+    obj = ctx.find_root().obj or {}
+
+    def make():
+        from panorama_cli.aws.session import make_session
+
+        return make_session(profile=obj.get("profile"), region=obj.get("region"))
+
+    return make
+
+
+def account_id(ctx: click.Context, explicit: str | None, project: Project | None) -> str:
+    """Resolve the account id (flag, env, graph.json, settings, STS)."""
+    factory = aws_session_factory(ctx)
+
+    def lookup() -> str:
+        from panorama_cli.aws.sts import caller_account_id
+
+        return caller_account_id(factory())
+
+    return resolve_account_id(explicit, project, lookup)

@@ -1,0 +1,23 @@
+"""``add-panorama-package``: add an abstract camera or the HDMI data sink to the graph."""
+
+import click
+
+from panorama_cli import console
+
+
+@click.command("add-panorama-package", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--type", "package_type", required=True, type=click.Choice(["camera", "data_sink"]),
+              help="camera: abstract RTSP camera; data_sink: HDMI output.")
+@click.option("--name", required=True, help="Node name in graph.json.")
+def cli(package_type: str, name: str) -> None:
+    """Add panorama::abstract_rtsp_media_source or panorama::hdmi_data_sink and a node NAME."""
+    from panorama_cli.project import Project
+    from panorama_cli.scaffold import add_panorama_package
+
+    project = Project.discover()
+    port = "video_out" if package_type == "camera" else "video_in"
+    if add_panorama_package(project, package_type, name):
+        console.success(f"Added {package_type} node {name} to {project.rel(project.graph_path)}",
+                        f'connect "{name}.{port}" with an edge in graph.json, then panorama-cli validate')
+    else:
+        console.info(f"Node {name} is already in {project.rel(project.graph_path)}; nothing to do")

@@ -1,0 +1,23 @@
+"""``export-container``: store an existing image as a container asset."""
+
+import click
+
+from panorama_cli import console
+
+
+@click.command("export-container", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--container-asset-name", required=True, help="Asset name of the container.")
+@click.option("--container-image-uri", required=True, help="Image in the local engine.")
+@click.option("--package-path", required=True, help="The container package folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def cli(container_asset_name, container_image_uri, package_path, as_json) -> None:
+    """Export IMAGE's filesystem as assets/<sha256>.tar.gz and register it."""
+    from panorama_cli.commands.build_container import report
+    from panorama_cli.containers import export_container
+    from panorama_cli.project import Project
+
+    project = Project.discover()
+    with console.transfer(f"export {container_asset_name}") as (advance, _):
+        result = export_container(project, package_path, container_asset_name,
+                                  container_image_uri, progress=advance)
+    report(project, result, container_asset_name, as_json)

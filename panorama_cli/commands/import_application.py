@@ -1,0 +1,36 @@
+"""``import-application``: move the application to another account id."""
+
+import click
+
+from panorama_cli import console
+from panorama_cli.commands._shared import aws_session_factory
+
+
+@click.command("import-application", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--account-id", help="Target account (default: PANORAMA_ACCOUNT_ID, then STS).")
+@click.pass_context
+def cli(ctx, account_id: str | None) -> None:
+    """Rewrite package folders, graph package names and node interfaces to ACCOUNT_ID."""
+    import os
+
+    from panorama_cli.importer import import_application
+    from panorama_cli.project import Project, resolve_account_id
+
+    project = Project.discover()
+    factory = aws_session_factory(ctx)
+
+    def lookup() -> str:
+        from panorama_cli.aws.sts import caller_account_id
+
+        return caller_account_id(factory())
+
+    account = resolve_account_id(account_id or os.environ.get("PANORAMA_ACCOUNT_ID"), None, lookup)
+    result = import_application(project, account)
+    if not result.changed:
+        console.info(f"The application already uses account {account}; nothing to do")
+        return
+    for old, new in result.renamed:
+        console.info(f"renamed {old} -> {new}")
+    for path in result.rewritten:
+        console.info(f"rewrote {path}")
+    console.success(f"Imported the application for account {account}", "panorama-cli validate")

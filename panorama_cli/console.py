@@ -1,0 +1,83 @@
+"""Terminal output: messages and progress on stderr, data (--json) on stdout.
+
+rich honours NO_COLOR and plain (non-terminal) output by itself; nothing here prints colour
+codes into pipes or CI logs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+
+@cache
+def err():
+    """The stderr console (messages, progress, logs)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    """A normal message on stderr."""
+    err().print(message, markup=False)
+
+
+def success(message: str, next_step: str | None = None) -> None:
+    """A success line, plus the next command to run when there is one."""
+    err().print(f"[green]✓[/green] {_escape(message)}")
+    if next_step:
+        err().print(f"  Next: {_escape(next_step)}")
+
+
+def warning(message: str) -> None:
+    err().print(f"[yellow]warning:[/yellow] {_escape(message)}")
+
+
+def error(message: str) -> None:
+    """The one-line error of a failed command."""
+    err().print(f"[red]Error:[/red] {_escape(message)}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def log_line(line: str) -> None:
+    """One line of a streamed log (docker build), dimmed."""
+    err().print(f"[dim]{_escape(line.rstrip())}[/dim]")
+
+
+def emit_json(data: Any) -> None:
+    """Data for scripts: JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def emit_text(text: str) -> None:
+    """Plain data on stdout."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@contextmanager
+def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A byte-progress bar on stderr; yields ``(advance(bytes), set_total(bytes))``."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
+                  transient=False) as progress:
+        task = progress.add_task(description, total=None)
+        yield (lambda n: progress.advance(task, n)), (lambda t: progress.update(task, total=t))

@@ -1,0 +1,161 @@
+"""build-container / export-container: a container image as a content-addressed asset.
+
+The image's flattened filesystem (``docker export`` of a created, never started container)
+streams through gzip and sha256 into ``assets/<sha256>.tar.gz`` in one pass; the package's
+descriptor.json is copied to ``assets/<sha256>.json``. The asset is registered in
+package.json (type "container") with interface ``<asset>_interface`` (business_logic) and graph
+node ``<asset>_node`` the first time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from panorama_cli import asset_registry, docker_engine, names, schemas
+from panorama_cli.assets import StoredAsset, store_bytes, store_stream
+from panorama_cli.errors import UserError
+from panorama_cli.manifests import Transaction, loads
+from panorama_cli.models import remove_new_files
+from panorama_cli.project import Package, Project
+from panorama_cli.validation import ENTRY_PLACEHOLDER
+
+DEFAULT_PLATFORM = "linux/arm64"
+
+
+@dataclass
+class ContainerResult:
+    """What build-container / export-container did."""
+
+    image: str
+    asset: StoredAsset
+    descriptor: StoredAsset
+    registration: asset_registry.Registration
+
+
+def check_runtime_descriptor(package: Package, project: Project) -> bytes:
+    """The package's descriptor.json bytes, refused when invalid or unfinished.
+
+    Raises:
+        UserError: missing, malformed (file:line:col), not a runtimeDescriptor, schema-invalid,
+            or the entry is still ``<entry_file_name_under_src>``.
+    """
+    path = package.descriptor_path
+    where = project.rel(path)
+    if not path.is_file():
+        raise UserError(f"{where}: missing", hint="a container package needs a runtimeDescriptor descriptor.json")
+    raw = path.read_bytes()
+    data = loads(raw.decode("utf-8", errors="replace"), where)
+    if not isinstance(data, dict) or "runtimeDescriptor" not in data:
+        raise UserError(f"{where}: not a runtime descriptor (no runtimeDescriptor)",
+                        hint="container packages describe their entry point in runtimeDescriptor")
+    problems = schemas.check(schemas.DESCRIPTOR, data, where)
+    if problems:
+        raise UserError(problems[0].line(), hint="fix the descriptor and re-run")
+    entry = data["runtimeDescriptor"].get("entry", {})
+    if ENTRY_PLACEHOLDER in str(entry.get("name", "")):
+        raise UserError(f"{where}#/runtimeDescriptor/entry/name: entry file is still a placeholder",
+                        hint="name your code's file under src/, e.g. /panorama/app.py")
+    return raw
+
+
+def image_tag(package: Package, asset_name: str) -> str:
+    """A Docker tag for the package's image: ``panorama-cli/<folder>:<asset>`` lower-cased."""
+    repo = re.sub(r"[^a-z0-9]+", "-", package.folder.name.lower()).strip("-") or "package"
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", asset_name)[:128]
+    return f"panorama-cli/{repo}:{tag}"
+
+
+def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
+    """``("K=V", ...)`` → ``{"K": "V"}``.
+
+    Raises:
+        UserError: an item without ``=`` or with an empty key.
+    """
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--build-arg {item!r} is not KEY=VALUE", hint="e.g. --build-arg BASE_IMAGE=my/base:1")
+        result[key] = value
+    return result
+
+
+def _prepare(project: Project, package_path: str, asset_name: str):
+    names.check(names.ASSET_NAME, asset_name)
+    package = project.package_for_path(package_path)
+    raw = check_runtime_descriptor(package, project)
+    graph = project.load_graph_for_update()
+    return package, raw, graph
+
+
+def _store_and_register(project: Project, package: Package, graph, raw: bytes, asset_name: str,
+                        image: str, platform: str | None,
+                        progress: Callable[[int], None] | None) -> ContainerResult:
+    before = set(os.listdir(project.assets_dir))
+    try:
+        with docker_engine.export_filesystem(image, platform=platform) as chunks:
+            asset = store_stream(chunks, project.assets_dir, suffix=".tar.gz", progress=progress)
+        descriptor = store_bytes(raw, project.assets_dir, suffix=".json")
+        tx = Transaction()
+        [registration] = asset_registry.register(
+            project, [package], graph, asset_name=asset_name, kind="container", asset=asset,
+            descriptor=descriptor, tx=tx)
+        tx.commit()
+    except BaseException:
+        remove_new_files(project.assets_dir, before)
+        raise
+    return ContainerResult(image, asset, descriptor, registration)
+
+
+def build_container(project: Project, package_path: str, asset_name: str, *,
+                    platform: str = DEFAULT_PLATFORM, build_args: dict[str, str] | None = None,
+                    local_image: bool = False, on_log: Callable[[str], None] | None = None,
+                    progress: Callable[[int], None] | None = None) -> ContainerResult:
+    """Build the package's Dockerfile for ``platform`` and store the image as the asset.
+
+    Args:
+        package_path: the node package folder (holds Dockerfile, descriptor.json, src/).
+        asset_name: NodeAssetName of the container asset.
+        platform: target platform, default linux/arm64 (the appliance). A host that cannot run
+            it (no binfmt handler) fails here, before building, with the fix.
+        build_args: Dockerfile ARGs, e.g. ``{"BASE_IMAGE": "..."}``.
+        local_image: accepted for upstream compatibility; the base image is never pulled.
+        on_log: receives each build log line; progress: bytes of filesystem exported.
+
+    Raises:
+        UserError: invalid inputs, a failing build, Docker unreachable. The project is
+            unchanged on any failure (Ctrl-C included).
+    """
+    del local_image  # builds never pull: base images come from the local engine
+    package, raw, graph = _prepare(project, package_path, asset_name)
+    if not (package.folder / "Dockerfile").is_file():
+        raise UserError(f"{project.rel(package.folder)}: no Dockerfile",
+                        hint="create one (create-package --type Container writes a starter)")
+    docker_engine.check_platform(platform)
+    image = docker_engine.build_image(package.folder, tag=image_tag(package, asset_name),
+                                      platform=platform, build_args=build_args, on_log=on_log)
+    result = _store_and_register(project, package, graph, raw, asset_name, image, platform, progress)
+    result.image = image_tag(package, asset_name)
+    return result
+
+
+def export_container(project: Project, package_path: str, asset_name: str, image: str, *,
+                     progress: Callable[[int], None] | None = None) -> ContainerResult:
+    """Store an existing local image ``image`` as the package's container asset.
+
+    Raises:
+        UserError: invalid inputs, the image is not in the local engine, Docker unreachable.
+    """
+    package, raw, graph = _prepare(project, package_path, asset_name)
+    return _store_and_register(project, package, graph, raw, asset_name, image, None, progress)
+
+
+def entry_command(package: Package) -> list[str]:
+    """The entry command of the runtime descriptor: ``[path, name, *arguments]``."""
+    data = loads(Path(package.descriptor_path).read_text(encoding="utf-8"), package.descriptor_path)
+    entry = data["runtimeDescriptor"].get("entry", {})
+    return [entry.get("path", "python3"), entry["name"], *entry.get("arguments", [])]

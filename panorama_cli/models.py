@@ -1,0 +1,154 @@
+"""add-raw-model: a raw model archive (local file or S3 object) as a content-addressed asset.
+
+The archive is stored as ``assets/<sha256 of the file>.tar.gz`` and its descriptor as
+``assets/<sha256 of the descriptor>.json`` (upstream panorama-cli naming); the model is
+compiled by SageMaker Neo in the cloud from the mlModelDescriptor.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from panorama_cli import asset_registry, names, schemas
+from panorama_cli.assets import StoredAsset, sha256_file, store_bytes, store_file
+from panorama_cli.errors import UserError
+from panorama_cli.manifests import Transaction, loads
+from panorama_cli.project import Project
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class ModelResult:
+    """What add-raw-model did: the stored files, the asset entry, the packages changed."""
+
+    asset: StoredAsset
+    descriptor: StoredAsset
+    entry: dict[str, Any]
+    registrations: list[asset_registry.Registration]
+
+
+def check_model_descriptor(path: Path, project: Project) -> bytes:
+    """Read a model descriptor and refuse one that is malformed, invalid or unfinished.
+
+    Returns:
+        The descriptor's bytes, unchanged (their sha256 names the descriptor asset).
+
+    Raises:
+        UserError: file missing, malformed JSON (file:line:col), not an mlModelDescriptor,
+            schema-invalid, or placeholders left (empty framework, input name or shape).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the descriptor ({exc.strerror})") from None
+    data = loads(raw.decode("utf-8", errors="replace"), path)
+    where = project.rel(path)
+    if not isinstance(data, dict) or "mlModelDescriptor" not in data:
+        raise UserError(f"{where}: not a model descriptor (no mlModelDescriptor)",
+                        hint="pass the descriptor.json of a Model package")
+    body = data["mlModelDescriptor"]
+    if isinstance(body, dict) and not body.get("framework"):
+        raise UserError(f"{where}#/mlModelDescriptor/framework: model framework is empty",
+                        hint="set PYTORCH, TENSORFLOW or MXNET and the model's inputs")
+    problems = schemas.check(schemas.DESCRIPTOR, data, where)
+    if problems:
+        raise UserError(problems[0].line(), hint="fix the descriptor and re-run")
+    for i, tensor in enumerate(body.get("inputs", [])):
+        if not tensor.get("name") or not tensor.get("shape"):
+            raise UserError(f"{where}#/mlModelDescriptor/inputs/{i}: input name or shape is empty",
+                            hint='fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}')
+    return raw
+
+
+def _check_gzip(path: Path, source: str) -> None:
+    with open(path, "rb") as fh:
+        if fh.read(2) != GZIP_MAGIC:
+            raise UserError(f"{source} is not a .tar.gz archive",
+                            hint="package the model files with `tar czf model.tar.gz <files>`")
+
+
+def _store_from_s3(uri: str, assets_dir: Path, session_factory: Callable[[], Any],
+                   progress: Callable[[int], None] | None,
+                   on_size: Callable[[int], None] | None) -> StoredAsset:
+    from panorama_cli.aws import s3
+
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-s3-", suffix=".tar.gz", dir=assets_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        s3.download(uri, tmp, session=session_factory(), progress=progress, on_size=on_size)
+        _check_gzip(tmp, uri)
+        digest = sha256_file(tmp)
+        target = assets_dir / f"{digest}.tar.gz"
+        os.replace(tmp, target)
+        return StoredAsset(digest, target, target.stat().st_size)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_raw_model(project: Project, asset_name: str, *, descriptor_path: Path,
+                  local_path: Path | None = None, s3_uri: str | None = None,
+                  package_paths: tuple[str, ...] = (),
+                  session_factory: Callable[[], Any] | None = None,
+                  progress: Callable[[int], None] | None = None,
+                  on_size: Callable[[int], None] | None = None) -> ModelResult:
+    """Store a model archive and its descriptor; register them in ``package_paths``.
+
+    Args:
+        asset_name: NodeAssetName of the model asset.
+        descriptor_path: the mlModelDescriptor descriptor.json.
+        local_path / s3_uri: exactly one source of the .tar.gz archive.
+        package_paths: packages to add the asset to; none → only store the files.
+        session_factory: makes the boto3 session (S3 downloads honour AWS_PROFILE,
+            AWS_REGION and AWS_ENDPOINT_URL).
+        progress: called with bytes transferred; on_size with the total size in bytes.
+
+    Raises:
+        UserError: bad names or inputs, an invalid descriptor or package, S3 errors. On any
+            failure the project is left as it was (new files are removed).
+    """
+    names.check(names.ASSET_NAME, asset_name)
+    if (local_path is None) == (s3_uri is None):
+        raise UserError("give exactly one of --model-local-path and --model-s3-uri")
+    raw_descriptor = check_model_descriptor(Path(descriptor_path), project)
+    packages = [project.package_for_path(p) for p in package_paths]
+    graph = project.load_graph_for_update() if packages else None
+    if local_path is not None:
+        local_path = Path(local_path)
+        if not local_path.is_file():
+            raise UserError(f"{local_path}: no such model file", hint="pass the path of a .tar.gz archive")
+        _check_gzip(local_path, str(local_path))
+    before = set(os.listdir(project.assets_dir))
+    try:
+        if local_path is not None:
+            if on_size:
+                on_size(local_path.stat().st_size)
+            asset = store_file(local_path, project.assets_dir, suffix=".tar.gz", progress=progress)
+        else:
+            from panorama_cli.aws import s3
+
+            s3.parse_s3_uri(s3_uri)
+            asset = _store_from_s3(s3_uri, project.assets_dir, session_factory, progress, on_size)
+        descriptor = store_bytes(raw_descriptor, project.assets_dir, suffix=".json")
+        tx = Transaction()
+        registrations = asset_registry.register(
+            project, packages, graph, asset_name=asset_name, kind="model", asset=asset,
+            descriptor=descriptor, tx=tx) if packages else []
+        tx.commit()
+    except BaseException:
+        remove_new_files(project.assets_dir, before)
+        raise
+    entry = asset_registry.asset_entry(asset_name, "model", asset, descriptor)
+    return ModelResult(asset, descriptor, entry, registrations)
+
+
+def remove_new_files(assets_dir: Path, before: set[str]) -> None:
+    """Roll back: delete the files of ``assets_dir`` that were not there (``before``: names)."""
+    for name in set(os.listdir(assets_dir)) - before:
+        (assets_dir / name).unlink(missing_ok=True)

@@ -1,0 +1,237 @@
+"""The project model: where a Panorama application project lives and what it holds.
+
+A project is a folder holding ``assets/``, ``graphs/<name>/graph.json`` and ``packages/``
+(the upstream panorama-cli layout). Commands work from any sub-folder: :meth:`Project.discover`
+walks up to the project root. Node packages live in ``packages/<account>-<name>-<version>/``
+with a ``package.json`` (nodePackage manifest) and usually a ``descriptor.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panorama_cli import names, schemas
+from panorama_cli.errors import UserError
+from panorama_cli.manifests import load_json
+from panorama_cli.problems import relative
+
+PROJECT_DIRS = ("assets", "graphs", "packages")
+SETTINGS_FILE = ".panorama-cli.json"
+
+
+@dataclass
+class Package:
+    """A local node package folder.
+
+    Attributes:
+        folder: ``packages/<account>-<name>-<version>``.
+        data: the parsed package.json (nodePackage manifest), key order kept.
+    """
+
+    folder: Path
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / "package.json"
+
+    @property
+    def descriptor_path(self) -> Path:
+        return self.folder / "descriptor.json"
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The ``nodePackage`` object."""
+        return self.data["nodePackage"]
+
+    @property
+    def name(self) -> str:
+        return str(self.body.get("name", ""))
+
+    @property
+    def version(self) -> str:
+        return str(self.body.get("version", ""))
+
+    @property
+    def account(self) -> str | None:
+        """Account id from the folder name ``<account>-<name>-<version>``; None if it doesn't fit."""
+        suffix = f"-{self.name}-{self.version}"
+        folder = self.folder.name
+        if self.name and folder.endswith(suffix) and len(folder) > len(suffix):
+            return folder[: -len(suffix)]
+        return None
+
+    def assets(self) -> list[dict[str, Any]]:
+        return self.body.setdefault("assets", [])
+
+    def interfaces(self) -> list[dict[str, Any]]:
+        return self.body.setdefault("interfaces", [])
+
+    def interface(self, name: str) -> dict[str, Any] | None:
+        return next((i for i in self.interfaces() if i.get("name") == name), None)
+
+    def asset(self, name: str) -> dict[str, Any] | None:
+        return next((a for a in self.assets() if a.get("name") == name), None)
+
+
+class Project:
+    """A project root and accessors for its graph and packages.
+
+    Args:
+        root: the folder holding assets/, graphs/ and packages/.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.assets_dir = self.root / "assets"
+        self.graphs_dir = self.root / "graphs"
+        self.packages_dir = self.root / "packages"
+
+    # -- discovery ---------------------------------------------------------------------------
+    @classmethod
+    def discover(cls, start: Path | None = None) -> Project:
+        """Walk up from ``start`` (default: the current folder) to the project root.
+
+        Raises:
+            UserError: no folder up to / holds assets/, graphs/ and packages/.
+        """
+        here = Path(start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if all((folder / d).is_dir() for d in PROJECT_DIRS):
+                return cls(folder)
+        raise UserError(
+            f"{here} is not inside a Panorama project (no folder above holds assets/, graphs/, packages/)",
+            hint="run `panorama-cli init-project --name <name>` or cd into a project",
+        )
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the project root, for messages."""
+        return relative(path, self.root)
+
+    # -- graph -------------------------------------------------------------------------------
+    @property
+    def graph_path(self) -> Path:
+        """``graphs/<name>/graph.json``: the only one, or the one named like the project folder.
+
+        Raises:
+            UserError: none, or several with none named like the project.
+        """
+        found = sorted(self.graphs_dir.glob("*/graph.json"))
+        if len(found) == 1:
+            return found[0]
+        preferred = self.graphs_dir / self.root.name / "graph.json"
+        if preferred in found:
+            return preferred
+        if not found:
+            raise UserError(
+                f"{self.rel(self.graphs_dir)}: no graphs/<name>/graph.json in this project",
+                hint="restore graph.json or re-create the project with init-project",
+            )
+        raise UserError(
+            f"several application graphs: {', '.join(self.rel(p) for p in found)}",
+            hint=f"keep one, or name its folder graphs/{self.root.name}/",
+        )
+
+    def load_graph(self) -> dict[str, Any]:
+        """Parse graph.json (malformed JSON -> UserError with file:line:col)."""
+        return load_json(self.graph_path)
+
+    def load_graph_for_update(self) -> dict[str, Any]:
+        """Parse graph.json and refuse to edit it when it is not schema-valid."""
+        return self._checked(self.graph_path, schemas.GRAPH)
+
+    def _checked(self, path: Path, kind: str) -> dict[str, Any]:
+        data = load_json(path)
+        problems = schemas.check(kind, data, self.rel(path))
+        if problems:
+            raise UserError(
+                f"refusing to change {problems[0].line()}",
+                hint="fix the manifest first (`panorama-cli validate` lists every problem)",
+            )
+        return data
+
+    def graph_accounts(self, graph: dict[str, Any] | None = None) -> list[str]:
+        """Accounts used in graph package names, in order of appearance (``panorama`` excluded)."""
+        graph = graph if graph is not None else self.load_graph()
+        seen: list[str] = []
+        for pkg in graph.get("nodeGraph", {}).get("packages", []) or []:
+            parts = names.split_package_ref(str(pkg.get("name", ""))) if isinstance(pkg, dict) else None
+            if parts and parts[0] != names.PANORAMA_ACCOUNT and parts[0] not in seen:
+                seen.append(parts[0])
+        return seen
+
+    # -- packages ----------------------------------------------------------------------------
+    def package_folders(self) -> list[Path]:
+        """Folders under packages/ that hold a package.json, sorted by name."""
+        if not self.packages_dir.is_dir():
+            return []
+        return sorted(p.parent for p in self.packages_dir.glob("*/package.json"))
+
+    def load_package(self, folder: Path, *, for_update: bool = False) -> Package:
+        """Load the package in ``folder`` (schema-checked when ``for_update``).
+
+        Raises:
+            UserError: no package.json, malformed JSON, or (for_update) schema-invalid.
+        """
+        folder = Path(folder).resolve()
+        manifest = folder / "package.json"
+        if not manifest.is_file():
+            raise UserError(
+                f"{self.rel(folder)}: no package.json here",
+                hint="pass the folder of a node package, e.g. packages/<account>-<name>-<version>",
+            )
+        data = self._checked(manifest, schemas.PACKAGE) if for_update else load_json(manifest)
+        return Package(folder, data)
+
+    def package_for_path(self, path: str | Path) -> Package:
+        """Resolve a --package-path / --packages-path value (relative to the cwd or the root)."""
+        candidate = Path(path)
+        if not candidate.is_absolute() and not candidate.exists():
+            candidate = self.root / candidate
+        candidate = candidate.resolve()
+        if self.packages_dir.resolve() not in candidate.parents:
+            raise UserError(
+                f"{path}: not a package folder of this project",
+                hint=f"use a folder under {self.rel(self.packages_dir)}/",
+            )
+        return self.load_package(candidate, for_update=True)
+
+    def read_settings(self) -> dict[str, Any]:
+        """Project settings written by init-project (``.panorama-cli.json``); {} if none."""
+        path = self.root / SETTINGS_FILE
+        return load_json(path) if path.is_file() else {}
+
+
+def resolve_account_id(
+    explicit: str | None,
+    project: Project | None,
+    lookup: Callable[[], str] | None,
+) -> str:
+    """Choose the account id for package names and folders.
+
+    Order: ``explicit`` (--account-id), env PANORAMA_ACCOUNT_ID, the account already used in
+    the project's graph.json, the project's settings, then ``lookup()`` (STS GetCallerIdentity).
+
+    Raises:
+        UserError: none of them gives one, or the value is not a valid account id.
+    """
+    candidate = explicit or os.environ.get("PANORAMA_ACCOUNT_ID")
+    if not candidate and project is not None:
+        try:
+            accounts = project.graph_accounts()
+        except UserError:
+            accounts = []
+        candidate = accounts[0] if accounts else project.read_settings().get("accountId")
+    if not candidate and lookup is not None:
+        candidate = lookup()
+    if not candidate:
+        raise UserError(
+            "no account id",
+            hint="pass --account-id 123456789012, set PANORAMA_ACCOUNT_ID, or configure AWS "
+            "credentials so STS can tell it",
+        )
+    return names.check(names.ACCOUNT_ID, str(candidate))

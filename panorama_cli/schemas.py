@@ -1,0 +1,73 @@
+"""Schema checks of manifests against panorama-cli's own JSON Schemas (schemas/).
+
+The schemas mirror the official manifest schema ver_2021-01-01 (nodeGraph, nodePackage,
+assetDescriptor, nodeGraphOverrides); see each schema's description for where they differ.
+jsonschema is imported on first use to keep CLI start-up fast.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from panorama_cli.manifests import pointer
+from panorama_cli.problems import Problem
+from panorama_cli.resources import data_dir
+
+GRAPH = "nodeGraph"
+PACKAGE = "nodePackage"
+DESCRIPTOR = "descriptor"
+OVERRIDES = "nodeGraphOverrides"
+
+
+@cache
+def _validator(kind: str):
+    import jsonschema
+
+    schema = json.loads((data_dir("schemas") / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message(error) -> str:
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        kind = error.instance.get("interface", error.instance.get("type"))
+        return f"{_short(error.instance)} matches none of the allowed forms" + (
+            f" (its interface/type is {_short(kind)})" if kind is not None else ""
+        )
+    if error.validator in ("pattern", "enum", "const", "type", "maxLength", "minLength"):
+        return f"value {_short(error.instance)} is invalid: {error.message.split(' is ')[-1]}"
+    return error.message
+
+
+def check(kind: str, data: Any, file: str) -> list[Problem]:
+    """Validate ``data`` against schema ``kind``; one Problem per schema violation.
+
+    Args:
+        kind: one of GRAPH, PACKAGE, DESCRIPTOR, OVERRIDES.
+        data: the parsed manifest.
+        file: the file name to report.
+    """
+    from jsonschema.exceptions import best_match
+
+    problems = []
+    for error in sorted(_validator(kind).iter_errors(data), key=lambda e: list(e.absolute_path)):
+        if error.context:
+            deepest = best_match(error.context)
+            if deepest is not None and deepest.absolute_path != error.absolute_path:
+                error = deepest
+        where = pointer(*error.absolute_path)
+        problems.append(
+            Problem(file, where, _message(error), "see the manifest schema ver_2021-01-01 for the field")
+        )
+    return problems
+
+
+def is_valid(kind: str, data: Any) -> bool:
+    """True when ``data`` satisfies schema ``kind``."""
+    return _validator(kind).is_valid(data)
