@@ -26,7 +26,9 @@ def implementation(kind: str, asset: StoredAsset, descriptor: StoredAsset) -> di
     return {"type": kind, "assetUri": asset.uri, "descriptorUri": descriptor.uri}
 
 
-def asset_entry(name: str, kind: str, asset: StoredAsset, descriptor: StoredAsset) -> dict[str, Any]:
+def asset_entry(
+    name: str, kind: str, asset: StoredAsset, descriptor: StoredAsset
+) -> dict[str, Any]:
     """The package.json asset entry for ``name`` (what add-raw-model prints to paste)."""
     return {"name": name, "implementations": [implementation(kind, asset, descriptor)]}
 
@@ -45,18 +47,34 @@ class Registration:
 def _node_for(kind: str, asset_name: str, interface_ref: str) -> dict[str, Any]:
     if kind == "model":
         return {"name": asset_name, "interface": interface_ref}
-    return {"name": f"{asset_name}_node", "interface": interface_ref, "overridable": False,
-            "launch": "onAppStart"}
+    return {
+        "name": f"{asset_name}_node",
+        "interface": interface_ref,
+        "overridable": False,
+        "launch": "onAppStart",
+    }
 
 
 def _uris(impls: list[dict[str, Any]]) -> set[str]:
-    return {impl[key] for impl in impls for key in ("assetUri", "descriptorUri")
-            if impl.get(key) and impl.get("type") != "system"}
+    return {
+        impl[key]
+        for impl in impls
+        for key in ("assetUri", "descriptorUri")
+        if impl.get(key) and impl.get("type") != "system"
+    }
 
 
-def register(project: Project, packages: list[Package], graph: dict[str, Any] | None, *,
-             asset_name: str, kind: str, asset: StoredAsset, descriptor: StoredAsset,
-             tx: Transaction) -> list[Registration]:
+def register(
+    project: Project,
+    packages: list[Package],
+    graph: dict[str, Any] | None,
+    *,
+    asset_name: str,
+    kind: str,
+    asset: StoredAsset,
+    descriptor: StoredAsset,
+    tx: Transaction,
+) -> list[Registration]:
     """Stage the package.json and graph.json changes for a new asset version.
 
     For each package: replace (or append) asset ``asset_name`` with one implementation; keep
@@ -88,26 +106,38 @@ def register(project: Project, packages: list[Package], graph: dict[str, Any] | 
         if not any(i.get("asset") == asset_name for i in package.interfaces()):
             interface_name = f"{asset_name}_interface"
             if package.interface(interface_name) is not None:
-                raise UserError(f"{project.rel(package.manifest_path)}: interface {interface_name} "
-                                f"exists but uses another asset", hint="rename that interface")
-            package.interfaces().append(render_json(
-                "package/interface.json.j2", name=interface_name, category=CATEGORY[kind],
-                asset=asset_name))
+                raise UserError(
+                    f"{project.rel(package.manifest_path)}: interface {interface_name} "
+                    f"exists but uses another asset",
+                    hint="rename that interface",
+                )
+            package.interfaces().append(
+                render_json(
+                    "package/interface.json.j2",
+                    name=interface_name,
+                    category=CATEGORY[kind],
+                    asset=asset_name,
+                )
+            )
             result.interface_added = interface_name
             if graph is not None:
                 account = package.account
                 if account is None:
-                    raise UserError(f"{project.rel(package.folder)}: folder is not named "
-                                    f"<account>-{package.name}-{package.version}",
-                                    hint="run import-application to fix the package folders")
+                    raise UserError(
+                        f"{project.rel(package.folder)}: folder is not named "
+                        f"<account>-{package.name}-{package.version}",
+                        hint="run import-application to fix the package folders",
+                    )
                 ref = f"{account}::{package.name}"
                 graph_edit.add_package(graph, ref, package.version)
                 interface_ref = f"{ref}.{interface_name}"
                 if not graph_edit.nodes_using(graph, interface_ref):
                     node = _node_for(kind, asset_name, interface_ref)
                     if graph_edit.find_node(graph, node["name"]) is not None:
-                        raise UserError(f"graph.json already has a node called {node['name']}",
-                                        hint="choose another asset name")
+                        raise UserError(
+                            f"graph.json already has a node called {node['name']}",
+                            hint="choose another asset name",
+                        )
                     graph_edit.add_node(graph, node)
                     result.node_added = node["name"]
         tx.write_json(package.manifest_path, package.data)

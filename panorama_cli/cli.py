@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: keep the user's terminal clean unless --debug
         if _debug_requested(args):
             raise
-        console.error(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)")
+        console.error(
+            f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for details)"
+        )
         sys.exit(1)
     sys.exit(0)

@@ -76,8 +76,14 @@ def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         TransferSpeedColumn,
     )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err(),
-                  transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err(),
+        transient=False,
+    ) as progress:
         task = progress.add_task(description, total=None)
         yield (lambda n: progress.advance(task, n)), (lambda t: progress.update(task, total=t))

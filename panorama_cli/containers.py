@@ -46,19 +46,26 @@ def check_runtime_descriptor(package: Package, project: Project) -> bytes:
     path = package.descriptor_path
     where = project.rel(path)
     if not path.is_file():
-        raise UserError(f"{where}: missing", hint="a container package needs a runtimeDescriptor descriptor.json")
+        raise UserError(
+            f"{where}: missing",
+            hint="a container package needs a runtimeDescriptor descriptor.json",
+        )
     raw = path.read_bytes()
     data = loads(raw.decode("utf-8", errors="replace"), where)
     if not isinstance(data, dict) or "runtimeDescriptor" not in data:
-        raise UserError(f"{where}: not a runtime descriptor (no runtimeDescriptor)",
-                        hint="container packages describe their entry point in runtimeDescriptor")
+        raise UserError(
+            f"{where}: not a runtime descriptor (no runtimeDescriptor)",
+            hint="container packages describe their entry point in runtimeDescriptor",
+        )
     problems = schemas.check(schemas.DESCRIPTOR, data, where)
     if problems:
         raise UserError(problems[0].line(), hint="fix the descriptor and re-run")
     entry = data["runtimeDescriptor"].get("entry", {})
     if ENTRY_PLACEHOLDER in str(entry.get("name", "")):
-        raise UserError(f"{where}#/runtimeDescriptor/entry/name: entry file is still a placeholder",
-                        hint="name your code's file under src/, e.g. /panorama/app.py")
+        raise UserError(
+            f"{where}#/runtimeDescriptor/entry/name: entry file is still a placeholder",
+            hint="name your code's file under src/, e.g. /panorama/app.py",
+        )
     return raw
 
 
@@ -79,7 +86,10 @@ def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--build-arg {item!r} is not KEY=VALUE", hint="e.g. --build-arg BASE_IMAGE=my/base:1")
+            raise UserError(
+                f"--build-arg {item!r} is not KEY=VALUE",
+                hint="e.g. --build-arg BASE_IMAGE=my/base:1",
+            )
         result[key] = value
     return result
 
@@ -92,9 +102,16 @@ def _prepare(project: Project, package_path: str, asset_name: str):
     return package, raw, graph
 
 
-def _store_and_register(project: Project, package: Package, graph, raw: bytes, asset_name: str,
-                        image: str, platform: str | None,
-                        progress: Callable[[int], None] | None) -> ContainerResult:
+def _store_and_register(
+    project: Project,
+    package: Package,
+    graph,
+    raw: bytes,
+    asset_name: str,
+    image: str,
+    platform: str | None,
+    progress: Callable[[int], None] | None,
+) -> ContainerResult:
     before = set(os.listdir(project.assets_dir))
     try:
         with docker_engine.export_filesystem(image, platform=platform) as chunks:
@@ -102,8 +119,15 @@ def _store_and_register(project: Project, package: Package, graph, raw: bytes, a
         descriptor = store_bytes(raw, project.assets_dir, suffix=".json")
         tx = Transaction()
         [registration] = asset_registry.register(
-            project, [package], graph, asset_name=asset_name, kind="container", asset=asset,
-            descriptor=descriptor, tx=tx)
+            project,
+            [package],
+            graph,
+            asset_name=asset_name,
+            kind="container",
+            asset=asset,
+            descriptor=descriptor,
+            tx=tx,
+        )
         tx.commit()
     except BaseException:
         remove_new_files(project.assets_dir, before)
@@ -111,10 +135,17 @@ def _store_and_register(project: Project, package: Package, graph, raw: bytes, a
     return ContainerResult(image, asset, descriptor, registration)
 
 
-def build_container(project: Project, package_path: str, asset_name: str, *,
-                    platform: str = DEFAULT_PLATFORM, build_args: dict[str, str] | None = None,
-                    local_image: bool = False, on_log: Callable[[str], None] | None = None,
-                    progress: Callable[[int], None] | None = None) -> ContainerResult:
+def build_container(
+    project: Project,
+    package_path: str,
+    asset_name: str,
+    *,
+    platform: str = DEFAULT_PLATFORM,
+    build_args: dict[str, str] | None = None,
+    local_image: bool = False,
+    on_log: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ContainerResult:
     """Build the package's Dockerfile for ``platform`` and store the image as the asset.
 
     Args:
@@ -133,18 +164,33 @@ def build_container(project: Project, package_path: str, asset_name: str, *,
     del local_image  # builds never pull: base images come from the local engine
     package, raw, graph = _prepare(project, package_path, asset_name)
     if not (package.folder / "Dockerfile").is_file():
-        raise UserError(f"{project.rel(package.folder)}: no Dockerfile",
-                        hint="create one (create-package --type Container writes a starter)")
+        raise UserError(
+            f"{project.rel(package.folder)}: no Dockerfile",
+            hint="create one (create-package --type Container writes a starter)",
+        )
     docker_engine.check_platform(platform)
-    image = docker_engine.build_image(package.folder, tag=image_tag(package, asset_name),
-                                      platform=platform, build_args=build_args, on_log=on_log)
-    result = _store_and_register(project, package, graph, raw, asset_name, image, platform, progress)
+    image = docker_engine.build_image(
+        package.folder,
+        tag=image_tag(package, asset_name),
+        platform=platform,
+        build_args=build_args,
+        on_log=on_log,
+    )
+    result = _store_and_register(
+        project, package, graph, raw, asset_name, image, platform, progress
+    )
     result.image = image_tag(package, asset_name)
     return result
 
 
-def export_container(project: Project, package_path: str, asset_name: str, image: str, *,
-                     progress: Callable[[int], None] | None = None) -> ContainerResult:
+def export_container(
+    project: Project,
+    package_path: str,
+    asset_name: str,
+    image: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> ContainerResult:
     """Store an existing local image ``image`` as the package's container asset.
 
     Raises:

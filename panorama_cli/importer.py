@@ -73,7 +73,9 @@ def import_application(project: Project, account: str) -> ImportResult:
             continue
         problems = schemas.check(schemas.OVERRIDES, data, project.rel(override))
         if problems:
-            raise UserError(f"refusing to change {problems[0].line()}", hint="fix the override file first")
+            raise UserError(
+                f"refusing to change {problems[0].line()}", hint="fix the override file first"
+            )
         if _rewrite_manifest(data["nodeGraphOverrides"], account):
             tx.write_json(override, data)
             result.rewritten.append(project.rel(override))
@@ -83,7 +85,9 @@ def import_application(project: Project, account: str) -> ImportResult:
         if target.name == folder.name:
             continue
         if target.exists():
-            raise UserError(f"{project.rel(target)} already exists", hint="remove one of the two copies")
+            raise UserError(
+                f"{project.rel(target)} already exists", hint="remove one of the two copies"
+            )
         tx.rename(folder, target)
         result.renamed.append((project.rel(folder), project.rel(target)))
     tx.commit()

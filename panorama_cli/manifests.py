@@ -51,7 +51,7 @@ def loads(text: str, path: Path | str = "<string>") -> Any:
 
 
 def dumps(data: Any) -> str:
-    """Serialize ``data`` the way every manifest is written: 4-space indent, order kept, final newline."""
+    """Serialize ``data`` as every manifest is written: 4-space indent, key order, final newline."""
     return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
 
 
@@ -78,7 +78,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def pointer(*parts: str | int) -> str:
-    """Build an RFC 6901 JSON pointer, e.g. ``pointer("nodeGraph", "nodes", 3)`` -> ``/nodeGraph/nodes/3``."""
+    """RFC 6901 JSON pointer: ``pointer("nodeGraph", "nodes", 3)`` -> ``/nodeGraph/nodes/3``."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 

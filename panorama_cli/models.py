@@ -50,32 +50,44 @@ def check_model_descriptor(path: Path, project: Project) -> bytes:
     data = loads(raw.decode("utf-8", errors="replace"), path)
     where = project.rel(path)
     if not isinstance(data, dict) or "mlModelDescriptor" not in data:
-        raise UserError(f"{where}: not a model descriptor (no mlModelDescriptor)",
-                        hint="pass the descriptor.json of a Model package")
+        raise UserError(
+            f"{where}: not a model descriptor (no mlModelDescriptor)",
+            hint="pass the descriptor.json of a Model package",
+        )
     body = data["mlModelDescriptor"]
     if isinstance(body, dict) and not body.get("framework"):
-        raise UserError(f"{where}#/mlModelDescriptor/framework: model framework is empty",
-                        hint="set PYTORCH, TENSORFLOW or MXNET and the model's inputs")
+        raise UserError(
+            f"{where}#/mlModelDescriptor/framework: model framework is empty",
+            hint="set PYTORCH, TENSORFLOW or MXNET and the model's inputs",
+        )
     problems = schemas.check(schemas.DESCRIPTOR, data, where)
     if problems:
         raise UserError(problems[0].line(), hint="fix the descriptor and re-run")
     for i, tensor in enumerate(body.get("inputs", [])):
         if not tensor.get("name") or not tensor.get("shape"):
-            raise UserError(f"{where}#/mlModelDescriptor/inputs/{i}: input name or shape is empty",
-                            hint='fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}')
+            raise UserError(
+                f"{where}#/mlModelDescriptor/inputs/{i}: input name or shape is empty",
+                hint='fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}',
+            )
     return raw
 
 
 def _check_gzip(path: Path, source: str) -> None:
     with open(path, "rb") as fh:
         if fh.read(2) != GZIP_MAGIC:
-            raise UserError(f"{source} is not a .tar.gz archive",
-                            hint="package the model files with `tar czf model.tar.gz <files>`")
+            raise UserError(
+                f"{source} is not a .tar.gz archive",
+                hint="package the model files with `tar czf model.tar.gz <files>`",
+            )
 
 
-def _store_from_s3(uri: str, assets_dir: Path, session_factory: Callable[[], Any],
-                   progress: Callable[[int], None] | None,
-                   on_size: Callable[[int], None] | None) -> StoredAsset:
+def _store_from_s3(
+    uri: str,
+    assets_dir: Path,
+    session_factory: Callable[[], Any],
+    progress: Callable[[int], None] | None,
+    on_size: Callable[[int], None] | None,
+) -> StoredAsset:
     from panorama_cli.aws import s3
 
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-s3-", suffix=".tar.gz", dir=assets_dir)
@@ -92,12 +104,18 @@ def _store_from_s3(uri: str, assets_dir: Path, session_factory: Callable[[], Any
         tmp.unlink(missing_ok=True)
 
 
-def add_raw_model(project: Project, asset_name: str, *, descriptor_path: Path,
-                  local_path: Path | None = None, s3_uri: str | None = None,
-                  package_paths: tuple[str, ...] = (),
-                  session_factory: Callable[[], Any] | None = None,
-                  progress: Callable[[int], None] | None = None,
-                  on_size: Callable[[int], None] | None = None) -> ModelResult:
+def add_raw_model(
+    project: Project,
+    asset_name: str,
+    *,
+    descriptor_path: Path,
+    local_path: Path | None = None,
+    s3_uri: str | None = None,
+    package_paths: tuple[str, ...] = (),
+    session_factory: Callable[[], Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_size: Callable[[int], None] | None = None,
+) -> ModelResult:
     """Store a model archive and its descriptor; register them in ``package_paths``.
 
     Args:
@@ -122,7 +140,9 @@ def add_raw_model(project: Project, asset_name: str, *, descriptor_path: Path,
     if local_path is not None:
         local_path = Path(local_path)
         if not local_path.is_file():
-            raise UserError(f"{local_path}: no such model file", hint="pass the path of a .tar.gz archive")
+            raise UserError(
+                f"{local_path}: no such model file", hint="pass the path of a .tar.gz archive"
+            )
         _check_gzip(local_path, str(local_path))
     before = set(os.listdir(project.assets_dir))
     try:
@@ -137,9 +157,20 @@ def add_raw_model(project: Project, asset_name: str, *, descriptor_path: Path,
             asset = _store_from_s3(s3_uri, project.assets_dir, session_factory, progress, on_size)
         descriptor = store_bytes(raw_descriptor, project.assets_dir, suffix=".json")
         tx = Transaction()
-        registrations = asset_registry.register(
-            project, packages, graph, asset_name=asset_name, kind="model", asset=asset,
-            descriptor=descriptor, tx=tx) if packages else []
+        registrations = (
+            asset_registry.register(
+                project,
+                packages,
+                graph,
+                asset_name=asset_name,
+                kind="model",
+                asset=asset,
+                descriptor=descriptor,
+                tx=tx,
+            )
+            if packages
+            else []
+        )
         tx.commit()
     except BaseException:
         remove_new_files(project.assets_dir, before)

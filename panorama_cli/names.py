@@ -33,7 +33,9 @@ class NameRule:
 
     def describe(self) -> str:
         """Human-readable rule, e.g. ``letters, digits, '-' and '_' (at most 128)``."""
-        return f"must match {self.pattern} (at most {self.max_length} characters, e.g. {self.example})"
+        return (
+            f"must match {self.pattern} (at most {self.max_length} characters, e.g. {self.example})"
+        )
 
 
 PACKAGE_NAME = NameRule("package name", r"[a-zA-Z0-9\-_]+", 128, "people_counter")
@@ -60,7 +62,7 @@ def check(rule: NameRule, value: str) -> str:
 
 
 def package_folder_name(account: str, name: str, version: str) -> str:
-    """Folder of a node package under packages/: ``<account>-<name>-<version>`` (upstream layout)."""
+    """Folder of a node package under packages/: ``<account>-<name>-<version>`` (upstream)."""
     return f"{account}-{name}-{version}"
 
 

@@ -58,7 +58,7 @@ class Package:
 
     @property
     def account(self) -> str | None:
-        """Account id from the folder name ``<account>-<name>-<version>``; None if it doesn't fit."""
+        """Account id from the folder name ``<account>-<name>-<version>``, else None."""
         suffix = f"-{self.name}-{self.version}"
         folder = self.folder.name
         if self.name and folder.endswith(suffix) and len(folder) > len(suffix):
@@ -104,7 +104,8 @@ class Project:
             if all((folder / d).is_dir() for d in PROJECT_DIRS):
                 return cls(folder)
         raise UserError(
-            f"{here} is not inside a Panorama project (no folder above holds assets/, graphs/, packages/)",
+            f"{here} is not inside a Panorama project "
+            "(no folder above holds assets/, graphs/, packages/)",
             hint="run `panorama-cli init-project --name <name>` or cd into a project",
         )
 
@@ -159,7 +160,9 @@ class Project:
         graph = graph if graph is not None else self.load_graph()
         seen: list[str] = []
         for pkg in graph.get("nodeGraph", {}).get("packages", []) or []:
-            parts = names.split_package_ref(str(pkg.get("name", ""))) if isinstance(pkg, dict) else None
+            parts = (
+                names.split_package_ref(str(pkg.get("name", ""))) if isinstance(pkg, dict) else None
+            )
             if parts and parts[0] != names.PANORAMA_ACCOUNT and parts[0] not in seen:
                 seen.append(parts[0])
         return seen

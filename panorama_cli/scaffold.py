@@ -41,7 +41,9 @@ def init_project(parent: Path, name: str, account_id: str | None = None) -> Proj
         raise UserError(f"{root} already exists", hint="choose another --name or remove the folder")
     staging = Path(parent) / f".{name}.creating"
     if staging.exists():
-        raise UserError(f"{staging} exists (left by an interrupted run)", hint="remove it and re-run")
+        raise UserError(
+            f"{staging} exists (left by an interrupted run)", hint="remove it and re-run"
+        )
     try:
         for folder in PROJECT_DIRS:
             (staging / folder).mkdir(parents=True)
@@ -72,8 +74,14 @@ class CreatedPackage:
     node: str | None
 
 
-def create_package(project: Project, name: str, account: str, *, package_type: str = "Container",
-                   version: str = "1.0") -> CreatedPackage:
+def create_package(
+    project: Project,
+    name: str,
+    account: str,
+    *,
+    package_type: str = "Container",
+    version: str = "1.0",
+) -> CreatedPackage:
     """Create node package ``name`` and list it in graph.json (a node too for Camera/Datasink).
 
     Args:
@@ -91,19 +99,27 @@ def create_package(project: Project, name: str, account: str, *, package_type: s
     names.check(names.PACKAGE_VERSION, version)
     names.check(names.ACCOUNT_ID, account)
     if package_type not in PACKAGE_TYPES:
-        raise UserError(f"unknown package type {package_type!r}", hint=f"use one of {', '.join(PACKAGE_TYPES)}")
+        raise UserError(
+            f"unknown package type {package_type!r}", hint=f"use one of {', '.join(PACKAGE_TYPES)}"
+        )
     graph = project.load_graph_for_update()
     ref = f"{account}::{name}"
     folder = project.packages_dir / names.package_folder_name(account, name, version)
     if folder.exists():
-        raise UserError(f"{project.rel(folder)} already exists", hint="choose another --name or --version")
+        raise UserError(
+            f"{project.rel(folder)} already exists", hint="choose another --name or --version"
+        )
     for existing in project.package_folders():
         pkg = project.load_package(existing)
         if pkg.name == name:
-            raise UserError(f"package {name} already exists in {project.rel(existing)}",
-                            hint="node package names are unique within an application")
+            raise UserError(
+                f"package {name} already exists in {project.rel(existing)}",
+                hint="node package names are unique within an application",
+            )
     if any(p.get("name") == ref for p in graph_edit.body(graph).get("packages", [])):
-        raise UserError(f"graph.json already lists package {ref}", hint="remove it first or choose another name")
+        raise UserError(
+            f"graph.json already lists package {ref}", hint="remove it first or choose another name"
+        )
 
     files = _package_files(name, version, package_type)
     graph_edit.add_package(graph, ref, version)
@@ -111,8 +127,12 @@ def create_package(project: Project, name: str, account: str, *, package_type: s
     if package_type in _SYSTEM_INTERFACES:
         node = name
         if graph_edit.find_node(graph, node) is not None:
-            raise UserError(f"graph.json already has a node called {node}", hint="choose another --name")
-        graph_edit.add_node(graph, {"name": node, "interface": f"{ref}.{_SYSTEM_INTERFACES[package_type]}"})
+            raise UserError(
+                f"graph.json already has a node called {node}", hint="choose another --name"
+            )
+        graph_edit.add_node(
+            graph, {"name": node, "interface": f"{ref}.{_SYSTEM_INTERFACES[package_type]}"}
+        )
 
     staging = project.packages_dir / f".{folder.name}.creating"
     if staging.exists():
@@ -142,7 +162,9 @@ def _package_files(name: str, version: str, package_type: str) -> dict[str, str]
     if package_type == "Model":
         files["descriptor.json"] = dumps(render_json("package/model/descriptor.json.j2"))
         return files
-    files["descriptor.json"] = dumps(render_json("package/container/descriptor.json.j2", entry=ENTRY_FILE))
+    files["descriptor.json"] = dumps(
+        render_json("package/container/descriptor.json.j2", entry=ENTRY_FILE)
+    )
     files["Dockerfile"] = render_text("package/container/Dockerfile.j2", **ctx)
     files[f"src/{ENTRY_FILE}"] = render_text("package/container/app.py.j2", **ctx)
     return files
@@ -174,8 +196,10 @@ def add_panorama_package(project: Project, package_type: str, name: str) -> bool
     if existing is not None:
         if existing.get("interface") == node["interface"]:
             return False
-        raise UserError(f"graph.json already has a node called {name} ({existing.get('interface')})",
-                        hint="choose another --name")
+        raise UserError(
+            f"graph.json already has a node called {name} ({existing.get('interface')})",
+            hint="choose another --name",
+        )
     graph_edit.add_package(graph, ref, "1.0")
     graph_edit.add_node(graph, node)
     tx = Transaction()

@@ -63,7 +63,9 @@ def check(kind: str, data: Any, file: str) -> list[Problem]:
                 error = deepest
         where = pointer(*error.absolute_path)
         problems.append(
-            Problem(file, where, _message(error), "see the manifest schema ver_2021-01-01 for the field")
+            Problem(
+                file, where, _message(error), "see the manifest schema ver_2021-01-01 for the field"
+            )
         )
     return problems
 

@@ -76,59 +76,89 @@ class _Checker:
                 continue
             package = Package(folder, data)
             if package.name in self.packages:
-                self.add(package.manifest_path, "/nodePackage/name",
-                         f"package name {package.name!r} is also used by "
-                         f"{self.project.rel(self.packages[package.name].folder)}",
-                         "give each node package its own name")
+                self.add(
+                    package.manifest_path,
+                    "/nodePackage/name",
+                    f"package name {package.name!r} is also used by "
+                    f"{self.project.rel(self.packages[package.name].folder)}",
+                    "give each node package its own name",
+                )
                 continue
             self.packages[package.name] = package
             self.check_package(package)
 
     def check_package(self, package: Package) -> None:
         path = package.manifest_path
-        body = package.body
         kind = self.package_kind(package)
         if package.account is None:
-            self.add(package.folder, "",
-                     f"folder name does not end with -{package.name}-{package.version}",
-                     "node package folders are named <account>-<name>-<version>")
+            self.add(
+                package.folder,
+                "",
+                f"folder name does not end with -{package.name}-{package.version}",
+                "node package folders are named <account>-<name>-<version>",
+            )
         if not package.version:
-            self.add(path, "/nodePackage/version", "package.json has no version",
-                     'add "version": "1.0"')
+            self.add(
+                path, "/nodePackage/version", "package.json has no version", 'add "version": "1.0"'
+            )
         asset_names: set[str] = set()
         for i, asset in enumerate(package.assets()):
             ptr = pointer("nodePackage", "assets", i)
             if asset["name"] in asset_names:
-                self.add(path, ptr + "/name", f"asset {asset['name']!r} is defined twice",
-                         "keep one definition")
+                self.add(
+                    path,
+                    ptr + "/name",
+                    f"asset {asset['name']!r} is defined twice",
+                    "keep one definition",
+                )
             asset_names.add(asset["name"])
             for j, impl in enumerate(asset.get("implementations", [])):
                 self.check_implementation(path, f"{ptr}/implementations/{j}", impl)
         interfaces = package.interfaces()
         if not interfaces:
-            self.add(path, "/nodePackage/interfaces", "package defines no interface",
-                     self.asset_hint(package, kind, "<asset>"))
+            self.add(
+                path,
+                "/nodePackage/interfaces",
+                "package defines no interface",
+                self.asset_hint(package, kind, "<asset>"),
+            )
         seen: set[str] = set()
         for i, interface in enumerate(interfaces):
             ptr = pointer("nodePackage", "interfaces", i)
             if interface["name"] in seen:
-                self.add(path, ptr + "/name", f"interface {interface['name']!r} is defined twice",
-                         "keep one definition")
+                self.add(
+                    path,
+                    ptr + "/name",
+                    f"interface {interface['name']!r} is defined twice",
+                    "keep one definition",
+                )
             seen.add(interface["name"])
             asset = interface.get("asset")
             if asset is not None and asset not in asset_names:
-                self.add(path, ptr + "/asset",
-                         f"interface {interface['name']!r} names asset {asset!r}, which the "
-                         "package does not define", self.asset_hint(package, kind, asset))
+                self.add(
+                    path,
+                    ptr + "/asset",
+                    f"interface {interface['name']!r} names asset {asset!r}, which the "
+                    "package does not define",
+                    self.asset_hint(package, kind, asset),
+                )
             for direction in ("inputs", "outputs"):
                 ports = [p["name"] for p in interface.get(direction, [])]
                 for k, port in enumerate(ports):
                     if not names.PORT_NAME.matches(port):
-                        self.add(path, f"{ptr}/{direction}/{k}/name",
-                                 f"invalid port name {port!r}", f"it {names.PORT_NAME.describe()}")
+                        self.add(
+                            path,
+                            f"{ptr}/{direction}/{k}/name",
+                            f"invalid port name {port!r}",
+                            f"it {names.PORT_NAME.describe()}",
+                        )
                     elif ports.index(port) != k:
-                        self.add(path, f"{ptr}/{direction}/{k}/name",
-                                 f"port {port!r} is defined twice", "rename one of them")
+                        self.add(
+                            path,
+                            f"{ptr}/{direction}/{k}/name",
+                            f"port {port!r} is defined twice",
+                            "rename one of them",
+                        )
         if package.descriptor_path.is_file():
             self.check_descriptor(package.descriptor_path, package)
 
@@ -141,15 +171,24 @@ class _Checker:
             return "other"
         if isinstance(descriptor, dict) and "mlModelDescriptor" in descriptor:
             return "model"
-        return "container" if isinstance(descriptor, dict) and "runtimeDescriptor" in descriptor else "other"
+        return (
+            "container"
+            if isinstance(descriptor, dict) and "runtimeDescriptor" in descriptor
+            else "other"
+        )
 
     def asset_hint(self, package: Package, kind: str, asset: str) -> str:
         where = self.project.rel(package.folder)
         if kind == "container":
-            return f"run `panorama-cli build-container --container-asset-name {asset} --package-path {where}`"
+            return (
+                f"run `panorama-cli build-container --container-asset-name {asset} "
+                f"--package-path {where}`"
+            )
         if kind == "model":
-            return (f"run `panorama-cli add-raw-model --model-asset-name {asset} --model-local-path "
-                    f"<model.tar.gz> --descriptor-path {where}/descriptor.json --packages-path {where}`")
+            return (
+                f"run `panorama-cli add-raw-model --model-asset-name {asset} --model-local-path "
+                f"<model.tar.gz> --descriptor-path {where}/descriptor.json --packages-path {where}`"
+            )
         return "add the asset to package.json"
 
     def check_implementation(self, path: Path, ptr: str, impl: dict[str, Any]) -> None:
@@ -161,11 +200,19 @@ class _Checker:
                 continue
             file = self.project.assets_dir / uri
             if "/" in uri or "\\" in uri or uri in (".", ".."):
-                self.add(path, f"{ptr}/{key}", f"{key} {uri!r} must be a file name in assets/",
-                         "re-run the command that created the asset")
+                self.add(
+                    path,
+                    f"{ptr}/{key}",
+                    f"{key} {uri!r} must be a file name in assets/",
+                    "re-run the command that created the asset",
+                )
             elif not file.is_file():
-                self.add(path, f"{ptr}/{key}", f"{key} assets/{uri} is missing",
-                         "re-run add-raw-model / build-container to recreate it")
+                self.add(
+                    path,
+                    f"{ptr}/{key}",
+                    f"{key} assets/{uri} is missing",
+                    "re-run add-raw-model / build-container to recreate it",
+                )
             else:
                 self.check_hash(path, f"{ptr}/{key}", file)
                 if key == "descriptorUri":
@@ -174,14 +221,23 @@ class _Checker:
     def check_hash(self, path: Path, ptr: str, file: Path) -> None:
         match = _SHA_NAME.match(file.name)
         if match is None:
-            self.add(path, ptr, f"assets/{file.name} is not named by its sha256",
-                     "re-run the command that created the asset", WARNING)
+            self.add(
+                path,
+                ptr,
+                f"assets/{file.name} is not named by its sha256",
+                "re-run the command that created the asset",
+                WARNING,
+            )
             return
         if file not in self._hash_cache:
             self._hash_cache[file] = sha256_file(file)
         if self._hash_cache[file] != match.group(1):
-            self.add(path, ptr, f"assets/{file.name} does not match its sha256 (changed or corrupt)",
-                     "re-run add-raw-model / build-container to recreate it")
+            self.add(
+                path,
+                ptr,
+                f"assets/{file.name} does not match its sha256 (changed or corrupt)",
+                "re-run add-raw-model / build-container to recreate it",
+            )
 
     def check_descriptor(self, file: Path, package: Package | None) -> None:
         try:
@@ -193,33 +249,57 @@ class _Checker:
         model = data.get("mlModelDescriptor") if isinstance(data, dict) else None
         if isinstance(model, dict):
             if model.get("framework", "") == "":
-                placeholders.append(("/mlModelDescriptor/framework", "model framework is empty",
-                                     "set PYTORCH, TENSORFLOW or MXNET"))
+                placeholders.append(
+                    (
+                        "/mlModelDescriptor/framework",
+                        "model framework is empty",
+                        "set PYTORCH, TENSORFLOW or MXNET",
+                    )
+                )
             for i, tensor in enumerate(model.get("inputs") or []):
-                if isinstance(tensor, dict) and (tensor.get("name") == "" or tensor.get("shape") == []):
-                    placeholders.append((f"/mlModelDescriptor/inputs/{i}",
-                                         "model input name or shape is empty",
-                                         'fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}'))
+                if isinstance(tensor, dict) and (
+                    tensor.get("name") == "" or tensor.get("shape") == []
+                ):
+                    placeholders.append(
+                        (
+                            f"/mlModelDescriptor/inputs/{i}",
+                            "model input name or shape is empty",
+                            'fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}',
+                        )
+                    )
         runtime = data.get("runtimeDescriptor") if isinstance(data, dict) else None
         entry = runtime.get("entry") if isinstance(runtime, dict) else None
         entry_name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(entry_name, str) and ENTRY_PLACEHOLDER in entry_name:
-            placeholders.append(("/runtimeDescriptor/entry/name", "entry file is still a placeholder",
-                                 "name the file under src/, e.g. /panorama/app.py"))
+            placeholders.append(
+                (
+                    "/runtimeDescriptor/entry/name",
+                    "entry file is still a placeholder",
+                    "name the file under src/, e.g. /panorama/app.py",
+                )
+            )
         taken = {p[0] for p in placeholders}
         for ptr, message, hint in placeholders:
             self.add(file, ptr, message, hint)
         for problem in schemas.check(schemas.DESCRIPTOR, data, self.project.rel(file)):
             if not any(problem.pointer.startswith(t) for t in taken):
                 self.problems.append(problem)
-        if (package is not None and isinstance(entry_name, str) and entry_name.startswith("/panorama/")
-                and ENTRY_PLACEHOLDER not in entry_name and (package.folder / "src").is_dir()):
-            source = package.folder / "src" / entry_name[len("/panorama/"):]
+        if (
+            package is not None
+            and isinstance(entry_name, str)
+            and entry_name.startswith("/panorama/")
+            and ENTRY_PLACEHOLDER not in entry_name
+            and (package.folder / "src").is_dir()
+        ):
+            source = package.folder / "src" / entry_name[len("/panorama/") :]
             if not source.is_file():
-                self.add(file, "/runtimeDescriptor/entry/name",
-                         f"entry {entry_name} has no file src/{source.name} in the package",
-                         "the Dockerfile copies src/ to /panorama/; create the file or fix the name",
-                         WARNING)
+                self.add(
+                    file,
+                    "/runtimeDescriptor/entry/name",
+                    f"entry {entry_name} has no file src/{source.name} in the package",
+                    "the Dockerfile copies src/ to /panorama/; create the file or fix the name",
+                    WARNING,
+                )
 
     # -- graph -------------------------------------------------------------------------------
     def check_graph(self) -> None:
@@ -244,8 +324,12 @@ class _Checker:
 
     def check_graph_packages(self, path: Path, refs: list[dict[str, Any]]) -> set[str]:
         if not refs:
-            self.add(path, "/nodeGraph/packages", "the graph lists no package",
-                     "add one with create-package or add-panorama-package")
+            self.add(
+                path,
+                "/nodeGraph/packages",
+                "the graph lists no package",
+                "add one with create-package or add-panorama-package",
+            )
         listed: set[str] = set()
         for i, ref in enumerate(refs):
             ptr = pointer("nodeGraph", "packages", i)
@@ -258,25 +342,42 @@ class _Checker:
                 continue
             package = self.packages.get(package_name)
             if package is None:
-                self.add(path, ptr, f"package {name} {version} has no folder under packages/",
-                         f"run `panorama-cli create-package --name {package_name}` or remove it")
+                self.add(
+                    path,
+                    ptr,
+                    f"package {name} {version} has no folder under packages/",
+                    f"run `panorama-cli create-package --name {package_name}` or remove it",
+                )
                 continue
             expected = names.package_folder_name(account, package_name, version)
             if package.version != version:
-                self.add(path, ptr + "/version",
-                         f"graph names {name} version {version} but package.json has {package.version}",
-                         "make the versions agree")
+                self.add(
+                    path,
+                    ptr + "/version",
+                    f"graph names {name} version {version} but package.json has {package.version}",
+                    "make the versions agree",
+                )
             elif package.folder.name != expected:
-                self.add(package.folder, "", f"folder should be packages/{expected} for {name} {version}",
-                         "rename the folder, or run import-application to set the account")
+                self.add(
+                    package.folder,
+                    "",
+                    f"folder should be packages/{expected} for {name} {version}",
+                    "rename the folder, or run import-application to set the account",
+                )
         for package in self.packages.values():
             if not any((names.split_package_ref(r) or ("", ""))[1] == package.name for r in listed):
-                self.add(package.manifest_path, "",
-                         f"package {package.name} is not listed in {self.project.rel(path)}",
-                         "add it to nodeGraph.packages or delete the folder", WARNING)
+                self.add(
+                    package.manifest_path,
+                    "",
+                    f"package {package.name} is not listed in {self.project.rel(path)}",
+                    "add it to nodeGraph.packages or delete the folder",
+                    WARNING,
+                )
         return listed
 
-    def interface_ports(self, interface_ref: str, listed: set[str]) -> tuple[Ports | None, str | None]:
+    def interface_ports(
+        self, interface_ref: str, listed: set[str]
+    ) -> tuple[Ports | None, str | None]:
         """(ports, error) for a node interface; ports None when unknown but acceptable."""
         parts = names.split_interface_ref(interface_ref)
         if parts is None:
@@ -284,13 +385,20 @@ class _Checker:
         account, package_name, interface_name = parts
         ref = f"{account}::{package_name}"
         if ref not in listed:
-            return None, f"interface {interface_ref} names package {ref}, which the graph does not list"
+            return (
+                None,
+                f"interface {interface_ref} names package {ref}, which the graph does not list",
+            )
         if account == names.PANORAMA_ACCOUNT:
             known = KNOWN_INTERFACES.get(ref)
             if known is None:
                 return None, None
             if interface_name not in known:
-                return None, f"package {ref} has no interface {interface_name!r} (it has {', '.join(known)})"
+                return (
+                    None,
+                    f"package {ref} has no interface {interface_name!r} "
+                    f"(it has {', '.join(known)})",
+                )
             return known[interface_name], None
         package = self.packages.get(package_name)
         if package is None:
@@ -304,27 +412,43 @@ class _Checker:
             for direction in ("inputs", "outputs")
         }, None
 
-    def check_nodes(self, path: Path, nodes: list[dict[str, Any]], listed: set[str]) -> dict[str, Any]:
+    def check_nodes(
+        self, path: Path, nodes: list[dict[str, Any]], listed: set[str]
+    ) -> dict[str, Any]:
         if not nodes:
-            self.add(path, "/nodeGraph/nodes", "the graph has no node",
-                     "add nodes with add-panorama-package, add-raw-model or build-container")
+            self.add(
+                path,
+                "/nodeGraph/nodes",
+                "the graph has no node",
+                "add nodes with add-panorama-package, add-raw-model or build-container",
+            )
         by_name: dict[str, Any] = {}
         for i, node in enumerate(nodes):
             ptr = pointer("nodeGraph", "nodes", i)
             name, interface = node["name"], node["interface"]
             if not names.NODE_NAME.matches(name):
-                self.add(path, ptr + "/name", f"invalid node name {name!r}",
-                         f"it {names.NODE_NAME.describe()}")
+                self.add(
+                    path,
+                    ptr + "/name",
+                    f"invalid node name {name!r}",
+                    f"it {names.NODE_NAME.describe()}",
+                )
             if name in by_name:
-                self.add(path, ptr + "/name", f"node {name!r} is defined twice", "rename one of them")
+                self.add(
+                    path, ptr + "/name", f"node {name!r} is defined twice", "rename one of them"
+                )
                 continue
             if interface in VALUE_TYPES:
                 by_name[name] = interface
                 continue
             ports, error = self.interface_ports(interface, listed)
             if error:
-                self.add(path, ptr + "/interface", error,
-                         "fix the interface or add the package / interface it names")
+                self.add(
+                    path,
+                    ptr + "/interface",
+                    error,
+                    "fix the interface or add the package / interface it names",
+                )
             by_name[name] = ports
         return by_name
 
@@ -332,10 +456,16 @@ class _Checker:
         producer_type = self.port_type(path, ptr + "/producer", edge["producer"], nodes, "outputs")
         consumer_type = self.port_type(path, ptr + "/consumer", edge["consumer"], nodes, "inputs")
         if producer_type and consumer_type and producer_type != consumer_type:
-            self.add(path, ptr, f"edge connects a {producer_type} output to a {consumer_type} input",
-                     "connect ports of the same type")
+            self.add(
+                path,
+                ptr,
+                f"edge connects a {producer_type} output to a {consumer_type} input",
+                "connect ports of the same type",
+            )
 
-    def port_type(self, path: Path, ptr: str, ref: str, nodes: dict[str, Any], direction: str) -> str | None:
+    def port_type(
+        self, path: Path, ptr: str, ref: str, nodes: dict[str, Any], direction: str
+    ) -> str | None:
         node, dot, port = ref.partition(".")
         if node not in nodes:
             self.add(path, ptr, f"node {node!r} does not exist", "name a node of nodeGraph.nodes")
@@ -343,8 +473,13 @@ class _Checker:
         target = nodes[node]
         if isinstance(target, str):  # value node: its interface is its type
             if dot or direction == "inputs":
-                self.add(path, ptr, f"{node!r} is a {target} value node: it has no ports and can only "
-                         "be a producer", 'use "producer": "<value node name>"')
+                self.add(
+                    path,
+                    ptr,
+                    f"{node!r} is a {target} value node: it has no ports and can only "
+                    "be a producer",
+                    'use "producer": "<value node name>"',
+                )
                 return None
             return target
         if not dot:
@@ -357,19 +492,33 @@ class _Checker:
             other = "outputs" if direction == "inputs" else "inputs"
             what = f"an {direction[:-1]} of {node!r}"
             if port in target[other]:
-                self.add(path, ptr, f"port {port!r} is an {other[:-1]}, not {what}",
-                         "edges go from an output (producer) to an input (consumer)")
+                self.add(
+                    path,
+                    ptr,
+                    f"port {port!r} is an {other[:-1]}, not {what}",
+                    "edges go from an output (producer) to an input (consumer)",
+                )
             else:
                 have = ", ".join(ports) or "none"
-                self.add(path, ptr, f"port {port!r} is not {what} (it has: {have})",
-                         "use a port of the node's interface")
+                self.add(
+                    path,
+                    ptr,
+                    f"port {port!r} is not {what} (it has: {have})",
+                    "use a port of the node's interface",
+                )
             return None
         return ports[port]
 
-    def check_routing(self, path: Path, ptr: str, rule: dict[str, Any], nodes: dict[str, Any]) -> None:
+    def check_routing(
+        self, path: Path, ptr: str, rule: dict[str, Any], nodes: dict[str, Any]
+    ) -> None:
         if rule["node"] not in nodes:
-            self.add(path, ptr + "/node", f"node {rule['node']!r} does not exist",
-                     "name a node of nodeGraph.nodes")
+            self.add(
+                path,
+                ptr + "/node",
+                f"node {rule['node']!r} does not exist",
+                "name a node of nodeGraph.nodes",
+            )
 
     def check_overrides(self, path: Path, nodes: dict[str, Any]) -> None:
         try:
@@ -387,12 +536,20 @@ class _Checker:
         for i, override in enumerate(body.get("nodeOverrides", [])):
             ptr = pointer("nodeGraphOverrides", "nodeOverrides", i)
             if override["replace"] not in nodes:
-                self.add(path, ptr + "/replace", f"replaces node {override['replace']!r}, which the "
-                         "graph does not define", "name a node of graph.json")
+                self.add(
+                    path,
+                    ptr + "/replace",
+                    f"replaces node {override['replace']!r}, which the graph does not define",
+                    "name a node of graph.json",
+                )
             for j, item in enumerate(override["with"]):
                 if item["name"] not in override_nodes and item["name"] not in nodes:
-                    self.add(path, f"{ptr}/with/{j}/name", f"node {item['name']!r} is not defined",
-                             "define it in this file's nodes")
+                    self.add(
+                        path,
+                        f"{ptr}/with/{j}/name",
+                        f"node {item['name']!r} is not defined",
+                        "define it in this file's nodes",
+                    )
 
 
 def validate_project(project: Project) -> list[Problem]:

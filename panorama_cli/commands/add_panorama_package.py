@@ -6,8 +6,13 @@ from panorama_cli import console
 
 
 @click.command("add-panorama-package", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--type", "package_type", required=True, type=click.Choice(["camera", "data_sink"]),
-              help="camera: abstract RTSP camera; data_sink: HDMI output.")
+@click.option(
+    "--type",
+    "package_type",
+    required=True,
+    type=click.Choice(["camera", "data_sink"]),
+    help="camera: abstract RTSP camera; data_sink: HDMI output.",
+)
 @click.option("--name", required=True, help="Node name in graph.json.")
 def cli(package_type: str, name: str) -> None:
     """Add panorama::abstract_rtsp_media_source or panorama::hdmi_data_sink and a node NAME."""
@@ -17,7 +22,9 @@ def cli(package_type: str, name: str) -> None:
     project = Project.discover()
     port = "video_out" if package_type == "camera" else "video_in"
     if add_panorama_package(project, package_type, name):
-        console.success(f"Added {package_type} node {name} to {project.rel(project.graph_path)}",
-                        f'connect "{name}.{port}" with an edge in graph.json, then panorama-cli validate')
+        console.success(
+            f"Added {package_type} node {name} to {project.rel(project.graph_path)}",
+            f'connect "{name}.{port}" with an edge in graph.json, then panorama-cli validate',
+        )
     else:
         console.info(f"Node {name} is already in {project.rel(project.graph_path)}; nothing to do")

@@ -8,10 +8,17 @@ from panorama_cli import console
 @click.command("build-container", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--container-asset-name", required=True, help="Asset name of the container.")
 @click.option("--package-path", required=True, help="The container package folder.")
-@click.option("--local-image", is_flag=True, help="Build from a base image already in the local engine.")
+@click.option(
+    "--local-image", is_flag=True, help="Build from a base image already in the local engine."
+)
 @click.option("--platform", default="linux/arm64", show_default=True, help="Target platform.")
-@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
-              help="Dockerfile ARG (repeatable), e.g. BASE_IMAGE=my/base:1.")
+@click.option(
+    "--build-arg",
+    "build_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dockerfile ARG (repeatable), e.g. BASE_IMAGE=my/base:1.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def cli(container_asset_name, package_path, local_image, platform, build_args, as_json) -> None:
     """Build the Dockerfile, export the image filesystem as assets/<sha256>.tar.gz."""
@@ -21,9 +28,16 @@ def cli(container_asset_name, package_path, local_image, platform, build_args, a
     project = Project.discover()
     args = parse_build_args(build_args)
     with console.transfer(f"export {container_asset_name}") as (advance, _):
-        result = build_container(project, package_path, container_asset_name, platform=platform,
-                                 build_args=args, local_image=local_image, on_log=console.log_line,
-                                 progress=advance)
+        result = build_container(
+            project,
+            package_path,
+            container_asset_name,
+            platform=platform,
+            build_args=args,
+            local_image=local_image,
+            on_log=console.log_line,
+            progress=advance,
+        )
     report(project, result, container_asset_name, as_json)
 
 
@@ -31,15 +45,27 @@ def report(project, result, asset_name: str, as_json: bool) -> None:
     """Success output shared with export-container."""
     reg = result.registration
     if as_json:
-        console.emit_json({"image": result.image, "assetUri": result.asset.uri,
-                           "descriptorUri": result.descriptor.uri, "size": result.asset.size,
-                           "interfaceAdded": reg.interface_added, "nodeAdded": reg.node_added,
-                           "superseded": reg.superseded})
+        console.emit_json(
+            {
+                "image": result.image,
+                "assetUri": result.asset.uri,
+                "descriptorUri": result.descriptor.uri,
+                "size": result.asset.size,
+                "interfaceAdded": reg.interface_added,
+                "nodeAdded": reg.node_added,
+                "superseded": reg.superseded,
+            }
+        )
     action = "Replaced" if reg.replaced else "Added"
-    console.success(f"{action} container asset {asset_name} of {reg.package}: "
-                    f"assets/{result.asset.uri} ({result.asset.size} bytes)", "panorama-cli validate")
+    console.success(
+        f"{action} container asset {asset_name} of {reg.package}: "
+        f"assets/{result.asset.uri} ({result.asset.size} bytes)",
+        "panorama-cli validate",
+    )
     if reg.interface_added:
-        console.info(f"added interface {reg.interface_added}" +
-                     (f" and graph node {reg.node_added}" if reg.node_added else ""))
+        console.info(
+            f"added interface {reg.interface_added}"
+            + (f" and graph node {reg.node_added}" if reg.node_added else "")
+        )
     for uri in reg.superseded:
         console.info(f"removed superseded assets/{uri}")

@@ -10,9 +10,15 @@ TYPES = ("Container", "Model", "Camera", "Datasink")
 
 @click.command("create-package", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--name", required=True, help="Package name.")
-@click.option("--type", "package_type", type=click.Choice(TYPES, case_sensitive=False),
-              help="Package type (default Container).")
-@click.option("--version", default="1.0", show_default=True, help="Package version <major>.<minor>.")
+@click.option(
+    "--type",
+    "package_type",
+    type=click.Choice(TYPES, case_sensitive=False),
+    help="Package type (default Container).",
+)
+@click.option(
+    "--version", default="1.0", show_default=True, help="Package version <major>.<minor>."
+)
 @click.option("--account-id", help="Account id (default: PANORAMA_ACCOUNT_ID, graph.json, STS).")
 @click.option("-camera", "legacy_camera", is_flag=True, hidden=True, help="Legacy: --type Camera.")
 @click.option("-model", "legacy_model", is_flag=True, hidden=True, help="Legacy: --type Model.")
@@ -27,16 +33,18 @@ def cli(ctx, name, package_type, version, account_id, legacy_camera, legacy_mode
     legacy = "Camera" if legacy_camera else "Model" if legacy_model else None
     if legacy and package_type and package_type.lower() != legacy.lower():
         raise click.UsageError(f"--type {package_type} contradicts the legacy switch")
-    chosen = next((t for t in TYPES if t.lower() == (package_type or legacy or "Container").lower()))
+    chosen = next(t for t in TYPES if t.lower() == (package_type or legacy or "Container").lower())
     project = Project.discover()
     account = resolve_account(ctx, account_id, project)
     created = create_package(project, name, account, package_type=chosen, version=version)
     where = project.rel(created.folder)
     next_step = {
         "Container": f"write your code in {where}/src, then panorama-cli build-container "
-                     f"--container-asset-name {name}_code --package-path {where}",
+        f"--container-asset-name {name}_code --package-path {where}",
         "Model": f"fill in {where}/descriptor.json, then panorama-cli add-raw-model "
-                 f"--model-asset-name {name}_model --model-local-path <model.tar.gz> "
-                 f"--descriptor-path {where}/descriptor.json --packages-path {where}",
+        f"--model-asset-name {name}_model --model-local-path <model.tar.gz> "
+        f"--descriptor-path {where}/descriptor.json --packages-path {where}",
     }.get(chosen, "connect its node with edges in graph.json, then panorama-cli validate")
-    console.success(f"Created {chosen} package {created.package_ref} {version} in {where}", next_step)
+    console.success(
+        f"Created {chosen} package {created.package_ref} {version} in {where}", next_step
+    )

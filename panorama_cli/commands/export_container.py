@@ -18,6 +18,7 @@ def cli(container_asset_name, container_image_uri, package_path, as_json) -> Non
 
     project = Project.discover()
     with console.transfer(f"export {container_asset_name}") as (advance, _):
-        result = export_container(project, package_path, container_asset_name,
-                                  container_image_uri, progress=advance)
+        result = export_container(
+            project, package_path, container_asset_name, container_image_uri, progress=advance
+        )
     report(project, result, container_asset_name, as_json)

@@ -15,5 +15,7 @@ def cli(name: str, account_id: str | None) -> None:
     from panorama_cli.scaffold import init_project
 
     project = init_project(Path.cwd(), name, account_id)
-    console.success(f"Successfully created the project skeleton at {project.root}",
-                    f"cd {name} && panorama-cli create-package --name <package>")
+    console.success(
+        f"Successfully created the project skeleton at {project.root}",
+        f"cd {name} && panorama-cli create-package --name <package>",
+    )

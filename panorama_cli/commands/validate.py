@@ -17,12 +17,19 @@ def cli(as_json: bool) -> None:
     problems = validate_project(project)
     failed = errors(problems)
     if as_json:
-        console.emit_json({"valid": not failed, "root": str(project.root),
-                           "problems": [p.as_dict() for p in problems]})
+        console.emit_json(
+            {
+                "valid": not failed,
+                "root": str(project.root),
+                "problems": [p.as_dict() for p in problems],
+            }
+        )
     else:
         for problem in problems:
             console.emit_text(problem.line())
     if failed:
-        raise UserError(f"{len(failed)} error(s) in {project.root}", hint="fix them and re-run validate")
+        raise UserError(
+            f"{len(failed)} error(s) in {project.root}", hint="fix them and re-run validate"
+        )
     if not as_json:
         console.success(f"{project.root.name} is valid", "panorama-cli package-application")
