@@ -58,9 +58,7 @@ def check(kind: str, data: Any, file: str) -> list[Problem]:
     problems = []
     for error in sorted(_validator(kind).iter_errors(data), key=lambda e: list(e.absolute_path)):
         if error.context:
-            deepest = best_match(error.context)
-            if deepest is not None and deepest.absolute_path != error.absolute_path:
-                error = deepest
+            error = _closest_alternative(error, best_match)
         where = pointer(*error.absolute_path)
         problems.append(
             Problem(
@@ -68,6 +66,25 @@ def check(kind: str, data: Any, file: str) -> list[Problem]:
             )
         )
     return problems
+
+
+def _closest_alternative(error, best_match):
+    """For a failed oneOf/anyOf, the error of the branch the document most likely meant.
+
+    The branch with the fewest errors wins; on a tie, one whose errors are not about the
+    discriminating constant (e.g. ``"type": "int32"``) wins.
+    """
+    branches: dict[int, list] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+
+    def rank(item):
+        subs = item[1]
+        return (len(subs), any(s.validator in ("const", "enum") for s in subs))
+
+    _, chosen = min(branches.items(), key=rank)
+    deepest = best_match(chosen)
+    return deepest if deepest is not None else error
 
 
 def is_valid(kind: str, data: Any) -> bool:

@@ -52,6 +52,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.packages: dict[str, Package] = {}  # by package name, schema-valid ones
         self._hash_cache: dict[Path, str] = {}
+        self.broken: set[str] = set()  # folder names whose package.json is unusable
 
     def add(self, file: Path | str, ptr: str, message: str, hint: str = "", severity: str = ERROR):
         name = self.project.rel(file) if isinstance(file, Path) else file
@@ -73,6 +74,7 @@ class _Checker:
         for folder in self.project.package_folders():
             data = self.load(folder / "package.json", schemas.PACKAGE)
             if data is None:
+                self.broken.add(folder.name)
                 continue
             package = Package(folder, data)
             if package.name in self.packages:
@@ -341,6 +343,11 @@ class _Checker:
             if account == names.PANORAMA_ACCOUNT:
                 continue
             package = self.packages.get(package_name)
+            if (
+                package is None
+                and names.package_folder_name(account, package_name, version) in self.broken
+            ):
+                continue
             if package is None:
                 self.add(
                     path,
