@@ -30,8 +30,17 @@ PKG = f"packages/{ACCOUNT}-call_node-1.0"
 
 
 def add(root, model, *extra):
-    return run(root, "add-raw-model", "--model-asset-name", "squeezenet", "--model-local-path",
-               str(model), "--descriptor-path", f"{PKG}/descriptor.json", *extra)
+    return run(
+        root,
+        "add-raw-model",
+        "--model-asset-name",
+        "squeezenet",
+        "--model-local-path",
+        str(model),
+        "--descriptor-path",
+        f"{PKG}/descriptor.json",
+        *extra,
+    )
 
 
 def test_add_local_model_registers_everything(project, tmp_path):
@@ -43,15 +52,33 @@ def test_add_local_model_registers_everything(project, tmp_path):
     assert (project / "assets" / f"{digest}.tar.gz").read_bytes() == model.read_bytes()
     assert (project / "assets" / f"{descriptor_digest}.json").is_file()
     body = load(project / PKG / "package.json")["nodePackage"]
-    assert body["assets"] == [{"name": "squeezenet", "implementations": [{
-        "type": "model", "assetUri": f"{digest}.tar.gz", "descriptorUri": f"{descriptor_digest}.json"}]}]
-    assert body["interfaces"] == [{
-        "name": "squeezenet_interface", "category": "ml_model", "asset": "squeezenet",
-        "inputs": [{"name": "video_in", "type": "media"}],
-        "outputs": [{"description": "Video stream output", "name": "video_out", "type": "media"}]}]
+    assert body["assets"] == [
+        {
+            "name": "squeezenet",
+            "implementations": [
+                {
+                    "type": "model",
+                    "assetUri": f"{digest}.tar.gz",
+                    "descriptorUri": f"{descriptor_digest}.json",
+                }
+            ],
+        }
+    ]
+    assert body["interfaces"] == [
+        {
+            "name": "squeezenet_interface",
+            "category": "ml_model",
+            "asset": "squeezenet",
+            "inputs": [{"name": "video_in", "type": "media"}],
+            "outputs": [
+                {"description": "Video stream output", "name": "video_out", "type": "media"}
+            ],
+        }
+    ]
     graph = load(project / "graphs" / "p" / "graph.json")
     assert graph["nodeGraph"]["nodes"] == [
-        {"name": "squeezenet", "interface": f"{ACCOUNT}::call_node.squeezenet_interface"}]
+        {"name": "squeezenet", "interface": f"{ACCOUNT}::call_node.squeezenet_interface"}
+    ]
     assert official.errors(official.PACKAGE, load(project / PKG / "package.json")) == []
     assert official.errors(official.GRAPH, graph) == []
     assert run(project, "validate").exit_code == 0
@@ -89,12 +116,21 @@ def test_refusals_change_nothing(project, tmp_path):
     before = snapshot(project)
     assert add(project, not_gzip, "--packages-path", PKG).exit_code == 1
     assert add(project, tmp_path / "missing.tar.gz", "--packages-path", PKG).exit_code != 0
-    result = run(project, "add-raw-model", "--model-asset-name", "../x", "--model-local-path",
-                 str(model), "--descriptor-path", f"{PKG}/descriptor.json")
+    result = run(
+        project,
+        "add-raw-model",
+        "--model-asset-name",
+        "../x",
+        "--model-local-path",
+        str(model),
+        "--descriptor-path",
+        f"{PKG}/descriptor.json",
+    )
     assert result.exit_code == 1 and "invalid asset name" in result.stderr
     assert add(project, model, "--packages-path", "/etc").exit_code == 1
-    (project / PKG / "descriptor.json").write_text('{"mlModelDescriptor": {"envelopeVersion": '
-                                                   '"2021-01-01", "framework": "", "inputs": []}}')
+    (project / PKG / "descriptor.json").write_text(
+        '{"mlModelDescriptor": {"envelopeVersion": "2021-01-01", "framework": "", "inputs": []}}'
+    )
     before = snapshot(project)
     result = add(project, model, "--packages-path", PKG)
     assert result.exit_code == 1 and "framework is empty" in result.stderr
@@ -123,15 +159,33 @@ def test_add_model_from_s3(project, tmp_path, aws_env):
     s3.create_bucket(Bucket="models")
     model = make_model_archive(tmp_path / "m.tar.gz", b"x" * (9 * 1024 * 1024))
     s3.upload_file(str(model), "models", "raw/squeezenet.tar.gz")
-    result = run(project, "add-raw-model", "--model-asset-name", "squeezenet", "--model-s3-uri",
-                 "s3://models/raw/squeezenet.tar.gz", "--descriptor-path", f"{PKG}/descriptor.json",
-                 "--packages-path", PKG)
+    result = run(
+        project,
+        "add-raw-model",
+        "--model-asset-name",
+        "squeezenet",
+        "--model-s3-uri",
+        "s3://models/raw/squeezenet.tar.gz",
+        "--descriptor-path",
+        f"{PKG}/descriptor.json",
+        "--packages-path",
+        PKG,
+    )
     assert result.exit_code == 0, result.stderr
     assert (project / "assets" / f"{sha256(model)}.tar.gz").read_bytes() == model.read_bytes()
     assert not [p for p in (project / "assets").iterdir() if p.name.startswith(".")]
     before = snapshot(project)
-    result = run(project, "add-raw-model", "--model-asset-name", "squeezenet", "--model-s3-uri",
-                 "s3://models/raw/missing.tar.gz", "--descriptor-path", f"{PKG}/descriptor.json",
-                 "--packages-path", PKG)
+    result = run(
+        project,
+        "add-raw-model",
+        "--model-asset-name",
+        "squeezenet",
+        "--model-s3-uri",
+        "s3://models/raw/missing.tar.gz",
+        "--descriptor-path",
+        f"{PKG}/descriptor.json",
+        "--packages-path",
+        PKG,
+    )
     assert result.exit_code == 1 and "s3://models/raw/missing.tar.gz" in result.stderr
     assert snapshot(project) == before

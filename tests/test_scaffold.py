@@ -26,9 +26,12 @@ def test_init_project_layout_and_graph(tmp_path):
     root = tmp_path / "demo"
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["assets", "graphs", "packages"]
     text = (root / "graphs" / "demo" / "graph.json").read_text()
-    assert json.loads(text) == {"nodeGraph": {"envelopeVersion": "2021-01-01", "packages": [],
-                                              "nodes": [], "edges": []}}
-    assert text.startswith('{\n    "nodeGraph": {\n        "envelopeVersion"') and text.endswith("}\n")
+    assert json.loads(text) == {
+        "nodeGraph": {"envelopeVersion": "2021-01-01", "packages": [], "nodes": [], "edges": []}
+    }
+    assert text.startswith('{\n    "nodeGraph": {\n        "envelopeVersion"') and text.endswith(
+        "}\n"
+    )
     assert "create-package" in result.stderr  # names the next command
 
 
@@ -47,33 +50,56 @@ def test_create_container_package(project):
     result = run(project / "graphs", "create-package", "--name", "people_counter")
     assert result.exit_code == 0, result.stderr
     folder = project / "packages" / f"{ACCOUNT}-people_counter-1.0"
-    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "descriptor.json",
-                                                          "package.json", "src"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "Dockerfile",
+        "descriptor.json",
+        "package.json",
+        "src",
+    ]
     assert (folder / "src" / "app.py").is_file()
     descriptor = load(folder / "descriptor.json")
-    assert descriptor == {"runtimeDescriptor": {"envelopeVersion": "2021-01-01", "entry": {
-        "path": "python3", "name": "/panorama/app.py"}}}
+    assert descriptor == {
+        "runtimeDescriptor": {
+            "envelopeVersion": "2021-01-01",
+            "entry": {"path": "python3", "name": "/panorama/app.py"},
+        }
+    }
     assert official.errors(official.DESCRIPTOR, descriptor) == []
     package = load(folder / "package.json")["nodePackage"]
-    assert list(package) == ["envelopeVersion", "name", "version", "description", "assets",
-                             "interfaces"]
+    assert list(package) == [
+        "envelopeVersion",
+        "name",
+        "version",
+        "description",
+        "assets",
+        "interfaces",
+    ]
     assert (package["name"], package["version"]) == ("people_counter", "1.0")
     dockerfile = (folder / "Dockerfile").read_text().splitlines()
     code = [line for line in dockerfile if line and not line.startswith("#")]
-    assert code[:2] == ["ARG BASE_IMAGE=public.ecr.aws/panorama/panorama-application",
-                        "FROM ${BASE_IMAGE}"]
+    assert code[:2] == [
+        "ARG BASE_IMAGE=public.ecr.aws/panorama/panorama-application",
+        "FROM ${BASE_IMAGE}",
+    ]
     assert graph(project)["nodeGraph"]["packages"] == [
-        {"name": f"{ACCOUNT}::people_counter", "version": "1.0"}]
+        {"name": f"{ACCOUNT}::people_counter", "version": "1.0"}
+    ]
     compile((folder / "src" / "app.py").read_text(), "app.py", "exec")
 
 
 def test_create_model_package_and_legacy_switch(project):
-    assert run(project, "create-package", "-model", "--name", "call_node",
-               "--version", "2.1").exit_code == 0
+    assert (
+        run(
+            project, "create-package", "-model", "--name", "call_node", "--version", "2.1"
+        ).exit_code
+        == 0
+    )
     folder = project / "packages" / f"{ACCOUNT}-call_node-2.1"
     assert load(folder / "descriptor.json")["mlModelDescriptor"]["framework"] == ""
     assert not (folder / "Dockerfile").exists()
-    assert {"name": f"{ACCOUNT}::call_node", "version": "2.1"} in graph(project)["nodeGraph"]["packages"]
+    assert {"name": f"{ACCOUNT}::call_node", "version": "2.1"} in graph(project)["nodeGraph"][
+        "packages"
+    ]
 
 
 @pytest.mark.parametrize("flag", [("--type", "Camera"), ("-camera",)])
@@ -83,13 +109,19 @@ def test_create_camera_package(project, flag):
     assert official.errors(official.PACKAGE, package) == []
     body = package["nodePackage"]
     assert body["assets"][0]["implementations"] == [
-        {"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}]
+        {"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}
+    ]
     interface = body["interfaces"][0]
     assert interface["name"] == "rtsp_interface" and interface["category"] == "media_source"
     assert [(p["name"], p["type"]) for p in interface["inputs"]] == [
-        ("username", "string"), ("password", "string"), ("streamUrl", "string")]
+        ("username", "string"),
+        ("password", "string"),
+        ("streamUrl", "string"),
+    ]
     assert [(p["name"], p["type"]) for p in interface["outputs"]] == [("video_out", "media")]
-    assert {"name": "cam", "interface": f"{ACCOUNT}::cam.rtsp_interface"} in graph(project)["nodeGraph"]["nodes"]
+    assert {"name": "cam", "interface": f"{ACCOUNT}::cam.rtsp_interface"} in graph(project)[
+        "nodeGraph"
+    ]["nodes"]
 
 
 def test_create_datasink_package(project):
@@ -124,13 +156,16 @@ def test_create_package_refusals_change_nothing(project):
 
 def test_create_package_refuses_invalid_graph(project):
     path = project / "graphs" / "demo" / "graph.json"
-    path.write_text('{"nodeGraph": {"envelopeVersion": "2021-01-01", "packages": [], "nodes": [],}}')
+    path.write_text(
+        '{"nodeGraph": {"envelopeVersion": "2021-01-01", "packages": [], "nodes": [],}}'
+    )
     before = snapshot(project)
     result = run(project, "create-package", "--name", "pc")
     assert result.exit_code == 1
     assert "graph.json:1:" in result.stderr and "malformed JSON" in result.stderr
-    path.write_text(json.dumps({"nodeGraph": {"envelopeVersion": "2020-01-01", "packages": [],
-                                              "nodes": []}}))
+    path.write_text(
+        json.dumps({"nodeGraph": {"envelopeVersion": "2020-01-01", "packages": [], "nodes": []}})
+    )
     before = snapshot(project)
     result = run(project, "create-package", "--name", "pc")
     assert result.exit_code == 1 and "/nodeGraph/envelopeVersion" in result.stderr
@@ -138,11 +173,17 @@ def test_create_package_refuses_invalid_graph(project):
 
 
 def test_add_panorama_packages(project):
-    assert run(project, "add-panorama-package", "--type", "camera", "--name", "front").exit_code == 0
+    assert (
+        run(project, "add-panorama-package", "--type", "camera", "--name", "front").exit_code == 0
+    )
     assert run(project, "add-panorama-package", "--type", "camera", "--name", "back").exit_code == 0
-    assert run(project, "add-panorama-package", "--type", "data_sink", "--name", "hdmi").exit_code == 0
+    assert (
+        run(project, "add-panorama-package", "--type", "data_sink", "--name", "hdmi").exit_code == 0
+    )
     before = snapshot(project)
-    assert run(project, "add-panorama-package", "--type", "camera", "--name", "front").exit_code == 0
+    assert (
+        run(project, "add-panorama-package", "--type", "camera", "--name", "front").exit_code == 0
+    )
     assert snapshot(project) == before  # no duplicates
     body = graph(project)["nodeGraph"]
     assert body["packages"] == [
@@ -150,12 +191,21 @@ def test_add_panorama_packages(project):
         {"name": "panorama::hdmi_data_sink", "version": "1.0"},
     ]
     assert body["nodes"][0] == {
-        "name": "front", "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
-        "overridable": True, "launch": "onAppStart",
-        "decorator": {"title": "Camera front",
-                      "description": "Default description for camera front"}}
-    assert body["nodes"][2] == {"name": "hdmi", "interface": "panorama::hdmi_data_sink.hdmi0",
-                                "overridable": False, "launch": "onAppStart"}
+        "name": "front",
+        "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
+        "overridable": True,
+        "launch": "onAppStart",
+        "decorator": {
+            "title": "Camera front",
+            "description": "Default description for camera front",
+        },
+    }
+    assert body["nodes"][2] == {
+        "name": "hdmi",
+        "interface": "panorama::hdmi_data_sink.hdmi0",
+        "overridable": False,
+        "launch": "onAppStart",
+    }
     assert official.errors(official.GRAPH, graph(project)) == []
     result = run(project, "add-panorama-package", "--type", "data_sink", "--name", "front")
     assert result.exit_code == 1 and "already has a node" in result.stderr

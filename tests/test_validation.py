@@ -32,14 +32,32 @@ def app(tmp_path):
     fake_digest = hashlib.sha256(fake).hexdigest()
     (root / "assets" / f"{fake_digest}.tar.gz").write_bytes(fake)
     package = load(folder / "package.json")
-    package["nodePackage"]["assets"] = [{"name": "code_asset", "implementations": [{
-        "type": "container", "assetUri": f"{fake_digest}.tar.gz", "descriptorUri": f"{digest}.json"}]}]
-    package["nodePackage"]["interfaces"] = [{
-        "name": "interface", "category": "business_logic", "asset": "code_asset",
-        "inputs": [{"name": "video_in", "type": "media"}, {"name": "threshold", "type": "float32"},
-                   {"name": "region", "type": "string"}],
-        "outputs": [{"name": "video_out", "type": "media"}],
-        "network": {"inboundPorts": [{"port": 80}]}}]
+    package["nodePackage"]["assets"] = [
+        {
+            "name": "code_asset",
+            "implementations": [
+                {
+                    "type": "container",
+                    "assetUri": f"{fake_digest}.tar.gz",
+                    "descriptorUri": f"{digest}.json",
+                }
+            ],
+        }
+    ]
+    package["nodePackage"]["interfaces"] = [
+        {
+            "name": "interface",
+            "category": "business_logic",
+            "asset": "code_asset",
+            "inputs": [
+                {"name": "video_in", "type": "media"},
+                {"name": "threshold", "type": "float32"},
+                {"name": "region", "type": "string"},
+            ],
+            "outputs": [{"name": "video_out", "type": "media"}],
+            "network": {"inboundPorts": [{"port": 80}]},
+        }
+    ]
     write(folder / "package.json", package)
     assert run(root, "add-panorama-package", "--type", "camera", "--name", "cam").exit_code == 0
     assert run(root, "add-panorama-package", "--type", "data_sink", "--name", "out").exit_code == 0
@@ -102,14 +120,18 @@ def test_valid_project_json_output(app):
 def test_type_mismatch(app):
     edit_graph(app, lambda g: g["edges"][2].update(consumer="code_node.region"))
     p = only(problems(app))
-    assert p["pointer"] == "/nodeGraph/edges/2" and "float32 output to a string input" in p["message"]
+    assert (
+        p["pointer"] == "/nodeGraph/edges/2" and "float32 output to a string input" in p["message"]
+    )
 
 
 def test_producer_must_be_output(app):
     edit_graph(app, lambda g: g["edges"][0].update(producer="code_node.video_in"))
     found = problems(app)
-    assert any(p["pointer"] == "/nodeGraph/edges/0/producer" and "is an input" in p["message"]
-               for p in found), found
+    assert any(
+        p["pointer"] == "/nodeGraph/edges/0/producer" and "is an input" in p["message"]
+        for p in found
+    ), found
 
 
 def test_unknown_node_and_port(app):
@@ -119,7 +141,10 @@ def test_unknown_node_and_port(app):
 
     edit_graph(app, change)
     found = problems(app)
-    assert [p["pointer"] for p in found] == ["/nodeGraph/edges/0/producer", "/nodeGraph/edges/1/consumer"]
+    assert [p["pointer"] for p in found] == [
+        "/nodeGraph/edges/0/producer",
+        "/nodeGraph/edges/1/consumer",
+    ]
     assert "'nocam' does not exist" in found[0]["message"]
     assert "video_inn" in found[1]["message"] and "video_in" in found[1]["message"]
 
@@ -159,8 +184,15 @@ def test_placeholder_and_model_descriptor(app):
     assert ("descriptor.json", "/mlModelDescriptor/framework") in files
     assert ("package.json", "/nodePackage/interfaces") in files
     descriptor = app / "packages" / f"{ACCOUNT}-code-1.0" / "descriptor.json"
-    write(descriptor, {"runtimeDescriptor": {"envelopeVersion": "2021-01-01", "entry": {
-        "path": "python3", "name": "/panorama/<entry_file_name_under_src>"}}})
+    write(
+        descriptor,
+        {
+            "runtimeDescriptor": {
+                "envelopeVersion": "2021-01-01",
+                "entry": {"path": "python3", "name": "/panorama/<entry_file_name_under_src>"},
+            }
+        },
+    )
     assert any("placeholder" in p["message"] for p in problems(app))
 
 
@@ -174,7 +206,9 @@ def test_malformed_json_has_line_and_column(app):
 
 
 def test_schema_error_has_pointer(app):
-    edit_package(app, lambda p: p["interfaces"][0]["inputs"].append({"name": "bad-port", "type": "int32"}))
+    edit_package(
+        app, lambda p: p["interfaces"][0]["inputs"].append({"name": "bad-port", "type": "int32"})
+    )
     p = only(problems(app))
     assert p["pointer"] == "/nodePackage/interfaces/0/inputs/3/name"
 
@@ -209,4 +243,6 @@ def test_official_samples_as_given(tmp_path, app_name):
         path.chmod(0o755 if path.is_dir() else 0o644)
     found = problems(root)
     assert sorted(p["pointer"] for p in found) == [
-        "/nodePackage/assets/0/implementations/0/assetUri", "/nodePackage/interfaces/0/asset"]
+        "/nodePackage/assets/0/implementations/0/assetUri",
+        "/nodePackage/interfaces/0/asset",
+    ]

@@ -40,9 +40,13 @@ def kind_of(path: Path) -> str | None:
     data = json.loads(path.read_text())
     if not isinstance(data, dict):
         return None
-    for key, name in (("nodeGraph", GRAPH), ("nodePackage", PACKAGE),
-                      ("nodeGraphOverrides", OVERRIDES), ("mlModelDescriptor", DESCRIPTOR),
-                      ("runtimeDescriptor", DESCRIPTOR)):
+    for key, name in (
+        ("nodeGraph", GRAPH),
+        ("nodePackage", PACKAGE),
+        ("nodeGraphOverrides", OVERRIDES),
+        ("mlModelDescriptor", DESCRIPTOR),
+        ("runtimeDescriptor", DESCRIPTOR),
+    ):
         if key in data:
             return name
     return None

@@ -47,7 +47,9 @@ class _Entry:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (relative path -> bytes), to prove a command changed nothing."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def load(path: Path):
@@ -69,7 +71,17 @@ def make_model_archive(path: Path, payload: bytes = b"weights") -> Path:
 
 def model_descriptor(path: Path) -> Path:
     """A filled-in mlModelDescriptor (squeezenet-like)."""
-    path.write_text(json.dumps({"mlModelDescriptor": {
-        "envelopeVersion": "2021-01-01", "framework": "PYTORCH",
-        "inputs": [{"name": "data", "shape": [1, 3, 224, 224]}]}}, indent=4) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "mlModelDescriptor": {
+                    "envelopeVersion": "2021-01-01",
+                    "framework": "PYTORCH",
+                    "inputs": [{"name": "data", "shape": [1, 3, 224, 224]}],
+                }
+            },
+            indent=4,
+        )
+        + "\n"
+    )
     return path

@@ -1,0 +1,34 @@
+"""ruff lint and format check over the code (part of the one test command)."""
+
+import shutil
+import subprocess
+import sys
+
+from tests.support.paths import REPO
+
+TARGETS = ["panorama_cli", "backpack", "tests", "benchmarks"]
+
+
+def _ruff(*args):
+    exe = shutil.which("ruff") or str(__import__("pathlib").Path(sys.executable).with_name("ruff"))
+    return subprocess.run([exe, *args, *TARGETS], cwd=REPO, capture_output=True, text=True)
+
+
+def test_ruff_check():
+    result = _ruff("check", "--output-format", "concise")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format():
+    result = _ruff("format", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_shell_strings():
+    offenders = []
+    for path in (REPO / "panorama_cli").rglob("*.py"):
+        text = path.read_text()
+        for needle in ("shell=True", "os.system(", "os.popen("):
+            if needle in text:
+                offenders.append(f"{path.relative_to(REPO)}: {needle}")
+    assert offenders == []
