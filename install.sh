@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# One-command install of panorama-cli from this checkout. Run ./install.sh --help.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: ./install.sh [--dev] [--help]
+
+  (default)  Install panorama-cli (non-editable) into its own venv at
+             ${PANORAMA_CLI_HOME:-~/.local/share/panorama-cli}/venv and symlink the
+             `panorama-cli` command into ${PANORAMA_CLI_BIN:-~/.local/bin}
+             (/usr/local/bin instead when run as root and that is on PATH).
+  --dev      Create ./.venv in the repository with `pip install -e '.[test]'`
+             (the project, editable, plus pytest, hypothesis, ruff, moto).
+  -h, --help Show this help.
+
+Re-running is safe: the venv is reused and the install upgraded.
+Environment: PYTHON (default python3, must be >= 3.10), PANORAMA_CLI_HOME, PANORAMA_CLI_BIN.
+Network: PyPI only (through pip).
+EOF
+}
+
+say() { printf '[install] %s\n' "$*"; }
+die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
+
+mode=user
+for arg in "$@"; do
+    case "$arg" in
+        --dev) mode=dev ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $arg" ;;
+    esac
+done
+
+repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+python=${PYTHON:-python3}
+
+# ---------------------------------------------------------------- Python >= 3.10 with venv
+command -v "$python" >/dev/null 2>&1 \
+    || die "'$python' not found; install Python >= 3.10 or set PYTHON=/path/to/python3"
+if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1; then
+    found=$("$python" --version 2>&1 | head -n 1 || true)
+    die "panorama-cli needs Python >= 3.10, but '$python' is ${found:-unusable}; set PYTHON=/path/to/python3.10+"
+fi
+"$python" -c 'import venv, ensurepip' >/dev/null 2>&1 \
+    || die "'$python' cannot create virtual environments (on Debian/Ubuntu: apt-get install python3-venv)"
+say "using $("$python" -c 'import sys; print(sys.executable, "(Python %d.%d.%d)" % sys.version_info[:3])')"
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+make_venv() { # $1 = venv dir; reuse it when healthy, (re)create otherwise
+    local venv=$1
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import sys, pip; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1; then
+        say "reusing venv $venv"
+    else
+        [[ -e "$venv" ]] && say "recreating broken venv $venv"
+        rm -rf -- "$venv"
+        mkdir -p -- "$(dirname -- "$venv")"
+        say "creating venv $venv"
+        "$python" -m venv -- "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --progress-bar off --upgrade pip
+}
+
+if [[ $mode == dev ]]; then
+    venv="$repo/.venv"
+    make_venv "$venv"
+    say "pip install -e '.[test]' (editable, with test tools)"
+    (cd -- "$repo" && "$venv/bin/python" -m pip install --progress-bar off --upgrade -e '.[test]')
+    "$venv/bin/python" -c 'import panorama_cli' || die "the editable install does not import"
+    say "done: dev environment in $venv"
+    say "run the tests with: .venv/bin/python -m pytest"
+    exit 0
+fi
+
+# ---------------------------------------------------------------- user install
+home=${PANORAMA_CLI_HOME:-$HOME/.local/share/panorama-cli}
+venv="$home/venv"
+make_venv "$venv"
+say "pip install $repo (non-editable)"
+"$venv/bin/python" -m pip install --progress-bar off --upgrade -- "$repo"
+[[ -x "$venv/bin/panorama-cli" ]] || die "the install did not create $venv/bin/panorama-cli"
+
+on_path() { [[ ":$PATH:" == *":$1:"* ]]; }
+if [[ -n ${PANORAMA_CLI_BIN:-} ]]; then
+    bin=$PANORAMA_CLI_BIN
+    why="PANORAMA_CLI_BIN"
+elif [[ $EUID -eq 0 ]] && on_path /usr/local/bin; then
+    bin=/usr/local/bin
+    why="running as root and /usr/local/bin is on PATH"
+else
+    bin="$HOME/.local/bin"
+    why="default for a user install"
+fi
+mkdir -p -- "$bin"
+link="$bin/panorama-cli"
+if [[ -e "$link" || -L "$link" ]] && [[ ! -L "$link" ]]; then
+    die "$link exists and is not a symlink; remove it or set PANORAMA_CLI_BIN"
+fi
+ln -sfn -- "$venv/bin/panorama-cli" "$link"
+say "linked $link -> $venv/bin/panorama-cli ($why)"
+
+"$link" --help >/dev/null || die "$link --help failed"
+say "done: $("$link" --version 2>/dev/null || echo panorama-cli) installed"
+if ! on_path "$bin"; then
+    say "NOTE: $bin is not on your PATH; add it, e.g.: export PATH=\"$bin:\$PATH\""
+fi
