@@ -66,7 +66,11 @@ def emit_text(text: str) -> None:
 
 @contextmanager
 def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """A byte-progress bar on stderr; yields ``(advance(bytes), set_total(bytes))``."""
+    """A byte-progress bar on stderr; yields ``(advance(bytes), set_total(bytes))``.
+
+    The bar appears with the first bytes, so a step that fails before transferring anything
+    (a failed build, a refused input) leaves no empty bar behind.
+    """
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -76,7 +80,7 @@ def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         TransferSpeedColumn,
     )
 
-    with Progress(
+    progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
@@ -84,6 +88,24 @@ def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         TimeRemainingColumn(),
         console=err(),
         transient=False,
-    ) as progress:
-        task = progress.add_task(description, total=None)
-        yield (lambda n: progress.advance(task, n)), (lambda t: progress.update(task, total=t))
+    )
+    task = progress.add_task(description, total=None)
+    state = {"started": False}
+
+    def start() -> None:
+        if not state["started"]:
+            state["started"] = True
+            progress.start()
+
+    def advance(n: int) -> None:
+        start()
+        progress.advance(task, n)
+
+    def set_total(total: int) -> None:
+        progress.update(task, total=total)
+
+    try:
+        yield advance, set_total
+    finally:
+        if state["started"]:
+            progress.stop()

@@ -70,10 +70,18 @@ def check_runtime_descriptor(package: Package, project: Project) -> bytes:
 
 
 def image_tag(package: Package, asset_name: str) -> str:
-    """A Docker tag for the package's image: ``panorama-cli/<folder>:<asset>`` lower-cased."""
+    """A Docker reference for the package's image: ``panorama-cli/<folder>:<asset>``.
+
+    The repository is the lower-cased folder name; the tag is the asset name, prefixed with
+    ``_`` when it does not start with a letter, digit or ``_`` (Docker's tag grammar is
+    ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``). Assets are exported by image id, so two assets
+    sharing a tag cannot be mixed up.
+    """
     repo = re.sub(r"[^a-z0-9]+", "-", package.folder.name.lower()).strip("-") or "package"
-    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", asset_name)[:128]
-    return f"panorama-cli/{repo}:{tag}"
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", asset_name)
+    if not re.match(r"[A-Za-z0-9_]", tag):
+        tag = "_" + tag
+    return f"panorama-cli/{repo}:{tag[:128]}"
 
 
 def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
