@@ -32,8 +32,10 @@ def main() -> int:
     for name, times in rows:
         print(f"{name:24} {statistics.median(times):9.3f} {min(times):7.3f}")
     median = statistics.median(cli)
-    print(f"--help / bare python: {median / statistics.median(base):.1f}x; "
-          f"target {TARGET_S:.2f} s: {'met' if median <= TARGET_S else 'MISSED'} ({median:.3f} s)")
+    print(
+        f"--help / bare python: {median / statistics.median(base):.1f}x; "
+        f"target {TARGET_S:.2f} s: {'met' if median <= TARGET_S else 'MISSED'} ({median:.3f} s)"
+    )
     return 0 if median <= TARGET_S else 1
 
 
