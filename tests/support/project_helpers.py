@@ -5,44 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from click.testing import CliRunner
+from tests.support.cli_runner import CliResult, run_cli
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    """Run ``panorama-cli args`` in-process from ``cwd`` through the real entry point."""
-    from panorama_cli.cli import main
-
-    runner = CliRunner()
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        result = runner.invoke(_Entry(main), list(args), env=env, catch_exceptions=False)
-    finally:
-        os.chdir(old)
-    return Result(result.exit_code, result.stdout, result.stderr)
-
-
-class _Entry:
-    """Adapter so CliRunner can call ``main(argv)`` (which calls sys.exit)."""
-
-    def __init__(self, main):
-        self.main_fn = main
-        self.name = "panorama-cli"
-
-    def main(self, args=None, prog_name=None, **_):
-        self.main_fn(list(args or []))
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run ``panorama-cli args`` in-process from ``cwd`` (see tests.support.cli_runner)."""
+    return run_cli(args, cwd=cwd, env=env)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
