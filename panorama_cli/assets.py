@@ -105,19 +105,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _disk_error(exc: OSError, assets_dir: Path) -> UserError | None:
+def _raise_disk_error(exc: OSError, assets_dir: Path) -> None:
+    """Raise a UserError for a full disk or a read-only/forbidden folder; else return."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(
+        raise UserError(
             f"no space left on the device holding {assets_dir} ({exc.strerror})",
             hint="free disk space (e.g. docker system prune, or delete old build output) "
             "and run the command again",
-        )
+        ) from exc
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return UserError(
+        raise UserError(
             f"cannot write to {assets_dir}: {exc.strerror}",
             hint=f"make the folder writable for you (e.g. sudo chown -R $USER {assets_dir})",
-        )
-    return None
+        ) from exc
 
 
 def store_stream(
@@ -157,7 +157,8 @@ def store_stream(
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".part", dir=assets_dir)
     except OSError as exc:
-        raise (_disk_error(exc, assets_dir) or exc) from exc
+        _raise_disk_error(exc, assets_dir)
+        raise
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb", buffering=READ_CHUNK) as out:
@@ -177,7 +178,8 @@ def store_stream(
         os.replace(tmp, final)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise (_disk_error(exc, assets_dir) or exc) from exc
+        _raise_disk_error(exc, assets_dir)
+        raise
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -252,9 +254,16 @@ def store_file(
             f"{src} does not exist or is not a file",
             hint="check the path (relative paths are taken from the current folder)",
         )
-    return store_stream(
-        _file_chunks(src), assets_dir, suffix=suffix, compress=False, progress=progress
-    )
+    try:
+        f = open(src, "rb")  # opened here so that a read error is not taken for a write error
+    except OSError as exc:
+        raise UserError(
+            f"cannot read {src}: {exc.strerror}",
+            hint=f"make it readable for you (e.g. sudo chmod a+r {src})",
+        ) from exc
+    with f:
+        chunks = iter(lambda: f.read(READ_CHUNK), b"")
+        return store_stream(chunks, assets_dir, suffix=suffix, compress=False, progress=progress)
 
 
 def store_bytes(data: bytes, assets_dir: Path, *, suffix: str) -> StoredAsset:

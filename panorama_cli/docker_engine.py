@@ -116,8 +116,8 @@ def _api_error(exc) -> str:
 
 
 def _is_local_engine(client) -> bool:
-    base_url = getattr(client.api, "base_url", "")
-    return base_url.startswith(("http+unix://", "http+docker://localunixsocket"))
+    """Whether the engine listens on a unix socket, i.e. runs on this machine's kernel."""
+    return getattr(client.api, "base_url", "") == "http+docker://localhost"
 
 
 # --------------------------------------------------------------------------- platforms
@@ -152,7 +152,7 @@ def _read_handler(path: Path) -> dict[str, str]:
 def check_platform(
     platform: str,
     *,
-    binfmt_dir: Path = BINFMT_DIR,
+    binfmt_dir: Path | None = None,
     host_machine: str | None = None,
 ) -> None:
     """Pre-flight for building/running images of ``platform`` on this host.
@@ -163,7 +163,8 @@ def check_platform(
 
     Args:
         platform: ``"linux/arm64"`` (also ``"linux/arm64/v8"``) or ``"linux/amd64"``.
-        binfmt_dir: where binfmt_misc is mounted (injectable for tests).
+        binfmt_dir: where binfmt_misc is mounted (default: ``BINFMT_DIR``, looked up at call
+            time; injectable for tests).
         host_machine: the host's ``uname -m`` (default: this machine's).
 
     Raises:
@@ -180,7 +181,7 @@ def check_platform(
     what = f"cannot build or run {platform} images on this {host_raw} host"
     install = "sudo apt-get install qemu-user-static binfmt-support"
     alternative = f"docker run --privileged --rm tonistiigi/binfmt --install {arch}"
-    binfmt_dir = Path(binfmt_dir)
+    binfmt_dir = Path(binfmt_dir if binfmt_dir is not None else BINFMT_DIR)
 
     try:
         entries = sorted(p for p in binfmt_dir.iterdir() if p.is_file())
@@ -313,81 +314,88 @@ def build_image(
             hint="create it (see the package template) or pass the right package folder",
         )
     _target_machine(platform)
+    own_client = client is None
     client = client or connect()
-    if preflight and _is_local_engine(client):
-        check_platform(platform)
-
-    tail: deque[str] = deque(maxlen=LOG_TAIL)
-    step = ""
-    image_id = ""
-    pending = ""
-
-    def emit(line: str) -> None:
-        nonlocal step
-        line = _ANSI.sub("", line).rstrip("\r")
-        if line.startswith("Step "):
-            step = line
-        tail.append(line)
-        if on_log is not None:
-            on_log(line)
-
     try:
-        stream = client.api.build(
-            path=str(context_dir),
-            tag=tag,
-            dockerfile=dockerfile,
-            buildargs=dict(build_args or {}),
-            decode=True,
-            pull=False,
-            rm=True,
-            forcerm=True,
-            platform=platform,
-            timeout=timeout_s,
-        )
-        for item in stream:
-            if "stream" in item:
-                pending += item["stream"]
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    emit(line)
-            elif "status" in item:
-                emit(" ".join(str(item[k]) for k in ("id", "status", "progress") if item.get(k)))
-            if "aux" in item and isinstance(item["aux"], dict) and "ID" in item["aux"]:
-                image_id = item["aux"]["ID"]
-            if "error" in item or "errorDetail" in item:
-                if pending:
-                    emit(pending)
-                    pending = ""
-                detail = item.get("errorDetail") or {}
-                error = _first_line(detail.get("message") or item.get("error") or "unknown")
-                raise _build_failure(error, step, list(tail), dockerfile_path)
-        if pending:
-            emit(pending)
-    except docker.errors.APIError as exc:
-        raise UserError(
-            f"docker build of {context_dir} was refused: {_api_error(exc)}",
-            hint=f"check {dockerfile_path}, the tag {tag!r} and the platform {platform!r}",
-        ) from exc
-    except docker.errors.DockerException as exc:
-        raise UserError(
-            f"docker build of {context_dir} failed: {_first_line(str(exc))}",
-            hint=f"check {dockerfile_path} and that the engine at DOCKER_HOST={_docker_host()} "
-            "is running",
-        ) from exc
+        if preflight and _is_local_engine(client):
+            check_platform(platform)
 
-    if not image_id:
-        for line in reversed(tail):
-            if line.startswith("Successfully built "):
-                image_id = line.split()[-1]
-                break
+        tail: deque[str] = deque(maxlen=LOG_TAIL)
+        step = ""
+        image_id = ""
+        pending = ""
+
+        def emit(line: str) -> None:
+            nonlocal step
+            line = _ANSI.sub("", line).rstrip("\r")
+            if line.startswith("Step "):
+                step = line
+            tail.append(line)
+            if on_log is not None:
+                on_log(line)
+
         try:
-            image_id = client.images.get(image_id or tag).id
-        except docker.errors.ImageNotFound as exc:
+            stream = client.api.build(
+                path=str(context_dir),
+                tag=tag,
+                dockerfile=dockerfile,
+                buildargs=dict(build_args or {}),
+                decode=True,
+                pull=False,
+                rm=True,
+                forcerm=True,
+                platform=platform,
+                timeout=timeout_s,
+            )
+            for item in stream:
+                if "stream" in item:
+                    pending += item["stream"]
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        emit(line)
+                elif "status" in item:
+                    emit(
+                        " ".join(str(item[k]) for k in ("id", "status", "progress") if item.get(k))
+                    )
+                if "aux" in item and isinstance(item["aux"], dict) and "ID" in item["aux"]:
+                    image_id = item["aux"]["ID"]
+                if "error" in item or "errorDetail" in item:
+                    if pending:
+                        emit(pending)
+                        pending = ""
+                    detail = item.get("errorDetail") or {}
+                    error = _first_line(detail.get("message") or item.get("error") or "unknown")
+                    raise _build_failure(error, step, list(tail), dockerfile_path)
+            if pending:
+                emit(pending)
+        except docker.errors.APIError as exc:
             raise UserError(
-                f"docker build of {context_dir} ended without producing an image",
-                hint="run it again; if it persists, build with docker build to see why",
+                f"docker build of {context_dir} was refused: {_api_error(exc)}",
+                hint=f"check {dockerfile_path}, the tag {tag!r} and the platform {platform!r}",
             ) from exc
-    return image_id
+        except docker.errors.DockerException as exc:
+            raise UserError(
+                f"docker build of {context_dir} failed: {_first_line(str(exc))}",
+                hint=f"check {dockerfile_path} and that the engine at DOCKER_HOST={_docker_host()} "
+                "is running",
+            ) from exc
+
+        if not image_id:
+            for line in reversed(tail):
+                if line.startswith("Successfully built "):
+                    image_id = line.split()[-1]
+                    break
+            try:
+                image_id = client.images.get(image_id or tag).id
+            except docker.errors.ImageNotFound as exc:
+                raise UserError(
+                    f"docker build of {context_dir} ended without producing an image",
+                    hint="run it again; if it persists, build with docker build to see why",
+                ) from exc
+        return image_id
+    finally:
+        if own_client:
+            client.close()
 
 
 def _build_failure(error: str, step: str, tail: list[str], dockerfile_path: Path) -> BuildFailed:
@@ -500,18 +508,23 @@ def export_filesystem(
     Raises:
         UserError: the image is missing (build or pull it), or the engine refuses.
     """
+    own_client = client is None
     client = client or connect()
-    container = _create_container(client, image, ["/bin/true"], platform, "export")
-    chunks = None
     try:
-        chunks = container.export(chunk_size=chunk_size)
-        yield chunks
-    except BaseException:
+        container = _create_container(client, image, ["/bin/true"], platform, "export")
+        chunks = None
+        try:
+            chunks = container.export(chunk_size=chunk_size)
+            yield chunks
+        except BaseException:
+            _close(chunks)
+            _remove_container(container, quiet=True)
+            raise
         _close(chunks)
-        _remove_container(container, quiet=True)
-        raise
-    _close(chunks)
-    _remove_container(container, quiet=False)
+        _remove_container(container, quiet=False)
+    finally:
+        if own_client:
+            client.close()
 
 
 def _close(gen) -> None:
@@ -556,36 +569,41 @@ def run_once(
 
     if not command:
         raise ValueError("run_once needs a non-empty command list")
+    own_client = client is None
     client = client or connect()
-    container = _create_container(
-        client,
-        image,
-        list(command),
-        platform,
-        "run",
-        environment=dict(environment or {}),
-        network_disabled=network_disabled,
-    )
     try:
+        container = _create_container(
+            client,
+            image,
+            list(command),
+            platform,
+            "run",
+            environment=dict(environment or {}),
+            network_disabled=network_disabled,
+        )
         try:
-            container.start()
-        except docker.errors.APIError as exc:
-            raise UserError(
-                f"cannot start {command[0]!r} in {image}: {_api_error(exc)}",
-                hint="fix the entry point path (descriptor.json) or install the program in the "
-                "Dockerfile",
-            ) from exc
-        try:
-            result = container.wait(timeout=timeout_s)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
-            raise UserError(
-                f"{' '.join(command)} in {image} did not exit within {timeout_s:g} s",
-                hint="make the command finish (e.g. a --check mode) or raise the timeout",
-            ) from exc
-        logs = container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
-        exit_code = int(result.get("StatusCode", -1))
-    except BaseException:
-        _remove_container(container, quiet=True)
-        raise
-    _remove_container(container, quiet=False)
-    return exit_code, logs
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise UserError(
+                    f"cannot start {command[0]!r} in {image}: {_api_error(exc)}",
+                    hint="fix the entry point path (descriptor.json) or install the program in the "
+                    "Dockerfile",
+                ) from exc
+            try:
+                result = container.wait(timeout=timeout_s)
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                raise UserError(
+                    f"{' '.join(command)} in {image} did not exit within {timeout_s:g} s",
+                    hint="make the command finish (e.g. a --check mode) or raise the timeout",
+                ) from exc
+            logs = container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
+            exit_code = int(result.get("StatusCode", -1))
+        except BaseException:
+            _remove_container(container, quiet=True)
+            raise
+        _remove_container(container, quiet=False)
+        return exit_code, logs
+    finally:
+        if own_client:
+            client.close()

@@ -420,3 +420,26 @@ def test_run_once_environment_and_no_network(docker_client, small_image: str) ->
         client=docker_client,
     )
     assert (code, logs) == (0, "1\n['lo']\n")
+
+
+@pytest.mark.docker
+def test_build_image_preflight_stops_before_building(
+    docker_client, base_image_amd64, monkeypatch, tmp_path: Path, image_tag: str
+) -> None:
+    """On a host without arm64 emulation, an arm64 build fails up front with the fix."""
+    empty = tmp_path / "binfmt"
+    empty.mkdir()
+    monkeypatch.setattr(docker_engine, "BINFMT_DIR", empty)
+    monkeypatch.setattr(docker_engine._host_platform, "machine", lambda: "x86_64")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base_image_amd64}\nRUN echo should-not-run\n")
+    lines: list[str] = []
+    with pytest.raises(UserError) as err:
+        docker_engine.build_image(
+            ctx, tag=image_tag, platform="linux/arm64", on_log=lines.append, client=docker_client
+        )
+    assert "qemu-user-static" in err.value.hint
+    assert lines == []  # nothing was sent to the builder
+    with pytest.raises(Exception, match="No such image|not found"):
+        docker_client.images.get(image_tag)
