@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from panorama_cli import asset_registry, docker_engine, names, schemas
+from panorama_cli import asset_registry, descriptors, docker_engine, names
 from panorama_cli.assets import StoredAsset, store_bytes, store_stream
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction, loads
 from panorama_cli.models import remove_new_files
 from panorama_cli.project import Package, Project
-from panorama_cli.validation import ENTRY_PLACEHOLDER
 
 DEFAULT_PLATFORM = "linux/arm64"
 
@@ -43,29 +42,9 @@ def check_runtime_descriptor(package: Package, project: Project) -> bytes:
         UserError: missing, malformed (file:line:col), not a runtimeDescriptor, schema-invalid,
             or the entry is still ``<entry_file_name_under_src>``.
     """
-    path = package.descriptor_path
-    where = project.rel(path)
-    if not path.is_file():
-        raise UserError(
-            f"{where}: missing",
-            hint="a container package needs a runtimeDescriptor descriptor.json",
-        )
-    raw = path.read_bytes()
-    data = loads(raw.decode("utf-8", errors="replace"), where)
-    if not isinstance(data, dict) or "runtimeDescriptor" not in data:
-        raise UserError(
-            f"{where}: not a runtime descriptor (no runtimeDescriptor)",
-            hint="container packages describe their entry point in runtimeDescriptor",
-        )
-    problems = schemas.check(schemas.DESCRIPTOR, data, where)
-    if problems:
-        raise UserError(problems[0].line(), hint="fix the descriptor and re-run")
-    entry = data["runtimeDescriptor"].get("entry", {})
-    if ENTRY_PLACEHOLDER in str(entry.get("name", "")):
-        raise UserError(
-            f"{where}#/runtimeDescriptor/entry/name: entry file is still a placeholder",
-            hint="name your code's file under src/, e.g. /panorama/app.py",
-        )
+    raw, _ = descriptors.read_for_asset(
+        package.descriptor_path, project.rel(package.descriptor_path), descriptors.RUNTIME
+    )
     return raw
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panorama_cli import asset_registry, names, schemas
+from panorama_cli import asset_registry, descriptors, names
 from panorama_cli.assets import StoredAsset, sha256_file, store_bytes, store_file
 from panorama_cli.errors import UserError
-from panorama_cli.manifests import Transaction, loads
+from panorama_cli.manifests import Transaction
 from panorama_cli.project import Project
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -43,32 +43,7 @@ def check_model_descriptor(path: Path, project: Project) -> bytes:
         UserError: file missing, malformed JSON (file:line:col), not an mlModelDescriptor,
             schema-invalid, or placeholders left (empty framework, input name or shape).
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the descriptor ({exc.strerror})") from None
-    data = loads(raw.decode("utf-8", errors="replace"), path)
-    where = project.rel(path)
-    if not isinstance(data, dict) or "mlModelDescriptor" not in data:
-        raise UserError(
-            f"{where}: not a model descriptor (no mlModelDescriptor)",
-            hint="pass the descriptor.json of a Model package",
-        )
-    body = data["mlModelDescriptor"]
-    if isinstance(body, dict) and not body.get("framework"):
-        raise UserError(
-            f"{where}#/mlModelDescriptor/framework: model framework is empty",
-            hint="set PYTORCH, TENSORFLOW or MXNET and the model's inputs",
-        )
-    problems = schemas.check(schemas.DESCRIPTOR, data, where)
-    if problems:
-        raise UserError(problems[0].line(), hint="fix the descriptor and re-run")
-    for i, tensor in enumerate(body.get("inputs", [])):
-        if not tensor.get("name") or not tensor.get("shape"):
-            raise UserError(
-                f"{where}#/mlModelDescriptor/inputs/{i}: input name or shape is empty",
-                hint='fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}',
-            )
+    raw, _ = descriptors.read_for_asset(path, project.rel(path), descriptors.MODEL)
     return raw
 
 

@@ -22,15 +22,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from panorama_cli import names, schemas
+from panorama_cli import descriptors, names, schemas
 from panorama_cli.assets import sha256_file
+from panorama_cli.descriptors import ENTRY_PLACEHOLDER
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import load_json, pointer
 from panorama_cli.problems import ERROR, WARNING, Problem
 from panorama_cli.project import Package, Project
 
 VALUE_TYPES = ("string", "int32", "float32", "boolean")
-ENTRY_PLACEHOLDER = "<entry_file_name_under_src>"
 _SHA_NAME = re.compile(r"^([0-9a-f]{64})\.[A-Za-z0-9.]+$")
 
 # Ports of the Panorama-provided packages that sample applications use.
@@ -247,58 +247,21 @@ class _Checker:
         except UserError as exc:
             self.add(file, "", exc.message, exc.hint or "")
             return
-        placeholders = []
-        model = data.get("mlModelDescriptor") if isinstance(data, dict) else None
-        if isinstance(model, dict):
-            if model.get("framework", "") == "":
-                placeholders.append(
-                    (
-                        "/mlModelDescriptor/framework",
-                        "model framework is empty",
-                        "set PYTORCH, TENSORFLOW or MXNET",
-                    )
-                )
-            for i, tensor in enumerate(model.get("inputs") or []):
-                if isinstance(tensor, dict) and (
-                    tensor.get("name") == "" or tensor.get("shape") == []
-                ):
-                    placeholders.append(
-                        (
-                            f"/mlModelDescriptor/inputs/{i}",
-                            "model input name or shape is empty",
-                            'fill in e.g. {"name": "data", "shape": [1, 3, 224, 224]}',
-                        )
-                    )
-        runtime = data.get("runtimeDescriptor") if isinstance(data, dict) else None
-        entry = runtime.get("entry") if isinstance(runtime, dict) else None
-        entry_name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(entry_name, str) and ENTRY_PLACEHOLDER in entry_name:
-            placeholders.append(
-                (
-                    "/runtimeDescriptor/entry/name",
-                    "entry file is still a placeholder",
-                    "name the file under src/, e.g. /panorama/app.py",
-                )
-            )
-        taken = {p[0] for p in placeholders}
-        for ptr, message, hint in placeholders:
-            self.add(file, ptr, message, hint)
-        for problem in schemas.check(schemas.DESCRIPTOR, data, self.project.rel(file)):
-            if not any(problem.pointer.startswith(t) for t in taken):
-                self.problems.append(problem)
+        self.problems.extend(descriptors.problems(data, self.project.rel(file)))
+        name = descriptors.entry_name(data)
         if (
             package is not None
-            and isinstance(entry_name, str)
-            and entry_name.startswith("/panorama/")
-            and ENTRY_PLACEHOLDER not in entry_name
+            and name is not None
+            and name.startswith("/panorama/")
+            and ENTRY_PLACEHOLDER not in name
             and (package.folder / "src").is_dir()
         ):
-            source = package.folder / "src" / entry_name[len("/panorama/") :]
+            source = package.folder / "src" / name[len("/panorama/") :]
             if not source.is_file():
                 self.add(
                     file,
                     "/runtimeDescriptor/entry/name",
-                    f"entry {entry_name} has no file src/{source.name} in the package",
+                    f"entry {name} has no file src/{source.name} in the package",
                     "the Dockerfile copies src/ to /panorama/; create the file or fix the name",
                     WARNING,
                 )
