@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from panorama_cli import assets, docker_engine
+from panorama_cli import assets, docker_engine, platforms
 from panorama_cli.errors import UserError
 
 AARCH64_MAGIC = "7f454c460201010000000000000000000200b700"
@@ -429,8 +429,8 @@ def test_build_image_preflight_stops_before_building(
     """On a host without arm64 emulation, an arm64 build fails up front with the fix."""
     empty = tmp_path / "binfmt"
     empty.mkdir()
-    monkeypatch.setattr(docker_engine, "BINFMT_DIR", empty)
-    monkeypatch.setattr(docker_engine._host_platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(platforms, "BINFMT_DIR", empty)
+    monkeypatch.setattr(platforms._host_platform, "machine", lambda: "x86_64")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {base_image_amd64}\nRUN echo should-not-run\n")

@@ -17,7 +17,6 @@ the interruptions and the missing binfmt handler, injected with monkeypatch.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import json
@@ -39,7 +38,7 @@ import docker
 import pytest
 
 import panorama_cli.console
-from panorama_cli import containers, docker_engine
+from panorama_cli import containers, docker_engine, platforms
 from panorama_cli.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli, run_cli_subprocess
@@ -556,14 +555,7 @@ def test_missing_arm64_emulator_fails_before_building_with_the_fix(
     if binfmt == "no-handler":  # mounted, enabled, but nothing for aarch64
         (fake / "status").write_text("enabled\n")
         (fake / "register").write_text("")
-    # check_platform's default binfmt_dir is bound at import time, so patching BINFMT_DIR
-    # alone is not enough: pass the fake folder to every pre-flight call.
-    monkeypatch.setattr(docker_engine, "BINFMT_DIR", fake)
-    monkeypatch.setattr(
-        docker_engine,
-        "check_platform",
-        functools.partial(docker_engine.check_platform, binfmt_dir=fake),
-    )
+    monkeypatch.setattr(platforms, "BINFMT_DIR", fake)
     builds: list[tuple] = []
     real_build = docker_engine.build_image
     monkeypatch.setattr(
