@@ -132,6 +132,21 @@ class StarterProject:
                 if not client.images.get(layer).tags:
                     client.images.remove(layer)
 
+    def build_outside_cli(self, client, base_image: str, kind: str) -> str:
+        """Build the package's image with the SDK (not the CLI) for amd64; returns its tag."""
+        tag = f"panorama-cli-test/e2e-{kind}-{secrets.token_hex(5)}:1"
+        self.tags.append(tag)
+        client.images.build(
+            path=str(self.package),
+            tag=tag,
+            buildargs={"BASE_IMAGE": base_image},
+            platform="linux/amd64",
+            pull=False,
+            rm=True,
+            forcerm=True,
+        )
+        return tag
+
     def package_json(self) -> dict:
         return load(self.package / "package.json")
 
@@ -223,25 +238,16 @@ def remove_image(client, tag: str) -> None:
 def run_in_image(
     client, image: str, command: list[str], platform: str, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """Run ``command`` once in a new container (removed afterwards): (exit code, logs).
-
-    docker_engine.run_once cannot set environment variables, so this uses the SDK.
-    """
-    container = client.containers.create(
+    """Run ``command`` once in a new container (removed afterwards): (exit code, logs)."""
+    return docker_engine.run_once(
         image,
-        command=command,
-        environment=env or {},
+        command,
         platform=platform,
+        environment=env,
         network_disabled=True,
-        labels={"panorama-cli-test": "e2e-containers"},
+        timeout_s=180,
+        client=client,
     )
-    try:
-        container.start()
-        status = container.wait(timeout=180)
-        logs = container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
-    finally:
-        container.remove(force=True)
-    return int(status["StatusCode"]), logs
 
 
 def read_container_asset(path: Path, wanted) -> dict[str, bytes]:
@@ -485,17 +491,7 @@ def test_rebuild_replaces_the_asset_and_deletes_superseded_files_unless_used(
 def test_export_container_stores_an_existing_image(
     project: StarterProject, docker_client, base_image_amd64: str
 ) -> None:
-    tag = f"panorama-cli-test/e2e-export-{secrets.token_hex(5)}:1"
-    project.tags.append(tag)
-    docker_client.images.build(
-        path=str(project.package),
-        tag=tag,
-        buildargs={"BASE_IMAGE": base_image_amd64},
-        platform="linux/amd64",
-        pull=False,
-        rm=True,
-        forcerm=True,
-    )
+    tag = project.build_outside_cli(docker_client, base_image_amd64, "export")
     result = project.cli(
         "export-container",
         "--container-asset-name",
@@ -641,17 +637,7 @@ def test_ctrl_c_during_the_export_changes_nothing_and_leaves_no_container(
     app_py = project.package / "src" / "app.py"
     app_py.write_text(app_py.read_text() + "# changed before the interrupted run\n")
     if command == "export-container":  # the image must exist: build it outside the CLI
-        image = f"panorama-cli-test/e2e-interrupt-{secrets.token_hex(5)}:1"
-        project.tags.append(image)
-        docker_client.images.build(
-            path=str(project.package),
-            tag=image,
-            buildargs={"BASE_IMAGE": base_image_amd64},
-            platform="linux/amd64",
-            pull=False,
-            rm=True,
-            forcerm=True,
-        )
+        image = project.build_outside_cli(docker_client, base_image_amd64, "interrupt")
     before = snapshot(project.root)
     assets_dir = project.root / "assets"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import inspect
 import io
 import json
 import os
@@ -162,33 +161,16 @@ def read_stored_container(path: Path, wanted: set[str]) -> tuple[dict[str, bytes
 
 
 def run_entry_point(client, image: str, command: list[str], platform: str) -> tuple[int, str]:
-    """Run the descriptor's entry command once with PANORAMA_LOCAL_CHECK=1.
-
-    Uses docker_engine.run_once when it can pass environment variables; otherwise the
-    Docker SDK directly (run_once has no env parameter: see the report of this test file).
-    """
-    env = {"PANORAMA_LOCAL_CHECK": "1"}
-    params = inspect.signature(docker_engine.run_once).parameters
-    for name in ("env", "environment"):
-        if name in params:
-            return docker_engine.run_once(
-                image, command, platform=platform, client=client, **{name: env}
-            )
-    container = client.containers.create(
+    """Run the descriptor's entry command once with PANORAMA_LOCAL_CHECK=1."""
+    return docker_engine.run_once(
         image,
-        command=command,
-        environment=env,
+        command,
         platform=platform,
+        environment={"PANORAMA_LOCAL_CHECK": "1"},
         network_disabled=True,
-        labels={"panorama-cli-test": "e2e-samples"},
+        timeout_s=120,
+        client=client,
     )
-    try:
-        container.start()
-        status = container.wait(timeout=120)
-        logs = container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
-    finally:
-        container.remove(force=True)
-    return int(status["StatusCode"]), logs
 
 
 def manifest_files(root: Path) -> list[Path]:
