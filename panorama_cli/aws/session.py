@@ -49,7 +49,9 @@ def make_session(profile: str | None = None, region: str | None = None) -> boto3
             ``region``. A missing region is only reported when a client is created.
 
     Returns:
-        A ``boto3.Session``. Credentials are resolved lazily, on the first request.
+        A ``boto3.Session`` that also knows the ``panorama`` service (the model shipped in
+        ``backpack/data``, see :mod:`backpack.service_model`). Credentials are resolved
+        lazily, on the first request.
 
     Raises:
         UserError: the named profile does not exist.
@@ -63,10 +65,11 @@ def make_session(profile: str | None = None, region: str | None = None) -> boto3
         session = boto3.Session(profile_name=profile, region_name=region)
     except botocore.exceptions.BotoCoreError as exc:
         raise translate_client_error(exc) from exc
-    # Shipped service models: this is the one place where extra botocore data paths
-    # (e.g. a bundled `panorama` service model) are to be added to the session's loader,
-    # before any client is created from it. Not implemented yet.
-    return session
+    # botocore >= 1.44 no longer ships `panorama`: append backpack's copy of the model to
+    # this session's loader search paths (a user's ~/.aws/models or AWS_DATA_PATH still win).
+    from backpack.service_model import add_to_session
+
+    return add_to_session(session)
 
 
 def make_client(session: boto3.Session, service: str) -> Any:
