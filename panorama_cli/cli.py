@@ -25,6 +25,9 @@ COMMANDS = {
     "export-container": "export_container",
     "import-application": "import_application",
     "validate": "validate",
+    "package-application": "package_application",
+    "deploy": "deploy",
+    "status": "status",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

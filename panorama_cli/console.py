@@ -59,6 +59,17 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def emit_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
+    """A table of results on stdout (plain text when stdout is not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, title=title, title_justify="left")
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False, soft_wrap=False).print(table)
+
+
 def emit_text(text: str) -> None:
     """Plain data on stdout."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -108,4 +119,54 @@ def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         yield advance, set_total
     finally:
         if state["started"]:
+            progress.stop()
+
+
+@contextmanager
+def transfers(total_description: str) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """Byte-progress bars on stderr: one per file plus a total.
+
+    Yields ``add(description, size_bytes) -> advance(bytes)``; each ``add`` creates a bar and
+    grows the total bar's size. ``advance`` may be called from worker threads (rich's
+    Progress is thread-safe). Nothing is drawn until the first ``add``.
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err(),
+        transient=False,
+    )
+    state: dict[str, Any] = {"total": None, "size": 0}
+
+    def add(description: str, size: int) -> Callable[[int], None]:
+        if state["total"] is None:
+            state["total"] = progress.add_task(total_description, total=0)
+            progress.start()
+        total = state["total"]
+        state["size"] += size
+        progress.update(total, total=state["size"])
+        task = progress.add_task(description, total=size)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            progress.advance(total, n)
+
+        return advance
+
+    try:
+        yield add
+    finally:
+        if state["total"] is not None:
             progress.stop()

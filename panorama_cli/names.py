@@ -47,6 +47,23 @@ INTERFACE_NAME = NameRule("interface name", r"[a-zA-Z0-9\-_]+", 128, "rtsp_inter
 ACCOUNT_ID = NameRule("account id", r"[0-9A-Za-z_]+", 12, "123456789012")
 PROJECT_NAME = NameRule("project name", r"[a-zA-Z0-9\-_]+", 128, "example_project")
 
+DEVICE_ID = NameRule("device id", r"[a-zA-Z0-9\-_]+", 255, "device-0123456789abcdefghijklmn")
+APPLICATION_INSTANCE_NAME = NameRule(
+    "application instance name", r"[a-zA-Z0-9\-_]+", 255, "people_counter_front_door"
+)
+APPLICATION_INSTANCE_ID = NameRule(
+    "application instance id",
+    r"[a-zA-Z0-9\-_]+",
+    255,
+    "applicationInstance-0123456789abcdefghijklmn",
+)
+RUNTIME_ROLE_ARN = NameRule(
+    "runtime role ARN",
+    r"arn:[a-z0-9][-.a-z0-9]{0,62}:iam::[0-9]{12}:role/.+",
+    255,
+    "arn:aws:iam::123456789012:role/PanoramaApplicationRole",
+)
+
 PANORAMA_ACCOUNT = "panorama"
 
 

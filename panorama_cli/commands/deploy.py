@@ -1,0 +1,65 @@
+"""``deploy``: create an application instance of the project's graph on a device."""
+
+from pathlib import Path
+
+import click
+
+from panorama_cli import console
+
+
+@click.command("deploy", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--device-id", required=True, help="The Panorama appliance, e.g. device-0123...")
+@click.option("--name", required=True, help="Application instance name.")
+@click.option("--description", default="", help="Application instance description.")
+@click.option(
+    "--override",
+    "override_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A nodeGraphOverrides JSON file (e.g. camera streams for this device).",
+)
+@click.option("--runtime-role-arn", help="IAM role the application assumes on the device.")
+@click.option("--wait", is_flag=True, help="Wait until the deployment succeeds or fails.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="First wait between status checks, seconds (doubles up to 30 s).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=1800.0,
+    show_default=True,
+    help="Longest wait with --wait, seconds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.pass_context
+def cli(
+    ctx, device_id, name, description, override_path, runtime_role_arn, wait, poll_interval,
+    timeout, as_json,
+) -> None:  # fmt: skip
+    """Deploy graph.json (after package-application) to a device.
+
+    graph.json and the override file are checked (schema, 51,200-character limit) before
+    anything is sent. With --wait, exit code 1 when the deployment fails.
+    """
+    from panorama_cli.commands._shared import aws_session_factory
+    from panorama_cli.commands.status import finish_wait
+    from panorama_cli.deployment import DeployRequest, deploy
+    from panorama_cli.project import Project
+
+    project = Project.discover()
+    request = DeployRequest(device_id, name, description, override_path, runtime_role_arn)
+    session = aws_session_factory(ctx)()
+    instance_id = deploy(project, session, request)
+    if not wait:
+        if as_json:
+            console.emit_json({"ApplicationInstanceId": instance_id})
+        console.success(
+            f"application instance {instance_id} created",
+            f"panorama-cli status {instance_id} --wait",
+        )
+        return
+    console.info(f"application instance {instance_id} created; waiting for the deployment")
+    finish_wait(session, instance_id, poll_interval, timeout, as_json)

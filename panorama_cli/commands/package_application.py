@@ -1,0 +1,87 @@
+"""``package-application``: register the project's node packages with AWS Panorama."""
+
+import click
+
+from panorama_cli import console
+
+
+@click.command("package-application", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--packages-path",
+    multiple=True,
+    help="Package folder to send (repeatable). Default: every package under packages/.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until each registration is REGISTER_COMPLETED or FAILED.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="First wait between status checks, seconds (doubles up to 30 s).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=900.0,
+    show_default=True,
+    help="Longest wait for the registrations, seconds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.pass_context
+def cli(ctx, packages_path, wait, poll_interval, timeout, as_json) -> None:
+    """Upload assets and register a patch version of each package.
+
+    The patch version is the sha256 of package.json: a package whose patch is already
+    registered is left alone, and files already in the storage bucket are not sent again.
+    Exit code 1 when any package failed; the others are still registered.
+    """
+    from panorama_cli.commands._shared import aws_session_factory
+    from panorama_cli.errors import UserError
+    from panorama_cli.packaging import Options, package_application
+    from panorama_cli.project import Project
+
+    project = Project.discover()
+    session = aws_session_factory(ctx)()
+    options = Options(wait=wait, poll_interval=poll_interval, timeout=timeout)
+    with console.transfers("total") as add:
+        results = package_application(
+            project,
+            session,
+            package_paths=tuple(packages_path),
+            options=options,
+            notify=console.info,
+            progress_for=lambda upload, size: add(upload.label, size),
+        )
+    if as_json:
+        console.emit_json({"packages": [r.as_dict() for r in results]})
+    else:
+        console.emit_table(
+            ["package", "version", "patch", "uploaded bytes", "skipped", "status"],
+            [
+                [
+                    r.name,
+                    r.version,
+                    r.patch[:12],
+                    str(r.uploaded_bytes),
+                    str(r.skipped_files),
+                    r.status + (f": {r.message}" if r.message and not r.ok else ""),
+                ]
+                for r in results
+            ],
+        )
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise UserError(
+            f"{len(failed)} of {len(results)} package(s) not registered: "
+            + "; ".join(f"{r.name}: {r.status} {r.message}".strip() for r in failed),
+            hint="fix the cause and re-run package-application (registered packages are skipped)",
+        )
+    console.success(
+        f"{len(results)} package(s) registered",
+        "panorama-cli deploy --device-id DEVICE_ID --name APP_NAME",
+    )

@@ -1,0 +1,185 @@
+"""deploy and status: application instances of the project's application graph.
+
+``deploy`` sends graph.json as the ManifestPayload of CreateApplicationInstance (and an
+optional nodeGraphOverrides file as ManifestOverridesPayload), after checking both locally:
+the manifest schema and the API's size limit of :data:`PAYLOAD_LIMIT` characters
+(ManifestPayloadData / ManifestOverridesPayloadData in the Panorama model). ``status`` lists
+or describes application instances and can wait for a deployment to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from panorama_cli import names, schemas
+from panorama_cli.aws import panorama as api
+from panorama_cli.errors import UserError
+from panorama_cli.manifests import loads, pointer
+from panorama_cli.polling import poll
+from panorama_cli.project import Project
+
+#: Longest ManifestPayload / ManifestOverridesPayload data, characters (the API's limit).
+PAYLOAD_LIMIT = 51_200
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What ``deploy`` asks for.
+
+    Attributes:
+        device_id: the Panorama appliance (DefaultRuntimeContextDevice).
+        name: application instance name.
+        description: free text, at most 255 characters.
+        override_path: a nodeGraphOverrides JSON file, or None.
+        runtime_role_arn: IAM role the application assumes on the device, or None.
+    """
+
+    device_id: str
+    name: str
+    description: str = ""
+    override_path: Path | None = None
+    runtime_role_arn: str | None = None
+
+
+def _payload(path: Path, project: Project, kind: str) -> tuple[str, dict[str, Any]]:
+    """Read and check one manifest; returns (text, parsed)."""
+    rel = project.rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {rel}: {exc.strerror or exc}") from exc
+    data = loads(text, rel)
+    problems = schemas.check(kind, data, rel)
+    if problems:
+        raise UserError(problems[0].line(), hint="fix it; `panorama-cli validate` checks the graph")
+    if len(text) > PAYLOAD_LIMIT:
+        raise UserError(
+            f"{rel} is {len(text)} characters; Panorama accepts at most {PAYLOAD_LIMIT}",
+            hint="remove whitespace (the payload is sent as it is on disk) or shorten it",
+        )
+    return text, data
+
+
+def check_request(project: Project, request: DeployRequest) -> tuple[str, str | None]:
+    """Check the request and its manifests before anything is sent.
+
+    Returns:
+        ``(graph text, overrides text or None)``, exactly as on disk.
+
+    Raises:
+        UserError: a bad device id / name / role ARN / description, a manifest that is not
+            valid JSON, fails its schema, exceeds :data:`PAYLOAD_LIMIT`, or an override that
+            replaces a node the graph does not define (file, JSON pointer and fix).
+    """
+    names.check(names.DEVICE_ID, request.device_id)
+    names.check(names.APPLICATION_INSTANCE_NAME, request.name)
+    if request.runtime_role_arn is not None:
+        names.check(names.RUNTIME_ROLE_ARN, request.runtime_role_arn)
+    if len(request.description) > 255:
+        raise UserError("--description is longer than 255 characters")
+    graph_text, graph = _payload(project.graph_path, project, schemas.GRAPH)
+    if request.override_path is None:
+        return graph_text, None
+    overrides_text, overrides = _payload(request.override_path, project, schemas.OVERRIDES)
+    nodes = {n.get("name") for n in graph["nodeGraph"].get("nodes", [])}
+    body = overrides["nodeGraphOverrides"]
+    for i, override in enumerate(body.get("nodeOverrides", [])):
+        if override["replace"] not in nodes:
+            where = pointer("nodeGraphOverrides", "nodeOverrides", i, "replace")
+            raise UserError(
+                f"{project.rel(request.override_path)}#{where}: replaces node "
+                f"{override['replace']!r}, which graph.json does not define",
+                hint="name a node of graph.json",
+            )
+    return graph_text, overrides_text
+
+
+def deploy(project: Project, session: Any, request: DeployRequest) -> str:
+    """CreateApplicationInstance of the project's graph on a device.
+
+    Returns:
+        The new ApplicationInstanceId.
+
+    Raises:
+        UserError: see :func:`check_request`; any AWS error.
+    """
+    graph_text, overrides_text = check_request(project, request)
+    params: dict[str, Any] = {
+        "Name": request.name,
+        "ManifestPayload": {"PayloadData": graph_text},
+        "DefaultRuntimeContextDevice": request.device_id,
+    }
+    if request.description:
+        params["Description"] = request.description
+    if overrides_text is not None:
+        params["ManifestOverridesPayload"] = {"PayloadData": overrides_text}
+    if request.runtime_role_arn:
+        params["RuntimeRoleArn"] = request.runtime_role_arn
+    return api.create_application_instance(api.client(session), **params)
+
+
+def list_instances(session: Any, device_id: str | None = None) -> list[dict[str, Any]]:
+    """ListApplicationInstances (all pages), optionally of one device.
+
+    Raises:
+        UserError: any AWS error.
+    """
+    if device_id is not None:
+        names.check(names.DEVICE_ID, device_id)
+    return api.list_application_instances(api.client(session), device_id)
+
+
+def describe_instance(session: Any, instance_id: str) -> dict[str, Any]:
+    """DescribeApplicationInstance.
+
+    Raises:
+        UserError: an invalid or unknown id, or any AWS error.
+    """
+    names.check(names.APPLICATION_INSTANCE_ID, instance_id)
+    return api.describe_application_instance(api.client(session), instance_id)
+
+
+def wait_for_instance(
+    session: Any,
+    instance_id: str,
+    *,
+    interval: float,
+    timeout: float,
+    notify: Notify = lambda _m: None,
+) -> tuple[dict[str, Any], bool]:
+    """Poll DescribeApplicationInstance until its Status is one of ``api.DEPLOYMENT_ENDED``.
+
+    Args:
+        interval: first wait between polls, seconds (doubles up to 30 s).
+        timeout: longest wait, seconds.
+        notify: receives "status: ...; next check in N s" lines.
+
+    Returns:
+        ``(last description, ended)``; ``ended`` is False when the timeout passed first.
+
+    Raises:
+        UserError: any AWS error.
+    """
+    names.check(names.APPLICATION_INSTANCE_ID, instance_id)
+    panorama = api.client(session)
+
+    def on_wait(found: dict[str, Any], seconds: float) -> None:
+        notify(f"{instance_id}: {found.get('Status')}; next check in {seconds:.0f} s")
+
+    return poll(
+        lambda: api.describe_application_instance(panorama, instance_id),
+        lambda found: found.get("Status") in api.DEPLOYMENT_ENDED,
+        interval=interval,
+        timeout=timeout,
+        on_wait=on_wait,
+    )
+
+
+def failed(instance: dict[str, Any]) -> bool:
+    """Whether an application instance's Status is a failed deployment."""
+    return instance.get("Status") in api.DEPLOYMENT_FAILURES
