@@ -30,6 +30,8 @@ def test_wheel_contents(wheel):
         "panorama_cli/schemas/nodeGraph.schema.json",
         "panorama_cli/commands/validate.py",
         "backpack/__init__.py",
+        "backpack/data/panorama/2019-07-24/service-2.json",
+        "backpack/data/panorama/2019-07-24/paginators-1.json",
     ):
         assert required in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
