@@ -6,4 +6,5 @@ Fixtures live in tests/support/*_fixtures.py, one module per concern, registered
 pytest_plugins = [
     "tests.support.docker_fixtures",
     "tests.support.aws_fixtures",
+    "tests.support.panorama_fixtures",
 ]
