@@ -25,6 +25,8 @@ COMMANDS = {
     "export-container": "export_container",
     "import-application": "import_application",
     "validate": "validate",
+    "update-backpack": "update_backpack",
+    "add-dockerfile-stage": "add_dockerfile_stage",
     "package-application": "package_application",
     "deploy": "deploy",
     "status": "status",

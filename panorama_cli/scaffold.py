@@ -81,6 +81,8 @@ def create_package(
     *,
     package_type: str = "Container",
     version: str = "1.0",
+    backpack: bool = True,
+    stages: tuple[str, ...] = (),
 ) -> CreatedPackage:
     """Create node package ``name`` and list it in graph.json (a node too for Camera/Datasink).
 
@@ -90,6 +92,9 @@ def create_package(
         account: the account id used in the folder name and the graph package name.
         package_type: one of PACKAGE_TYPES.
         version: ``<major>.<minor>``.
+        backpack: Container only: put a stamped copy of backpack in src/backpack/
+            (panorama_cli.backpack_injection) and a starter app that uses it.
+        stages: Container only: Dockerfile stages (panorama_cli.dockerfile_stages.STAGES).
 
     Raises:
         UserError: invalid name/version/type, a package of that name exists, or graph.json is
@@ -121,7 +126,7 @@ def create_package(
             f"graph.json already lists package {ref}", hint="remove it first or choose another name"
         )
 
-    files = _package_files(name, version, package_type)
+    files = _package_files(name, version, package_type, backpack, stages)
     graph_edit.add_package(graph, ref, version)
     node = None
     if package_type in _SYSTEM_INTERFACES:
@@ -141,7 +146,7 @@ def create_package(
         for relpath, text in files.items():
             target = staging / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+            target.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
         tx = Transaction()
         tx.rename(staging, folder)
         tx.write_json(project.graph_path, graph)
@@ -152,7 +157,11 @@ def create_package(
     return CreatedPackage(folder, ref, node)
 
 
-def _package_files(name: str, version: str, package_type: str) -> dict[str, str]:
+def _package_files(
+    name: str, version: str, package_type: str, backpack: bool, stages: tuple[str, ...]
+) -> dict[str, str | bytes]:
+    from panorama_cli import backpack_injection, dockerfile_stages
+
     ctx = {"name": name, "version": version}
     if package_type == "Camera":
         return {"package.json": dumps(render_json("package/camera/package.json.j2", **ctx))}
@@ -165,8 +174,12 @@ def _package_files(name: str, version: str, package_type: str) -> dict[str, str]
     files["descriptor.json"] = dumps(
         render_json("package/container/descriptor.json.j2", entry=ENTRY_FILE)
     )
-    files["Dockerfile"] = render_text("package/container/Dockerfile.j2", **ctx)
-    files[f"src/{ENTRY_FILE}"] = render_text("package/container/app.py.j2", **ctx)
+    chosen = dockerfile_stages.resolve(stages)
+    files["Dockerfile"] = dockerfile_stages.render_dockerfile(name, version, chosen)
+    app = "app.py.j2" if backpack else "app_plain.py.j2"
+    files[f"src/{ENTRY_FILE}"] = render_text(f"package/container/{app}", **ctx, stages=chosen)
+    if backpack:
+        files.update(backpack_injection.package_files())
     return files
 
 

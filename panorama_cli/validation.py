@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from panorama_cli import descriptors, names, schemas
+from panorama_cli import backpack_injection, descriptors, names, schemas
 from panorama_cli.assets import sha256_file
 from panorama_cli.descriptors import ENTRY_PLACEHOLDER
 from panorama_cli.errors import UserError
@@ -151,6 +151,9 @@ class _Checker(GraphChecks):
                         )
         if package.descriptor_path.is_file():
             self.check_descriptor(package.descriptor_path, package)
+        stale = backpack_injection.stale_problem(package.folder, self.project.rel(package.folder))
+        if stale is not None:
+            self.problems.append(stale)
 
     def package_kind(self, package: Package) -> str:
         if (package.folder / "Dockerfile").is_file():

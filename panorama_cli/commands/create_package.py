@@ -20,10 +20,40 @@ TYPES = ("Container", "Model", "Camera", "Datasink")
     "--version", default="1.0", show_default=True, help="Package version <major>.<minor>."
 )
 @click.option("--account-id", help="Account id (default: PANORAMA_ACCOUNT_ID, graph.json, STS).")
+@click.option(
+    "--no-backpack",
+    is_flag=True,
+    help="Container: no backpack copy in src/backpack/ (and the plain starter app).",
+)
+@click.option(
+    "--gstreamer",
+    is_flag=True,
+    help="Container: Dockerfile stage with GStreamer, PyGObject, OpenCV.",
+)
+@click.option(
+    "--rtsp", is_flag=True, help="Container: gst-rtsp-server stage (implies --gstreamer)."
+)
+@click.option(
+    "--kvs",
+    is_flag=True,
+    help="Container: Kinesis Video Streams kvssink stage (implies --gstreamer).",
+)
 @click.option("-camera", "legacy_camera", is_flag=True, hidden=True, help="Legacy: --type Camera.")
 @click.option("-model", "legacy_model", is_flag=True, hidden=True, help="Legacy: --type Model.")
 @click.pass_context
-def cli(ctx, name, package_type, version, account_id, legacy_camera, legacy_model) -> None:
+def cli(
+    ctx,
+    name,
+    package_type,
+    version,
+    account_id,
+    no_backpack,
+    gstreamer,
+    rtsp,
+    kvs,
+    legacy_camera,
+    legacy_model,
+) -> None:
     """Create packages/<account>-NAME-VERSION and list it in graph.json."""
     from panorama_cli.project import Project
     from panorama_cli.scaffold import create_package
@@ -34,9 +64,20 @@ def cli(ctx, name, package_type, version, account_id, legacy_camera, legacy_mode
     if legacy and package_type and package_type.lower() != legacy.lower():
         raise click.UsageError(f"--type {package_type} contradicts the legacy switch")
     chosen = next(t for t in TYPES if t.lower() == (package_type or legacy or "Container").lower())
+    stages = tuple(s for s, on in (("gstreamer", gstreamer), ("rtsp", rtsp), ("kvs", kvs)) if on)
+    if chosen != "Container" and (stages or no_backpack):
+        raise click.UsageError("--no-backpack, --gstreamer, --rtsp and --kvs need --type Container")
     project = Project.discover()
     account = resolve_account(ctx, account_id, project)
-    created = create_package(project, name, account, package_type=chosen, version=version)
+    created = create_package(
+        project,
+        name,
+        account,
+        package_type=chosen,
+        version=version,
+        backpack=not no_backpack,
+        stages=stages,
+    )
     where = project.rel(created.folder)
     next_step = {
         "Container": f"write your code in {where}/src, then panorama-cli build-container "

@@ -1,0 +1,39 @@
+"""``update-backpack``: refresh the backpack copy in a container package's src/backpack/."""
+
+import click
+
+from panorama_cli import console
+
+
+@click.command("update-backpack", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--package-path", required=True, help="The container package folder.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a copy that was edited after injection (or has no INJECTED.json stamp).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def cli(package_path, force, as_json) -> None:
+    """Replace src/backpack/ with the backpack panorama-cli ships (atomic; no-op when current)."""
+    from panorama_cli.backpack_injection import update_backpack
+    from panorama_cli.project import Project
+
+    project = Project.discover()
+    package = project.package_for_path(package_path)
+    result = update_backpack(package.folder, force=force)
+    where = project.rel(package.folder)
+    old = result.old.label if result.old else "none"
+    if as_json:
+        console.emit_json(
+            {"package": where, "old": old, "new": result.new.label, "changed": result.changed}
+        )
+    next_step = (
+        f"panorama-cli build-container --container-asset-name <asset> --package-path {where}"
+    )
+    if result.changed:
+        console.success(
+            f"Updated backpack in {project.rel(result.folder)}: {old} → {result.new.label}",
+            next_step,
+        )
+    else:
+        console.success(f"backpack in {project.rel(result.folder)} is current ({old})")
