@@ -3,12 +3,15 @@
 ``deploy`` sends graph.json as the ManifestPayload of CreateApplicationInstance (and an
 optional nodeGraphOverrides file as ManifestOverridesPayload), after checking both locally:
 the manifest schema and the API's size limit of :data:`PAYLOAD_LIMIT` characters
-(ManifestPayloadData / ManifestOverridesPayloadData in the Panorama model). ``status`` lists
+(ManifestPayloadData / ManifestOverridesPayloadData in the Panorama model). The payloads are
+sent as compact one-line JSON (key order kept): the model's patterns ``^.+$`` / ``^.*$`` do
+not admit line breaks, and whitespace would count against the size limit. ``status`` lists
 or describes application instances and can wait for a deployment to end.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +49,13 @@ class DeployRequest:
     runtime_role_arn: str | None = None
 
 
+def compact(data: Any) -> str:
+    """One-line JSON text of a manifest, key order kept, no insignificant whitespace."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def _payload(path: Path, project: Project, kind: str) -> tuple[str, dict[str, Any]]:
-    """Read and check one manifest; returns (text, parsed)."""
+    """Read and check one manifest; returns (compact payload text, parsed)."""
     rel = project.rel(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -57,19 +65,21 @@ def _payload(path: Path, project: Project, kind: str) -> tuple[str, dict[str, An
     problems = schemas.check(kind, data, rel)
     if problems:
         raise UserError(problems[0].line(), hint="fix it; `panorama-cli validate` checks the graph")
-    if len(text) > PAYLOAD_LIMIT:
+    payload = compact(data)
+    if len(payload) > PAYLOAD_LIMIT:
         raise UserError(
-            f"{rel} is {len(text)} characters; Panorama accepts at most {PAYLOAD_LIMIT}",
-            hint="remove whitespace (the payload is sent as it is on disk) or shorten it",
+            f"{rel} is {len(payload)} characters without whitespace; Panorama accepts at most "
+            f"{PAYLOAD_LIMIT}",
+            hint="shorten it (descriptions, node count) or move parameters to an override file",
         )
-    return text, data
+    return payload, data
 
 
 def check_request(project: Project, request: DeployRequest) -> tuple[str, str | None]:
     """Check the request and its manifests before anything is sent.
 
     Returns:
-        ``(graph text, overrides text or None)``, exactly as on disk.
+        ``(graph payload, overrides payload or None)``, see :func:`compact`.
 
     Raises:
         UserError: a bad device id / name / role ARN / description, a manifest that is not

@@ -205,7 +205,10 @@ def list_application_instances(panorama: Any, device_id: str | None = None) -> l
     if device_id:
         params["DeviceId"] = device_id
     try:
-        pages = panorama.get_paginator("list_application_instances").paginate(**params)
+        pages = panorama.get_paginator("list_application_instances").paginate(
+            **params,
+            PaginationConfig={"PageSize": 25},  # MaxSize25 in the model
+        )
         return [item for page in pages for item in page.get("ApplicationInstances", [])]
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise translate_client_error(exc) from exc
