@@ -258,7 +258,7 @@ def test_imported_sample_reports_exactly_the_two_missing_assets(tmp_path: Path, 
 @pytest.mark.docker
 @pytest.mark.parametrize("app", sorted(SAMPLES))
 def test_sample_end_to_end_model_code_build_validate_run(
-    tmp_path: Path, app: str, docker_client, base_image_amd64: str
+    tmp_path: Path, app: str, docker_client, base_image_amd64: str, panorama_env
 ) -> None:
     sample = import_sample(app, tmp_path)
     _, report = validate_json(sample)
@@ -388,6 +388,25 @@ def test_sample_end_to_end_model_code_build_validate_run(
         assert f"{code_rel}/package.json" in checked
         assert f"assets/{impl['descriptorUri']}" in checked
         assert any(p.startswith("graphs/") and p.endswith("/graph.json") for p in checked)
+
+        # -- package-application, then deploy (Panorama test server + moto S3) -------------
+        # The server FAILS a registration whose manifest or assets are not in the bucket.
+        result = cli(sample.root, "package-application", "--poll-interval", "0.1", "--json")
+        assert result.exit_code == 0, result.describe()
+        packaged = {p["name"]: p for p in result.json()["packages"]}
+        assert {p["status"] for p in packaged.values()} == {"REGISTER_COMPLETED"}, packaged
+        assert packaged[code_pkg["name"]]["uploaded_bytes"] > built["size"]
+        assert packaged[model_pkg["name"]]["uploaded_files"] == 3
+        again = cli(sample.root, "package-application", "--json")
+        assert again.exit_code == 0, again.describe()
+        assert {p["status"] for p in again.json()["packages"]} == {"UNCHANGED"}
+        device = panorama_env.server.add_device()
+        result = cli(
+            sample.root, "deploy", "--device-id", device, "--name", app, "--wait",
+            "--poll-interval", "0.1", "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.describe()
+        assert result.json()["Status"] == "DEPLOYMENT_SUCCEEDED"
     finally:
         _remove_image(docker_client, tag)
     print(f"\n[{app}] build-container (amd64) took {build_seconds:.1f} s")
