@@ -259,6 +259,13 @@ def test_no_region(aws_env, monkeypatch):
     assert "AWS_REGION" in info.value.hint
 
 
+def test_invalid_region_name(aws_env, monkeypatch):
+    with pytest.raises(UserError) as info:
+        caller_account_id(make_session(region="bad region!"))
+    assert info.value.message == "invalid AWS region name 'bad region!'"
+    assert "us-west-2" in info.value.hint
+
+
 def test_client_uses_standard_retries(aws_env):
     client = make_client(make_session(), "s3")
     assert client.meta.config.retries["mode"] == "standard"
@@ -345,7 +352,8 @@ def test_importing_aws_modules_does_not_load_the_sdk():
     code = (
         "import sys\n"
         "import panorama_cli.aws, panorama_cli.aws.s3, panorama_cli.aws.session, "
-        "panorama_cli.aws.sts\n"
+        "panorama_cli.aws.sts, panorama_cli.aws.panorama, panorama_cli.aws.s3_upload, "
+        "panorama_cli.packaging, panorama_cli.deployment, backpack.service_model\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('boto3', 'botocore', 's3transfer'))\n"
         "print(loaded)\n"

@@ -146,6 +146,11 @@ def translate_client_error(exc: BaseException) -> UserError:
         )
     if isinstance(exc, bx.NoRegionError):
         return UserError("no AWS region configured", hint=_REGION_HINT)
+    if isinstance(exc, bx.InvalidRegionError):
+        return UserError(
+            f"invalid AWS region name {exc.kwargs.get('region_name', '')!r}",
+            hint="use a region name such as us-west-2 (--region, AWS_REGION or your profile)",
+        )
     if isinstance(exc, bx.SSLError):
         url = exc.kwargs.get("endpoint_url", "the AWS endpoint")
         return UserError(
