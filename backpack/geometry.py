@@ -71,6 +71,8 @@ def from_pixel(pixel: float, size: int) -> float:
 
 
 def _coordinate(value: Any, name: str) -> float:
+    if type(value) is float and value - value == 0.0:  # fast path: a finite float
+        return value
     if not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
     number = float(value)
@@ -100,8 +102,10 @@ class Point:
     y: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "x", _coordinate(self.x, "Point.x"))
-        object.__setattr__(self, "y", _coordinate(self.y, "Point.y"))
+        x, y = self.x, self.y
+        if not (type(x) is float and type(y) is float and x - x == 0.0 and y - y == 0.0):
+            object.__setattr__(self, "x", _coordinate(x, "Point.x"))
+            object.__setattr__(self, "y", _coordinate(y, "Point.y"))
 
     def __iter__(self) -> Iterator[float]:
         """Unpacks as ``x, y = point``."""
