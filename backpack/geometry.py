@@ -35,6 +35,8 @@ import numpy as np
 
 __all__ = ["Line", "Point", "PolyLine", "Rectangle", "from_pixel", "to_pixel"]
 
+_INT32_MAX = 2**31 - 1
+
 
 def _check_size(width: int, height: int) -> None:
     if not (width >= 1 and height >= 1):
@@ -52,11 +54,18 @@ def to_pixel(value: float, size: int, clamp: bool = True) -> int:
 
     Returns:
         ``floor(value * size + 0.5)``, clamped if asked.
+
+    Raises:
+        OverflowError: ``clamp=False`` and ``value * size`` is beyond the float range.
     """
-    pixel = math.floor(value * size + 0.5)
     if clamp:
-        return 0 if pixel < 0 else (size - 1 if pixel >= size else pixel)
-    return pixel
+        if value <= 0.0:
+            return 0
+        if value >= 1.0:
+            return size - 1
+        pixel = math.floor(value * size + 0.5)
+        return size - 1 if pixel >= size else pixel
+    return math.floor(value * size + 0.5)
 
 
 def from_pixel(pixel: float, size: int) -> float:
@@ -290,10 +299,25 @@ class Rectangle:
         """``rect[0]`` is pt_min, ``rect[1]`` is pt_max."""
         return (self.pt_min, self.pt_max)[index]
 
-    left = property(lambda self: self.pt_min.x, doc="Normalized x of the left edge.")
-    top = property(lambda self: self.pt_min.y, doc="Normalized y of the top edge.")
-    right = property(lambda self: self.pt_max.x, doc="Normalized x of the right edge.")
-    bottom = property(lambda self: self.pt_max.y, doc="Normalized y of the bottom edge.")
+    @property
+    def left(self) -> float:
+        """Normalized x of the left edge."""
+        return self.pt_min.x
+
+    @property
+    def top(self) -> float:
+        """Normalized y of the top edge."""
+        return self.pt_min.y
+
+    @property
+    def right(self) -> float:
+        """Normalized x of the right edge."""
+        return self.pt_max.x
+
+    @property
+    def bottom(self) -> float:
+        """Normalized y of the bottom edge."""
+        return self.pt_max.y
 
     @property
     def width(self) -> float:
@@ -523,12 +547,15 @@ class PolyLine:
 
         Raises:
             ValueError: width or height < 1.
+            OverflowError: ``clamp=False`` and a pixel coordinate does not fit in int32.
         """
         _check_size(width, height)
         coords = np.array([(p.x, p.y) for p in self.points], dtype=np.float64)
         pixels = np.floor(coords * (width, height) + 0.5)
         if clamp:
             np.clip(pixels, 0, (width - 1, height - 1), out=pixels)
+        elif not np.abs(pixels).max() <= _INT32_MAX:
+            raise OverflowError(f"{self} is too far outside a {width}x{height} image for int32")
         return pixels.astype(np.int32)
 
     @classmethod

@@ -461,3 +461,22 @@ def test_custom_driver_dispatch_by_type():
         ("rect", Point(0.5, 0.5)),
         ("label", "03"),
     ]
+
+
+def test_extreme_coordinates_render_without_errors(cv_driver):
+    far = [(-1e300, 0.5), (1e300, 0.5)]
+    image = blank(100, 100)
+    cv_driver.render(
+        [
+            RectAnnotation(far, color=RED),
+            LineAnnotation(far, color=RED),
+            PolyLineAnnotation([*far, (0.5, 1e300)], color=RED),
+            LabelAnnotation((1e300, -1e300), "far"),
+            MarkerAnnotation((1e300, 1e300)),
+        ],
+        image,
+    )
+    assert (image[50, :] == RED).all()  # the horizontal line through the frame
+    media = RecordingMedia()
+    PanoramaMediaAnnotationDriver().render([RectAnnotation(far)], media)
+    assert media.calls[0][1:] == (0.0, 0.5, media.calls[0][3], 0.5) and media.calls[0][3] < 1.0

@@ -251,3 +251,14 @@ def test_point_vector_arithmetic():
     assert Point(0, 0).distance(Point(0.3, 0.4)) == pytest.approx(0.5)
     with pytest.raises(TypeError):
         Point(0, 0) + (1, 1)
+
+
+@given(st.builds(Point, st.floats(allow_nan=False), st.floats(allow_nan=False)), sizes, sizes)
+def test_extreme_finite_coordinates_clamp_without_overflow(point, width, height):
+    x, y = point.to_pixels(width, height)
+    assert 0 <= x < width and 0 <= y < height
+
+
+def test_unclamped_polyline_beyond_int32_is_an_error():
+    with pytest.raises(OverflowError, match="too far outside a 1920x1080 image"):
+        PolyLine([(0, 0), (1e9, 0)]).to_pixels(1920, 1080, clamp=False)

@@ -26,11 +26,11 @@ __all__ = ["OpenCVImageAnnotationDriver"]
 
 #: Smallest text height in pixels the driver draws (smaller Hershey text is unreadable).
 MIN_TEXT_PIXELS = 8
-#: Lines and polylines are converted without clamping (clamping each end separately would bend
-#: them) and OpenCV clips them to the image; their ends are only bounded to this many image
-#: sizes around the frame, far enough not to change what is visible in practice, near enough
-#: for OpenCV's fixed-point coordinates.
-LINE_BOUND = 2
+#: Lines and polylines are converted without clamping to the image (clamping each end
+#: separately would bend them) and OpenCV clips them; their ends are only bounded to
+#: ``[-LINE_BOUND, 1 + LINE_BOUND]`` in normalized coordinates -- far enough not to change
+#: what is visible in practice, near enough for OpenCV's fixed-point pixel coordinates.
+LINE_BOUND = 2.0
 _DESCENDERS = "gjpqy"
 
 
@@ -195,9 +195,9 @@ class OpenCVImageAnnotationDriver(AnnotationDriver):
     def add_polyline(self, polyline: PolyLineAnnotation, context: np.ndarray) -> None:
         """Draws a polyline (closed or open); OpenCV clips the parts outside the image."""
         height, width = context.shape[:2]
-        points = polyline.polyline.to_pixels(width, height, clamp=False)
-        bound = LINE_BOUND * max(width, height)
-        np.clip(points, -bound, (width + bound, height + bound), out=points)
+        coords = np.array([(p.x, p.y) for p in polyline.polyline.points], dtype=np.float64)
+        np.clip(coords, -LINE_BOUND, 1.0 + LINE_BOUND, out=coords)
+        points = np.floor(coords * (width, height) + 0.5).astype(np.int32)
         self._cv2.polylines(
             context,
             [points],
@@ -234,7 +234,6 @@ class OpenCVImageAnnotationDriver(AnnotationDriver):
 
     @staticmethod
     def _unclamped(point: Point, width: int, height: int) -> tuple[int, int]:
-        bound = LINE_BOUND * max(width, height)
-        x = min(max(to_pixel(point.x, width, clamp=False), -bound), width + bound)
-        y = min(max(to_pixel(point.y, height, clamp=False), -bound), height + bound)
-        return x, y
+        x = min(max(point.x, -LINE_BOUND), 1.0 + LINE_BOUND)
+        y = min(max(point.y, -LINE_BOUND), 1.0 + LINE_BOUND)
+        return to_pixel(x, width, clamp=False), to_pixel(y, height, clamp=False)
