@@ -480,3 +480,18 @@ def test_extreme_coordinates_render_without_errors(cv_driver):
     media = RecordingMedia()
     PanoramaMediaAnnotationDriver().render([RectAnnotation(far)], media)
     assert media.calls[0][1:] == (0.0, 0.5, media.calls[0][3], 0.5) and media.calls[0][3] < 1.0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"thickness": 0}, "thickness must be a positive number of pixels"),
+        ({"text_thickness": 2.5}, "thickness must be a positive number of pixels"),
+        ({"text_size": 0}, "size must be a fraction of the image height"),
+        ({"marker_size": 1.5}, "size must be a fraction of the image height"),
+        ({"color": (0, 0, 300)}, r"Color\.r must be an integer"),
+    ],
+)
+def test_driver_option_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        OpenCVImageAnnotationDriver(**options)

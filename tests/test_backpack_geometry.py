@@ -253,7 +253,10 @@ def test_point_vector_arithmetic():
         Point(0, 0) + (1, 1)
 
 
-@given(st.builds(Point, st.floats(allow_nan=False), st.floats(allow_nan=False)), sizes, sizes)
+any_finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.builds(Point, any_finite, any_finite), sizes, sizes)
 def test_extreme_finite_coordinates_clamp_without_overflow(point, width, height):
     x, y = point.to_pixels(width, height)
     assert 0 <= x < width and 0 <= y < height

@@ -17,6 +17,8 @@ from backpack.annotation.annotations import (
     PolyLineAnnotation,
     RectAnnotation,
     VerticalAnchor,
+    _size,
+    _thickness,
 )
 from backpack.annotation.color import Color
 from backpack.annotation.driver import AnnotationDriver
@@ -62,16 +64,20 @@ class OpenCVImageAnnotationDriver(AnnotationDriver):
 
     Raises:
         backpack._optional.MissingDependencyError: OpenCV (``cv2``) is not installed.
+        ValueError: a thickness below 1 pixel, or a size outside (0, 1].
     """
+
+    text_size = 0.02
+    marker_size = 0.02
 
     def __init__(
         self,
         *,
         color: Color = Color.WHITE,
         thickness: int = 1,
-        text_size: float = 0.02,
+        text_size: float = text_size,
         text_thickness: int = 1,
-        marker_size: float = 0.02,
+        marker_size: float = marker_size,
         font: int | None = None,
         line_type: int | None = None,
         logger: logging.Logger | None = None,
@@ -79,11 +85,12 @@ class OpenCVImageAnnotationDriver(AnnotationDriver):
         super().__init__(logger)
         cv2 = require("cv2", "OpenCVImageAnnotationDriver")
         self._cv2 = cv2
+        owner = type(self).__name__
         self.color = Color(*color)
-        self.thickness = thickness
-        self.text_size = text_size
-        self.text_thickness = text_thickness
-        self.marker_size = marker_size
+        self.thickness = _thickness(thickness, owner) or 1
+        self.text_size = _size(text_size, owner) or self.text_size
+        self.text_thickness = _thickness(text_thickness, owner) or 1
+        self.marker_size = _size(marker_size, owner) or self.marker_size
         self.font = cv2.FONT_HERSHEY_SIMPLEX if font is None else font
         self.line_type = cv2.LINE_8 if line_type is None else line_type
         self._marker_types = {
