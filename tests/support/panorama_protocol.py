@@ -76,11 +76,11 @@ class Route:
     @classmethod
     def of(cls, operation: OperationModel) -> Route:
         path = operation.http["requestUri"].split("?", 1)[0]
-        return cls(operation, operation.http["method"], tuple(path.strip("/").split("/")))
+        return cls(operation, operation.http["method"], tuple(path.removeprefix("/").split("/")))
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """URI label values (percent-decoded) if ``method`` and raw ``path`` match, else None."""
-        parts = path.strip("/").split("/") if path.strip("/") else [""]
+        parts = path.removeprefix("/").split("/")  # "/a/" -> ["a", ""]: an empty label
         if method != self.method:
             return None
         greedy = self.segments[-1].endswith("+}")
