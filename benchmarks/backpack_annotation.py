@@ -8,11 +8,15 @@ repeats is reported. Run: ``.venv/bin/python benchmarks/backpack_annotation.py``
 
 :func:`run` returns the rows with a target, for the benchmark aggregator; running the file also
 prints other measurements (alternative line types and thicknesses, the Panorama media driver,
-making the annotations) to show what the defaults were chosen from.
+making the annotations) to show what the defaults were chosen from. The time depends on what
+else the machine runs: on a shared 2-CPU machine it went from 0.95 ms at a load average below 1
+to 1.5-2.2 ms at 3-4 (the thread's CPU time grew as much, so it is contention for the cores
+and caches, not only waiting); the load average is printed first.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import sys
@@ -124,6 +128,8 @@ def details() -> list[tuple[str, float, str]]:
 
 
 def main() -> int:
+    if hasattr(os, "getloadavg"):
+        print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     rows = run()
     print(f"{'benchmark':58} {'measured':>9} {'target':>7} unit")
     for name, measured, target, unit in rows:
