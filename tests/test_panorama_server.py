@@ -301,9 +301,9 @@ def test_raw_request_is_validated_with_botocores_report(panorama_env):
     assert 'Unknown parameter in input: "Colour"' in payload["Message"]
     assert "Invalid type for parameter PackageName" in payload["message"]
     code, _, payload = signed_request(panorama_env, "POST", "/packages", b"{not json")
-    assert code == 400
+    assert (code, payload["Reason"]) == (400, "CANNOT_PARSE")
     code, _, payload = signed_request(panorama_env, "GET", "/no/such/operation")
-    assert code == 404
+    assert (code, payload["Reason"]) == (400, "UNKNOWN_OPERATION")
 
 
 def test_request_without_sigv4_is_403(panorama_env, panorama_server):
@@ -451,10 +451,16 @@ def test_deployment_progresses_to_succeeded(client, panorama_server, panorama_en
 def test_list_calls_also_advance_the_deployment(client, panorama_server):
     device = panorama_server.add_device()
     deploy(client, device)
-    statuses = [
-        client.list_application_instances()["ApplicationInstances"][0]["Status"] for _ in range(3)
-    ]
-    assert statuses == ["DEPLOYMENT_PENDING", "DEPLOYMENT_IN_PROGRESS", "DEPLOYMENT_SUCCEEDED"]
+    deploy(client, device, name="app2")
+    paginator = client.get_paginator("list_application_instances")
+    statuses = []
+    for _ in range(3):  # one listing of two pages is one observation
+        pages = list(paginator.paginate(PaginationConfig={"PageSize": 1}))
+        assert len(pages) == 2
+        statuses.append({p["ApplicationInstances"][0]["Status"] for p in pages})
+    assert statuses == [
+        {"DEPLOYMENT_PENDING"}, {"DEPLOYMENT_IN_PROGRESS"}, {"DEPLOYMENT_SUCCEEDED"},
+    ]  # fmt: skip
 
 
 def test_failed_deploy_outcome(client, panorama_server):
@@ -473,6 +479,8 @@ def test_create_application_instance_rejects_bad_input(client, panorama_server):
     device = panorama_server.add_device()
     bad = [
         {"DefaultRuntimeContextDevice": device, "ManifestPayload": {"PayloadData": "{nope"}},
+        # The model's pattern ^.+$ does not match line breaks: payloads must be one line.
+        {"DefaultRuntimeContextDevice": device, "ManifestPayload": {"PayloadData": '{\n"a": 1}'}},
         {"DefaultRuntimeContextDevice": device,
          "ManifestPayload": {"PayloadData": json.dumps({"x": "y" * 51200})}},
         {"DefaultRuntimeContextDevice": device, "ManifestPayload": {"PayloadData": "{}"},

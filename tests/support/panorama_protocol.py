@@ -101,13 +101,15 @@ def find_route(routes: list[Route], method: str, path: str) -> tuple[Route, dict
     """The route for ``method`` and raw ``path`` and its URI label values.
 
     Raises:
-        ServiceError: 404 UnknownOperationException when no operation matches.
+        ServiceError: ValidationException (Reason UNKNOWN_OPERATION) when none matches.
     """
     for route in routes:
         labels = route.match(method, path)
         if labels is not None:
             return route, labels
-    raise ServiceError("UnknownOperationException", f"No operation for {method} {path}", status=404)
+    raise ServiceError(
+        "ValidationException", f"No operation for {method} {path}", Reason="UNKNOWN_OPERATION"
+    )
 
 
 def _from_text(text: str, shape: Shape) -> Any:
@@ -131,7 +133,7 @@ def decode_request(
     """Build the operation's params dict from the HTTP request (see module docstring).
 
     Raises:
-        ServiceError: SerializationException when the body is not a JSON object.
+        ServiceError: ValidationException (Reason CANNOT_PARSE) if the body is not a JSON object.
     """
     shape = operation.input_shape
     params: dict[str, Any] = {}
@@ -139,9 +141,13 @@ def decode_request(
         try:
             document = json.loads(body)
         except ValueError as exc:
-            raise ServiceError("SerializationException", f"Malformed JSON body: {exc}") from None
+            raise ServiceError(
+                "ValidationException", f"Malformed JSON body: {exc}", Reason="CANNOT_PARSE"
+            ) from None
         if not isinstance(document, dict):
-            raise ServiceError("SerializationException", "The JSON body must be an object")
+            raise ServiceError(
+                "ValidationException", "The JSON body must be an object", Reason="CANNOT_PARSE"
+            )
         by_wire_name = {m.serialization.get("name", n): n for n, m in shape.members.items()}
         params = {by_wire_name.get(key, key): value for key, value in document.items()}
     query_values = parse_qs(query, keep_blank_values=True)

@@ -33,6 +33,7 @@ import threading
 import traceback
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -239,7 +240,7 @@ class PanoramaServer:
         """From now on, a registration FAILS if its manifest or assets are missing from the
         bucket at ``s3_endpoint_url`` (None: no check, the default after reset()). See
         ``panorama_state.find_upload_problem``."""
-        store = None if s3_endpoint_url is None else S3ObjectStore(s3_endpoint_url, self.region)
+        store = None if s3_endpoint_url is None else _s3_store(s3_endpoint_url, self.region)
         with self._lock:
             self.state.object_store = store
 
@@ -343,6 +344,11 @@ class S3ObjectStore:
                 return False
             raise
         return True
+
+
+@lru_cache(maxsize=4)
+def _s3_store(endpoint_url: str, region: str) -> S3ObjectStore:
+    return S3ObjectStore(endpoint_url, region)  # one client per endpoint: clients are slow to make
 
 
 class _Handler(BaseHTTPRequestHandler):

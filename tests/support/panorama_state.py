@@ -10,15 +10,18 @@ How statuses move (each Describe is one "poll"):
 * A registered patch is ``REGISTER_PENDING`` for the first ``pending_polls`` DescribePackageVersion
   calls that return it, then ``REGISTER_COMPLETED`` -- or ``FAILED`` (outcome "failed", or a
   missing upload when an object store is attached), or pending forever (outcome "pending").
-* A created application instance is ``DEPLOYMENT_PENDING`` on the first Describe/List that
-  returns it, ``DEPLOYMENT_IN_PROGRESS`` until ``deploy_polls`` observations have been made,
+* A created application instance is ``DEPLOYMENT_PENDING`` on its first observation (a
+  DescribeApplicationInstance, or a ListApplicationInstances without NextToken that matches
+  its device), ``DEPLOYMENT_IN_PROGRESS`` until ``deploy_polls`` observations have been made,
   then ``DEPLOYMENT_SUCCEEDED`` (health ``RUNNING``) or ``DEPLOYMENT_FAILED``. Removal moves the
   same way through ``REMOVAL_PENDING``/``REMOVAL_IN_PROGRESS`` to ``REMOVAL_SUCCEEDED``.
 
 Emulation choices where the service's exact behaviour is not documented: the first patch of
 a version becomes the latest patch even without MarkLatest; registering a patch that exists
 and has not FAILED is a ConflictException; deregistering the latest patch without
-UpdatedLatestPatchVersion makes the most recently registered remaining patch the latest.
+UpdatedLatestPatchVersion makes the most recently registered remaining patch the latest;
+ApplicationInstanceIdToReplace starts the old instance's removal at once; removed instances
+stay listed (REMOVAL_SUCCEEDED) like deployed ones.
 """
 
 from __future__ import annotations
@@ -454,7 +457,8 @@ class PanoramaState:
             fields = instance.fields
             if p.get("DeviceId") not in (None, fields.get("DefaultRuntimeContextDevice")):
                 continue
-            self._observe(instance)
+            if p.get("NextToken") is None:  # a new listing, not its next page
+                self._observe(instance)
             if wanted is None or fields["Status"] in wanted:
                 selected.append({k: fields[k] for k in INSTANCE_LIST_FIELDS if k in fields})
         page, more = paginate(selected, p.get("MaxResults"), p.get("NextToken"))
