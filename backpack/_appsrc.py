@@ -213,6 +213,9 @@ class AppSrcPipeline:
             err, debug = message.parse_error()
             source = message.src.get_name() if message.src is not None else "pipeline"
             text = f"{source}: {err.message}"
+            detail = debug.strip().splitlines()[-1].strip() if debug and debug.strip() else ""
+            if detail:
+                text += f" ({detail})"
             self.logger.error("GStreamer error from %s (debug: %s)", text, debug)
             self.failed = True
             self._eos.set()
