@@ -187,13 +187,15 @@ class KVSSkyLine(SkyLine):
             )
 
     def _get_pipeline(self, fps: float, width: int, height: int) -> str:
-        encoder = h264_encoder(fps, self.bitrate_kbps, self.speed_preset)
+        # kvssink's sink pad takes H.264 in avc stream format, aligned on access units.
+        caps = "video/x-h264,profile=baseline,stream-format=avc,alignment=au"
+        encoder = h264_encoder(fps, self.bitrate_kbps, self.speed_preset, caps)
         sink = (
             f"{self.sink_element} name={self.SINK_NAME} stream-name={self.stream_name} "
             f"aws-region={self.stream_region} storage-size={int(self.storage_size_mb)} "
             f"framerate={max(1, round(float(fps)))}"
         )
-        return f"{encoder} ! video/x-h264,stream-format=avc,alignment=au ! {sink}"
+        return f"{encoder} ! {sink}"
 
     def _configure_pipeline(self, pipeline: Any) -> None:
         sink = pipeline.get_by_name(self.SINK_NAME)

@@ -52,7 +52,12 @@ from backpack._gst import fps_fraction, gst
 USE_LAST_VALUE: Any = -999
 
 
-def h264_encoder(fps: float, bitrate_kbps: int = 2000, speed_preset: str = "ultrafast") -> str:
+def h264_encoder(
+    fps: float,
+    bitrate_kbps: int = 2000,
+    speed_preset: str = "ultrafast",
+    caps: str = "video/x-h264,profile=baseline",
+) -> str:
     """GStreamer description that turns raw video into H.264 with x264 (gst-plugins-ugly).
 
     Args:
@@ -60,15 +65,17 @@ def h264_encoder(fps: float, bitrate_kbps: int = 2000, speed_preset: str = "ultr
         bitrate_kbps: target bit rate in kbit/s.
         speed_preset: x264 preset; ``ultrafast`` uses the least CPU, which matters because
             encoding runs on the CPU of the device.
+        caps: caps of the encoded stream (one caps filter: gst-launch syntax does not allow
+            two in a row).
 
     Returns:
-        ``"videoconvert ! video/x-raw,format=I420 ! x264enc ... ! video/x-h264,profile=baseline"``.
+        ``"videoconvert ! video/x-raw,format=I420 ! x264enc ... ! <caps>"``.
     """
     key_interval = max(1, round(2 * float(fps)))
     return (
         "videoconvert ! video/x-raw,format=I420 ! "
         f"x264enc tune=zerolatency speed-preset={speed_preset} bitrate={int(bitrate_kbps)} "
-        f"key-int-max={key_interval} bframes=0 ! video/x-h264,profile=baseline"
+        f"key-int-max={key_interval} bframes=0 ! {caps}"
     )
 
 
@@ -91,7 +98,8 @@ class SkyLine(ABC):
         live: overrides the class's :attr:`LIVE` (see the module docstring on timestamps).
         eos_timeout: seconds :meth:`stop_streaming` waits for the end-of-stream to reach the
             sink (files get finalized then).
-        parent_logger: logger to attach this SkyLine's logger to.
+        parent_logger: logger to attach this SkyLine's logger to (default logger:
+            ``<module>.<class>``, e.g. ``backpack.kvs.KVSSkyLine``).
         gst_log_file: sets ``GST_DEBUG_FILE`` (effective only before GStreamer initializes).
         gst_log_level: sets ``GST_DEBUG``, e.g. ``"3"`` or ``"x264enc:5"``.
 
@@ -132,9 +140,11 @@ class SkyLine(ABC):
         gst_log_file: str | os.PathLike[str] | None = None,
         gst_log_level: str | None = None,
     ) -> None:
-        name = self.__class__.__name__
+        cls = self.__class__
         self.logger = (
-            logging.getLogger(name) if parent_logger is None else parent_logger.getChild(name)
+            logging.getLogger(f"{cls.__module__}.{cls.__name__}")
+            if parent_logger is None
+            else parent_logger.getChild(cls.__name__)
         )
         self._check_params(fps, width, height)
         self.warmup_frames = (
