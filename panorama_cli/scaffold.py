@@ -2,8 +2,9 @@
 
 Package types (create-package --type):
 
-* Container: src/ with a runnable starter app, descriptor.json (runtimeDescriptor), package.json,
-  Dockerfile (``ARG BASE_IMAGE`` / ``FROM ${BASE_IMAGE}``).
+* Container: src/ with a runnable starter app and a stamped copy of backpack in src/backpack/
+  (see backpack_injection), descriptor.json (runtimeDescriptor), package.json, Dockerfile
+  (``ARG BASE_IMAGE`` / ``FROM ${BASE_IMAGE}``, stages from dockerfile_stages).
 * Model: package.json and an mlModelDescriptor descriptor.json to fill in.
 * Camera: package.json with the system asset ``source/video/camera/rtsp/source_rtsp`` and the
   interface ``rtsp_interface``, plus a graph node.

@@ -429,6 +429,7 @@ def test_stage_flags_render_a_parseable_multistage_dockerfile(project, flags, ex
     else:
         assert packages == set()
     assert ("gir1.2-gst-rtsp-server-1.0" in packages) is ("rtsp" in expected)
+    assert ("python3-dotenv" in packages) is ("kvs" in expected)  # backpack.kvs reads .env
     if "kvs" not in expected:
         assert [s["name"] for s in stages] == [None]
         return
