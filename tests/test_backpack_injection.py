@@ -536,10 +536,18 @@ def test_add_dockerfile_stage_refuses_edits_inside_the_block_unless_forced(proje
     forced = run(
         project, "add-dockerfile-stage", "--package-path", rel, "--stage", "rtsp", "--force"
     )
-    assert forced.exit_code == 0, forced.stderr
+    assert forced.exit_code == 0 and "gstreamer → gstreamer rtsp" in forced.stderr
     new = dockerfile.read_text()
     assert "vim" not in new and outside_block(new) == outside
     assert not dockerfile_stages.find_block(new).edited
+    dockerfile.write_text(new.replace("gstreamer1.0-libav \\\n", ""))  # edit, same stages
+    again = run(project, "add-dockerfile-stage", "--package-path", rel, "--stage", "rtsp")
+    assert again.exit_code == 0 and "has the stages already" in again.stderr  # left alone
+    regen = run(
+        project, "add-dockerfile-stage", "--package-path", rel, "--stage", "rtsp", "--force"
+    )
+    assert regen.exit_code == 0 and "gstreamer rtsp (regenerated)" in regen.stderr
+    assert dockerfile.read_text() == new
 
 
 def test_add_dockerfile_stage_to_a_dockerfile_without_markers(project):

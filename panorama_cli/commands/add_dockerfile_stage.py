@@ -40,7 +40,8 @@ def cli(package_path, stages, force) -> None:
         console.success(f"{where}/Dockerfile has the stages already ({after})")
         return
     before = " ".join(change.before) or "none"
+    what = f"{before} → {after}" if change.before != change.after else f"{after} (regenerated)"
     console.success(
-        f"Dockerfile stages of {where}: {before} → {after}",
+        f"Dockerfile stages of {where}: {what}",
         f"panorama-cli build-container --container-asset-name <asset> --package-path {where}",
     )
