@@ -128,8 +128,9 @@ class FrameCopier:
     with the ``GstBuffer*`` that PyGObject uses as the hash of a boxed value. That identity
     is checked once against the wrapper's repr (``"GstBuffer at 0x..."``), without
     dereferencing anything; if it does not hold, or libgstreamer cannot be loaded by ctypes,
-    the plain route is used. Measured at 1280x720: about 0.6 ms instead of 1.0 ms
-    (benchmarks/backpack_skyline.py).
+    the plain route is used. Measured at 1280x720 on a shared 2-CPU VM: about 0.6 ms
+    instead of 1.0 ms (benchmarks/backpack_skyline.py). Recycling buffers through a
+    ``Gst.BufferPool`` was measured too and made no difference.
     """
 
     def __init__(self, gst_mod: Any) -> None:
