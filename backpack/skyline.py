@@ -52,6 +52,12 @@ from backpack._gst import fps_fraction, gst
 USE_LAST_VALUE: Any = -999
 
 
+def _is_last(value: Any) -> bool:
+    return value is USE_LAST_VALUE or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value == USE_LAST_VALUE
+    )
+
+
 def h264_encoder(
     fps: float,
     bitrate_kbps: int = 2000,
@@ -110,6 +116,15 @@ class SkyLine(ABC):
             ``<module>.<class>``, e.g. ``backpack.kvs.KVSSkyLine``).
         gst_log_file: sets ``GST_DEBUG_FILE`` (effective only before GStreamer initializes).
         gst_log_level: sets ``GST_DEBUG``, e.g. ``"3"`` or ``"x264enc:5"``.
+
+    Attributes:
+        video_fps, video_width, video_height: the stream's frame rate (frames per second)
+            and size (pixels); None while still to be measured.
+        frames_sent: frames queued on the pipeline, over all sessions.
+        frames_dropped: frames put while streaming but not queued (queue full, or no RTSP
+            client watching).
+        last_error: why the stream is in ``State.ERROR`` (None otherwise).
+        session: number of the current streaming session (0 for the first start).
 
     Raises:
         MissingDependencyError: PyGObject or GStreamer is not installed.
@@ -177,7 +192,6 @@ class SkyLine(ABC):
         self.session = -1
         self._lock = threading.RLock()
         self._pipeline: AppSrcPipeline | None = None
-        self._open = False
         self._warmup_times: list[float] = []
         self._last_log: dict[str, float] = {}
         self._state = SkyLine.State.STOPPED
@@ -291,9 +305,9 @@ class SkyLine(ABC):
             ValueError: an argument is out of range.
         """
         last_fps, last_width, last_height = self._last
-        fps = last_fps if fps is USE_LAST_VALUE else fps
-        width = last_width if width is USE_LAST_VALUE else width
-        height = last_height if height is USE_LAST_VALUE else height
+        fps = last_fps if _is_last(fps) else fps
+        width = last_width if _is_last(width) else width
+        height = last_height if _is_last(height) else height
         self._check_params(fps, width, height)
         with self._lock:
             self._close()
@@ -322,7 +336,6 @@ class SkyLine(ABC):
             self.logger.error("cannot open the stream: %s", exc)
             self.state = SkyLine.State.ERROR
             return False
-        self._open = True
         self.video_fps, self.video_width, self.video_height = fps, width, height
         self._last = (fps, width, height)
         self.state = SkyLine.State.STREAMING
@@ -333,7 +346,6 @@ class SkyLine(ABC):
             self._close_stream()
         except Exception:
             self.logger.exception("error while closing the stream")
-        self._open = False
 
     # ------------------------------------------------------------------ frames
 

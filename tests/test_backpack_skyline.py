@@ -137,7 +137,7 @@ def test_start_while_streaming_restarts_and_finalizes_the_first_file(gst, tmp_pa
     sky.start_streaming()
     frames = list(video_frames(6))
     assert all(sky.put(f) for f in frames)
-    sky.start_streaming()  # USE_LAST_VALUE for everything
+    sky.start_streaming(-999, -999)  # the seed's USE_LAST_VALUE, as a literal
     assert (sky.session, sky.video_width, sky.video_height) == (1, 320, 240)
     assert all(sky.put(f) for f in frames[:3])
     sky.stop_streaming()
