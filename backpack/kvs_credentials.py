@@ -1,21 +1,22 @@
 """AWS credentials for the Kinesis Video Streams GStreamer sink (``kvssink``).
 
 kvssink does not use the Panorama Application Role by itself; a credentials handler gives it
-credentials in one of the three ways kvssink accepts (amazon-kinesis-video-streams-producer-sdk-cpp,
-``kvssink`` properties and ``kinesis_video_producer_init``):
+credentials in one of the three ways kvssink accepts (``kinesis_video_producer_init`` of
+amazon-kinesis-video-streams-producer-sdk-cpp's kvssink):
 
-- :class:`KVSInlineCredentialsHandler`: the ``access-key`` / ``secret-key`` /
+- :class:`KVSInlineCredentialsHandler` (here): the ``access-key`` / ``secret-key`` /
   ``session-token`` properties of kvssink. Static: never refreshed while a stream runs.
-- :class:`KVSEnvironmentCredentialsHandler`: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-  ``AWS_SESSION_TOKEN`` in the process environment, read by kvssink when a stream starts.
-- :class:`KVSFileCredentialsHandler`: temporary credentials written to a file named by the
-  ``credential-path`` property, which kvssink reads again when the credentials it holds near
-  their expiration. The handler refreshes the file before the credentials expire, from the
-  frame loop's ``check_refresh()`` through an :class:`~backpack.timepiece.AtSchedule` (with an
-  executor, the STS call runs there). This is the handler to use on a device.
+- :class:`KVSEnvironmentCredentialsHandler` (here): ``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN`` in the process environment, read by kvssink
+  when a stream starts.
+- :class:`~backpack.kvs_credentials_file.KVSFileCredentialsHandler`: temporary credentials in
+  a file named by the ``credential-path`` property, renewed before they expire. The handler
+  to use on a device.
 
-Credentials never appear in logs or reprs: only the last four characters of the access key id
-are shown. boto3 (and botocore) are imported when a handler needs them.
+This module holds the base class, the two static handlers and :class:`KVSCredentials`. All
+are re-exported by :mod:`backpack.kvs`. Credentials never appear in logs or reprs: only the
+last four characters of the access key id are shown. boto3 is imported when a handler needs
+it (through :func:`backpack._optional.require`).
 """
 
 from __future__ import annotations

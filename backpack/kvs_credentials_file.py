@@ -33,6 +33,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from backpack._optional import require
 from backpack.kvs_credentials import (
     KVSCredentials,
     KVSCredentialsError,
@@ -233,8 +234,6 @@ class KVSFileCredentialsHandler(KVSCredentialsHandler):
 
     def _boto3_session(self) -> Any:
         if self._session is None:
-            from backpack._optional import require
-
             self._session = require("boto3", "KVSFileCredentialsHandler").Session()
         return self._session
 
