@@ -63,14 +63,15 @@ def test_warmup_measures_fps_and_size_and_drops_only_warmup_frames(gst, tmp_path
     sky = FileSkyLine(path, warmup_frames=10, block=True)
     assert sky.start_streaming() is True
     assert sky.state is SkyLine.State.START_WARMUP
-    results = put_paced(sky, video_frames(40), fps=20)
+    frames = list(video_frames(40))  # decoded up front: no decoding jitter in the pacing
+    results = put_paced(sky, frames, fps=20)
     assert sky.state is SkyLine.State.STREAMING
     sky.stop_streaming()
 
     assert results[:9] == [False] * 9  # timed only
     assert all(results[9:])  # the 10th frame opens the stream and is its first frame
     assert (sky.video_width, sky.video_height) == (W, H)
-    assert 14 <= sky.video_fps <= 21  # paced at 20/s; a loaded machine can only be slower
+    assert 15 <= sky.video_fps <= 23  # paced at 20/s; a loaded machine adds jitter
     decoded = decode_video(path)
     assert 40 - 10 <= decoded.frames <= 40
     assert decoded.frames == sky.frames_sent == 31
