@@ -15,6 +15,8 @@ import numpy as np
 
 from backpack._optional import MissingDependencyError, require
 
+_UINT8 = np.dtype(np.uint8)
+
 
 def frame_problem(frame: Any) -> str | None:
     """Why ``frame`` cannot be streamed, or None if it can.
@@ -22,6 +24,11 @@ def frame_problem(frame: Any) -> str | None:
     Accepted: a numpy array of shape ``(height, width, 3)`` (pixels), dtype uint8, with
     height and width at least 2.
     """
+    # Fast path first: this runs for every frame.
+    if type(frame) is np.ndarray and frame.dtype is _UINT8 and frame.ndim == 3:
+        shape = frame.shape
+        if shape[2] == 3 and shape[0] >= 2 and shape[1] >= 2:
+            return None
     if not isinstance(frame, np.ndarray):
         return f"expected a numpy array, got {type(frame).__name__}"
     if frame.dtype != np.uint8:
