@@ -44,6 +44,7 @@ from backpack.kvs_credentials import (
 from backpack.timepiece import AtSchedule, Callback, seconds
 
 _UTC = datetime.timezone.utc
+_NEVER = datetime.datetime(9999, 1, 1, tzinfo=_UTC)
 
 
 def format_credentials_file(creds: KVSCredentials) -> str:
@@ -189,8 +190,7 @@ class KVSFileCredentialsHandler(KVSCredentialsHandler):
                 self.credentials_path,
                 due.isoformat() if due else "never",
             )
-            if due is not None:
-                self._schedule.at = due
+            self._schedule.at = _NEVER if due is None else due
             return creds
 
     def _scheduled(self) -> None:
