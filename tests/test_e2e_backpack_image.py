@@ -258,7 +258,7 @@ def test_kvs_stage(images, gst_image, base_image_amd64, tmp_path):
                 "-c",
                 "import dotenv, gi; gi.require_version('Gst', '1.0'); "
                 "from gi.repository import Gst; Gst.init(None); "
-                "assert Gst.ElementFactory.find('kvssink')",
+                "assert Gst.ElementFactory.make('kvssink', None)",
             ],
         )
         return
