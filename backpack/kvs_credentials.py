@@ -123,7 +123,13 @@ class KVSCredentialsHandler:
 
 
 class _StaticHandler(KVSCredentialsHandler):
-    """Credentials given explicitly, or taken from a boto3 session when a stream starts."""
+    """Credentials given explicitly, or taken from a boto3 session when a stream starts.
+
+    Subclasses set :attr:`allow_refreshable`: whether credentials that expire and are renewed
+    (an assumed role) are acceptable.
+    """
+
+    allow_refreshable: bool = False
 
     def __init__(
         self,
@@ -132,7 +138,6 @@ class _StaticHandler(KVSCredentialsHandler):
         aws_session_token: str | None = None,
         *,
         boto3_session: Any = None,
-        allow_refreshable: bool,
         parent_logger: logging.Logger | None = None,
     ) -> None:
         super().__init__(parent_logger=parent_logger)
@@ -144,14 +149,13 @@ class _StaticHandler(KVSCredentialsHandler):
             if aws_access_key_id and aws_secret_access_key
             else None
         )
-        self._allow_refreshable = allow_refreshable
         self.credentials = self._resolve()
 
     def _resolve(self) -> KVSCredentials:
         if self._explicit is not None:
             return self._explicit
         creds, refreshable = session_credentials(self._session, self.__class__.__name__)
-        if refreshable and not self._allow_refreshable:
+        if refreshable and not self.allow_refreshable:
             raise KVSCredentialsError(
                 f"{self.__class__.__name__} cannot follow credentials that expire and are "
                 "renewed (an assumed or Panorama application role): use "
@@ -185,23 +189,7 @@ class KVSInlineCredentialsHandler(_StaticHandler):
             expire inside kvssink.
     """
 
-    def __init__(
-        self,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | None = None,
-        aws_session_token: str | None = None,
-        *,
-        boto3_session: Any = None,
-        parent_logger: logging.Logger | None = None,
-    ) -> None:
-        super().__init__(
-            aws_access_key_id,
-            aws_secret_access_key,
-            aws_session_token,
-            boto3_session=boto3_session,
-            allow_refreshable=False,
-            parent_logger=parent_logger,
-        )
+    allow_refreshable = False
 
     def sink_properties(self) -> dict[str, str]:
         creds = self.credentials
@@ -226,23 +214,7 @@ class KVSEnvironmentCredentialsHandler(_StaticHandler):
         KVSCredentialsError: the session has no credentials.
     """
 
-    def __init__(
-        self,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | None = None,
-        aws_session_token: str | None = None,
-        *,
-        boto3_session: Any = None,
-        parent_logger: logging.Logger | None = None,
-    ) -> None:
-        super().__init__(
-            aws_access_key_id,
-            aws_secret_access_key,
-            aws_session_token,
-            boto3_session=boto3_session,
-            allow_refreshable=True,
-            parent_logger=parent_logger,
-        )
+    allow_refreshable = True
 
     def prepare(self) -> None:
         """Fetch the current credentials and put them into the environment."""

@@ -75,13 +75,8 @@ def emit_text(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-@contextmanager
-def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """A byte-progress bar on stderr; yields ``(advance(bytes), set_total(bytes))``.
-
-    The bar appears with the first bytes, so a step that fails before transferring anything
-    (a failed build, a refused input) leaves no empty bar behind.
-    """
+def _byte_progress():
+    """A rich Progress on stderr with byte columns (size, speed, time left)."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -91,7 +86,7 @@ def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         TransferSpeedColumn,
     )
 
-    progress = Progress(
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
@@ -100,6 +95,16 @@ def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         console=err(),
         transient=False,
     )
+
+
+@contextmanager
+def transfer(description: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A byte-progress bar on stderr; yields ``(advance(bytes), set_total(bytes))``.
+
+    The bar appears with the first bytes, so a step that fails before transferring anything
+    (a failed build, a refused input) leaves no empty bar behind.
+    """
+    progress = _byte_progress()
     task = progress.add_task(description, total=None)
     state = {"started": False}
 
@@ -130,24 +135,7 @@ def transfers(total_description: str) -> Iterator[Callable[[str, int], Callable[
     grows the total bar's size. ``advance`` may be called from worker threads (rich's
     Progress is thread-safe). Nothing is drawn until the first ``add``.
     """
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err(),
-        transient=False,
-    )
+    progress = _byte_progress()
     state: dict[str, Any] = {"total": None, "size": 0}
 
     def add(description: str, size: int) -> Callable[[int], None]:

@@ -29,3 +29,25 @@ def account_id(ctx: click.Context, explicit: str | None, project: Project | None
         return caller_account_id(factory())
 
     return resolve_account_id(explicit, project, lookup)
+
+
+def poll_options(interval: float, timeout: float):
+    """``--poll-interval`` and ``--timeout`` (seconds) for commands that wait on AWS."""
+
+    def decorate(command):
+        command = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0),
+            default=timeout,
+            show_default=True,
+            help="Longest wait, seconds.",
+        )(command)
+        return click.option(
+            "--poll-interval",
+            type=click.FloatRange(min=0.1),
+            default=interval,
+            show_default=True,
+            help="First wait between status checks, seconds (doubles up to 30 s).",
+        )(command)
+
+    return decorate

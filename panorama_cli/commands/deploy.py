@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import poll_options
 
 
 @click.command("deploy", context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,20 +20,7 @@ from panorama_cli import console
 )
 @click.option("--runtime-role-arn", help="IAM role the application assumes on the device.")
 @click.option("--wait", is_flag=True, help="Wait until the deployment succeeds or fails.")
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0.1),
-    default=5.0,
-    show_default=True,
-    help="First wait between status checks, seconds (doubles up to 30 s).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=1800.0,
-    show_default=True,
-    help="Longest wait with --wait, seconds.",
-)
+@poll_options(interval=5.0, timeout=1800.0)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_context
 def cli(

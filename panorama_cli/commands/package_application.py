@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import poll_options
 
 
 @click.command("package-application", context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,20 +18,7 @@ from panorama_cli import console
     show_default=True,
     help="Wait until each registration is REGISTER_COMPLETED or FAILED.",
 )
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0.1),
-    default=2.0,
-    show_default=True,
-    help="First wait between status checks, seconds (doubles up to 30 s).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=900.0,
-    show_default=True,
-    help="Longest wait for the registrations, seconds.",
-)
+@poll_options(interval=2.0, timeout=900.0)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.pass_context
 def cli(ctx, packages_path, wait, poll_interval, timeout, as_json) -> None:

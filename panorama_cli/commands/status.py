@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import poll_options
 
 _COLUMNS = ["application instance", "name", "device", "status", "health", "created"]
 
@@ -58,20 +59,7 @@ def finish_wait(session, instance_id: str, poll_interval: float, timeout: float,
 @click.argument("application_instance_id", required=False)
 @click.option("--device-id", help="Only this device's application instances (list mode).")
 @click.option("--wait", is_flag=True, help="Wait until the deployment ends (needs an id).")
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(min=0.1),
-    default=5.0,
-    show_default=True,
-    help="First wait between status checks, seconds (doubles up to 30 s).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=1800.0,
-    show_default=True,
-    help="Longest wait with --wait, seconds.",
-)
+@poll_options(interval=5.0, timeout=1800.0)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_context
 def cli(ctx, application_instance_id, device_id, wait, poll_interval, timeout, as_json) -> None:
