@@ -177,3 +177,38 @@ class FrameCopier:
 def frame_copier(gst_mod: Any) -> FrameCopier:
     """The process's :class:`FrameCopier` (its self-check runs once)."""
     return FrameCopier(gst_mod)
+
+
+def h264_encoder(
+    fps: float,
+    bitrate_kbps: int = 2000,
+    speed_preset: str = "ultrafast",
+    caps: str = "video/x-h264,profile=baseline",
+    threads: int | None = None,
+) -> str:
+    """GStreamer description that turns raw video into H.264 with x264 (gst-plugins-ugly).
+
+    Args:
+        fps: stream frame rate (frames per second); a key frame is forced every 2 seconds.
+        bitrate_kbps: target bit rate in kbit/s.
+        speed_preset: x264 preset; ``ultrafast`` uses the least CPU, which matters because
+            encoding runs on the CPU of the device.
+        caps: caps of the encoded stream (one caps filter: gst-launch syntax does not allow
+            two in a row).
+        threads: x264 threads; None: half the CPUs, at most 2. x264's automatic choice
+            (1.5 per CPU, slices encoded in parallel as each frame arrives) takes every CPU
+            in bursts and delays the application's own frame loop: on 2 CPUs it tripled the
+            wall time of ``put()`` (benchmarks/backpack_skyline.py). Raise it if the encoder
+            cannot keep up (e.g. 1080p on a slow CPU).
+
+    Returns:
+        ``"videoconvert ! video/x-raw,format=I420 ! x264enc ... ! <caps>"``.
+    """
+    key_interval = max(1, round(2 * float(fps)))
+    if threads is None:
+        threads = max(1, min(2, (os.cpu_count() or 2) // 2))
+    return (
+        "videoconvert ! video/x-raw,format=I420 ! "
+        f"x264enc tune=zerolatency speed-preset={speed_preset} bitrate={int(bitrate_kbps)} "
+        f"key-int-max={key_interval} bframes=0 threads={int(threads)} ! {caps}"
+    )

@@ -28,70 +28,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
-import numpy as np
+from backpack._pixels import (
+    _check_size,
+    _coordinate,
+    _is_sequence,
+    from_pixel,
+    to_pixel,
+)
 
-__all__ = ["Line", "Point", "PolyLine", "Rectangle", "from_pixel", "to_pixel"]
-
-_INT32_MAX = 2**31 - 1
-
-
-def _check_size(width: int, height: int) -> None:
-    if not (width >= 1 and height >= 1):
-        raise ValueError(f"image size must be positive pixels, got width={width}, height={height}")
-
-
-def to_pixel(value: float, size: int, clamp: bool = True) -> int:
-    """One normalized coordinate as a pixel index.
-
-    Args:
-        value: normalized coordinate (0 = first pixel edge, 1 = last pixel edge).
-        size: image width (for x) or height (for y) in pixels, >= 1.
-        clamp: clamp the result into ``[0, size - 1]`` (default); otherwise it may be negative
-            or >= ``size``.
-
-    Returns:
-        ``floor(value * size + 0.5)``, clamped if asked.
-
-    Raises:
-        OverflowError: ``clamp=False`` and ``value * size`` is beyond the float range.
-    """
-    if clamp:
-        if value <= 0.0:
-            return 0
-        if value >= 1.0:
-            return size - 1
-        pixel = math.floor(value * size + 0.5)
-        return size - 1 if pixel >= size else pixel
-    return math.floor(value * size + 0.5)
-
-
-def from_pixel(pixel: float, size: int) -> float:
-    """One pixel coordinate as a normalized coordinate: ``pixel / size``.
-
-    Raises:
-        ValueError: ``size`` < 1.
-    """
-    if not size >= 1:
-        raise ValueError(f"image size must be positive pixels, got {size}")
-    return pixel / size
-
-
-def _coordinate(value: Any, name: str) -> float:
-    if type(value) is float and value - value == 0.0:  # fast path: a finite float
-        return value
-    if not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {number}")
-    return number
-
-
-def _is_sequence(value: Any) -> bool:
-    return isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)
+__all__ = ["Line", "Point", "PolyLine", "Rectangle", "from_pixel", "to_pixel"]  # noqa: F822
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,131 +392,11 @@ class Rectangle:
         raise ValueError(f"cannot convert {value!r} to a Rectangle: expected (pt1, pt2)")
 
 
-@dataclass(frozen=True, slots=True)
-class PolyLine:
-    """A connected series of line segments through normalized points.
+def __getattr__(name: str) -> Any:
+    """``PolyLine`` lives in :mod:`backpack.polyline` (it builds on the classes above) and is
+    importable from here too, loaded on first use."""
+    if name == "PolyLine":
+        from backpack.polyline import PolyLine
 
-    Args:
-        points: two or more points (:class:`Point` or anything :meth:`Point.from_value`
-            accepts); stored as a tuple of :class:`Point`.
-        closed: True (default, as in backpack) if the last point connects back to the first,
-            making a polygon.
-
-    Raises:
-        ValueError: fewer than two points, or a point cannot be converted.
-    """
-
-    points: tuple[Point, ...]
-    closed: bool = True
-
-    def __post_init__(self) -> None:
-        if not _is_sequence(self.points):
-            raise ValueError(f"PolyLine points must be a sequence, got {type(self.points)}")
-        points = tuple(Point.from_value(p) for p in self.points)
-        if len(points) < 2:
-            raise ValueError(f"a PolyLine needs at least two points, got {len(points)}")
-        object.__setattr__(self, "points", points)
-        object.__setattr__(self, "closed", bool(self.closed))
-
-    def __len__(self) -> int:
-        return len(self.points)
-
-    def __iter__(self) -> Iterator[Point]:
-        return iter(self.points)
-
-    def __getitem__(self, index: int) -> Point:
-        return self.points[index]
-
-    @property
-    def lines(self) -> list[Line]:
-        """The segments, including the closing one for a closed polyline."""
-        pts = self.points
-        segments = [Line(a, b) for a, b in zip(pts, pts[1:], strict=False)]
-        if self.closed and len(pts) > 2:
-            segments.append(Line(pts[-1], pts[0]))
-        return segments
-
-    @property
-    def length(self) -> float:
-        """Total length (the perimeter when closed) in normalized units."""
-        return sum(segment.length for segment in self.lines)
-
-    @property
-    def bounding_box(self) -> Rectangle:
-        """The bounding box of the points."""
-        return Rectangle.bounding(self.points)
-
-    boundingbox = bounding_box  # backpack's original name
-
-    @property
-    def area(self) -> float:
-        """Area enclosed by a closed polyline (shoelace formula), normalized units; 0 if open."""
-        if not self.closed:
-            return 0.0
-        pts = self.points
-        twice = sum(a.x * b.y - b.x * a.y for a, b in zip(pts, pts[1:] + pts[:1], strict=True))
-        return abs(twice) / 2
-
-    @property
-    def self_intersects(self) -> bool:
-        """True if two non-adjacent segments cross."""
-        segments = self.lines
-        count = len(segments)
-        for i, first in enumerate(segments):
-            for j in range(i + 2, count):
-                if self.closed and i == 0 and j == count - 1:
-                    continue  # the closing segment is adjacent to the first one
-                if first.intersects(segments[j]):
-                    return True
-        return False
-
-    def contains(self, point: Point) -> bool:
-        """True if ``point`` is inside this closed polyline (even-odd ray casting).
-
-        Raises:
-            ValueError: the polyline is open.
-        """
-        if not self.closed:
-            raise ValueError("PolyLine.contains needs a closed polyline (closed=True)")
-        inside = False
-        x, y = point.x, point.y
-        pts = self.points
-        for a, b in zip(pts, pts[-1:] + pts[:-1], strict=True):
-            if (a.y > y) != (b.y > y) and x < (b.x - a.x) * (y - a.y) / (b.y - a.y) + a.x:
-                inside = not inside
-        return inside
-
-    has_inside = contains  # backpack's original name
-
-    def to_pixels(self, width: int, height: int, clamp: bool = True) -> np.ndarray:
-        """The points as an ``int32`` array of shape ``(N, 2)`` holding ``(x, y)`` pixels, the
-        form ``cv2.polylines`` takes. Rounding and clamping as in :func:`to_pixel`.
-
-        Raises:
-            ValueError: width or height < 1.
-            OverflowError: ``clamp=False`` and a pixel coordinate does not fit in int32.
-        """
-        _check_size(width, height)
-        coords = np.array([(p.x, p.y) for p in self.points], dtype=np.float64)
-        pixels = np.floor(coords * (width, height) + 0.5)
-        if clamp:
-            np.clip(pixels, 0, (width - 1, height - 1), out=pixels)
-        elif not np.abs(pixels).max() <= _INT32_MAX:
-            raise OverflowError(f"{self} is too far outside a {width}x{height} image for int32")
-        return pixels.astype(np.int32)
-
-    @classmethod
-    def from_value(cls, value: Any, closed: bool = True) -> PolyLine:
-        """A PolyLine from a PolyLine, a sequence of points or a ``{"points", "closed"}``
-        mapping (``closed`` is the default when the mapping has none).
-
-        Raises:
-            ValueError: ``value`` has none of these forms.
-        """
-        if isinstance(value, PolyLine):
-            return value
-        if isinstance(value, Mapping) and "points" in value:
-            return cls(tuple(value["points"]), bool(value.get("closed", closed)))
-        if _is_sequence(value):
-            return cls(tuple(value), closed)
-        raise ValueError(f"cannot convert {value!r} to a PolyLine: expected a point sequence")
+        return PolyLine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,7 +45,7 @@ import numpy as np
 
 from backpack._appsrc import AppSrcPipeline
 from backpack._frames import fit_frame, frame_problem
-from backpack._gst import fps_fraction, gst
+from backpack._gst import fps_fraction, gst, h264_encoder  # noqa: F401 - public here
 
 #: Pass this to :meth:`SkyLine.start_streaming` to reuse the previous session's value (the seed's
 #: sentinel value).
@@ -55,41 +55,6 @@ USE_LAST_VALUE: Any = -999
 def _is_last(value: Any) -> bool:
     return value is USE_LAST_VALUE or (
         isinstance(value, int | float) and not isinstance(value, bool) and value == USE_LAST_VALUE
-    )
-
-
-def h264_encoder(
-    fps: float,
-    bitrate_kbps: int = 2000,
-    speed_preset: str = "ultrafast",
-    caps: str = "video/x-h264,profile=baseline",
-    threads: int | None = None,
-) -> str:
-    """GStreamer description that turns raw video into H.264 with x264 (gst-plugins-ugly).
-
-    Args:
-        fps: stream frame rate (frames per second); a key frame is forced every 2 seconds.
-        bitrate_kbps: target bit rate in kbit/s.
-        speed_preset: x264 preset; ``ultrafast`` uses the least CPU, which matters because
-            encoding runs on the CPU of the device.
-        caps: caps of the encoded stream (one caps filter: gst-launch syntax does not allow
-            two in a row).
-        threads: x264 threads; None: half the CPUs, at most 2. x264's automatic choice
-            (1.5 per CPU, slices encoded in parallel as each frame arrives) takes every CPU
-            in bursts and delays the application's own frame loop: on 2 CPUs it tripled the
-            wall time of ``put()`` (benchmarks/backpack_skyline.py). Raise it if the encoder
-            cannot keep up (e.g. 1080p on a slow CPU).
-
-    Returns:
-        ``"videoconvert ! video/x-raw,format=I420 ! x264enc ... ! <caps>"``.
-    """
-    key_interval = max(1, round(2 * float(fps)))
-    if threads is None:
-        threads = max(1, min(2, (os.cpu_count() or 2) // 2))
-    return (
-        "videoconvert ! video/x-raw,format=I420 ! "
-        f"x264enc tune=zerolatency speed-preset={speed_preset} bitrate={int(bitrate_kbps)} "
-        f"key-int-max={key_interval} bframes=0 threads={int(threads)} ! {caps}"
     )
 
 
