@@ -55,11 +55,9 @@ def _call(operation: Any, **params: Any) -> dict[str, Any]:
     import botocore.exceptions
 
     try:
-        response = operation(**params)
+        return _call_raw(operation, **params)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
         raise translate_client_error(exc) from exc
-    response.pop("ResponseMetadata", None)
-    return response
 
 
 def _call_or_none(operation: Any, **params: Any) -> dict[str, Any] | None:
@@ -122,6 +120,20 @@ def describe_package_version(
     return _call_or_none(panorama.describe_package_version, **params)
 
 
+def _patch_params(
+    package_id: str, version: str, patch: str, owner_account: str | None
+) -> dict[str, Any]:
+    """The parameters that name one patch version (and its owner account, if given)."""
+    params: dict[str, Any] = {
+        "PackageId": package_id,
+        "PackageVersion": version,
+        "PatchVersion": patch,
+    }
+    if owner_account:
+        params["OwnerAccount"] = owner_account
+    return params
+
+
 def register_package_version(
     panorama: Any, package_id: str, version: str, patch: str, owner_account: str | None
 ) -> None:
@@ -134,15 +146,8 @@ def register_package_version(
     Raises:
         UserError: any error.
     """
-    params: dict[str, Any] = {
-        "PackageId": package_id,
-        "PackageVersion": version,
-        "PatchVersion": patch,
-        "MarkLatest": True,
-    }
-    if owner_account:
-        params["OwnerAccount"] = owner_account
-    _call(panorama.register_package_version, **params)
+    params = _patch_params(package_id, version, patch, owner_account)
+    _call(panorama.register_package_version, **params, MarkLatest=True)
 
 
 def deregister_package_version(
@@ -153,14 +158,10 @@ def deregister_package_version(
     Raises:
         UserError: any error (callers treat this call as best effort).
     """
-    params: dict[str, Any] = {
-        "PackageId": package_id,
-        "PackageVersion": version,
-        "PatchVersion": patch,
-    }
-    if owner_account:
-        params["OwnerAccount"] = owner_account
-    _call(panorama.deregister_package_version, **params)
+    _call(
+        panorama.deregister_package_version,
+        **_patch_params(package_id, version, patch, owner_account),
+    )
 
 
 def create_application_instance(panorama: Any, **params: Any) -> str:
