@@ -102,7 +102,7 @@ def register(
             existing["implementations"] = [impl]
             result.replaced = True
         else:
-            package.assets().append({"name": asset_name, "implementations": [impl]})
+            package.add_asset({"name": asset_name, "implementations": [impl]})
         if not any(i.get("asset") == asset_name for i in package.interfaces()):
             interface_name = f"{asset_name}_interface"
             if package.interface(interface_name) is not None:
@@ -111,7 +111,7 @@ def register(
                     f"exists but uses another asset",
                     hint="rename that interface",
                 )
-            package.interfaces().append(
+            package.add_interface(
                 render_json(
                     "package/interface.json.j2",
                     name=interface_name,
