@@ -1,6 +1,17 @@
-"""``python -m panorama_cli`` entry point."""
+"""``python -m panorama_cli`` and the ``panorama-cli`` console script."""
 
-from panorama_cli.cli import main
+import sys
+
+
+def entry() -> None:
+    """Run the CLI; Ctrl-C while it is still starting up exits 130 without a traceback."""
+    try:
+        from panorama_cli.cli import main
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted; nothing was changed\n")
+        sys.exit(130)
+    main()
+
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -2,16 +2,18 @@
 
 Used by add-raw-model (type "model") and build-container / export-container (type
 "container"). Re-running with the same asset name replaces the asset's implementation; files
-the old implementation pointed to are deleted only after the new manifests are in place, and
-only when no other package still refers to them.
+the old implementation pointed to are deleted only after the new manifests are in place, only
+when no other package still refers to them (nothing when a package cannot be read), and only
+when they are content-addressed files directly in assets/ (see panorama_cli.asset_cleanup).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from panorama_cli import graph_edit, names
+from panorama_cli import asset_cleanup, graph_edit, names
 from panorama_cli.assets import StoredAsset
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction
@@ -55,12 +57,15 @@ def _node_for(kind: str, asset_name: str, interface_ref: str) -> dict[str, Any]:
     }
 
 
-def _uris(impls: list[dict[str, Any]]) -> set[str]:
+def _uris(impls: Any) -> set[str]:
+    if not isinstance(impls, list):
+        return set()
     return {
         impl[key]
         for impl in impls
+        if isinstance(impl, dict) and impl.get("type") != "system"
         for key in ("assetUri", "descriptorUri")
-        if impl.get(key) and impl.get("type") != "system"
+        if isinstance(impl.get(key), str) and impl[key]
     }
 
 
@@ -144,25 +149,57 @@ def register(
         results.append(result)
     if graph is not None:
         tx.write_json(project.graph_path, graph)
-    keep = {asset.uri, descriptor.uri} | _uris_in_use(project, exclude={p.folder for p in packages})
+    keep = {asset.uri, descriptor.uri}
     for package in packages:
         keep |= {u for a in package.assets() for u in _uris(a.get("implementations", []))}
-    for uri in sorted(old_uris - keep):
-        tx.delete_after(project.assets_dir / uri)
-        for result in results:
-            result.superseded.append(uri)
+    superseded = sorted(old_uris - keep)
+    if superseded:
+        tx.after_commit(
+            lambda warn: _remove_superseded(project, packages, superseded, results, warn)
+        )
     return results
 
 
+def _remove_superseded(
+    project: Project,
+    packages: list[Package],
+    superseded: list[str],
+    results: list[Registration],
+    warn: Callable[[str], None],
+) -> None:
+    """After the commit: delete the old files no package uses (best effort, warns)."""
+    try:
+        in_use = _uris_in_use(project, exclude={p.folder for p in packages})
+    except UserError as exc:
+        warn(
+            f"kept the superseded {', '.join(superseded)}: {exc.message} "
+            "(a package that cannot be read may still use them)"
+        )
+        return
+    removed = asset_cleanup.remove_superseded(
+        project.assets_dir, superseded, keep=in_use, warn=warn
+    )
+    for result in results:
+        result.superseded.extend(path.name for path in removed)
+
+
 def _uris_in_use(project: Project, exclude: set) -> set[str]:
+    """Asset names the other packages refer to.
+
+    Raises:
+        UserError: a package.json cannot be read or is not a nodePackage manifest; then
+            nobody can tell what it uses, so the caller deletes nothing.
+    """
     used: set[str] = set()
+    skip = {f.resolve() for f in exclude}
     for folder in project.package_folders():
-        if folder.resolve() in {f.resolve() for f in exclude}:
+        if folder.resolve() in skip:
             continue
-        try:
-            package = project.load_package(folder)
-            for entry in package.assets():
-                used |= _uris(entry.get("implementations", []))
-        except (UserError, KeyError, TypeError, AttributeError):
-            continue
+        package = project.load_package(folder)
+        if not isinstance(package.data, dict) or not isinstance(
+            package.data.get("nodePackage"), dict
+        ):
+            raise UserError(f"{project.rel(package.manifest_path)} is not a nodePackage manifest")
+        for entry in package.assets():
+            used |= _uris(entry.get("implementations", []))
     return used

@@ -11,8 +11,11 @@ temporary file ``assets/.tmp-*`` that is fsync'ed and then renamed into place wi
 ``KeyboardInterrupt``, the temporary file is removed and the exception propagates, so the
 ``assets/`` folder is left exactly as it was.
 
-The intended command flow is: store the new files, then rewrite ``package.json`` atomically,
-then :func:`remove_superseded` the files the old ``package.json`` pointed to.
+The intended command flow (see :mod:`panorama_cli.asset_cleanup`) is: store the new files
+inside ``rollback_new_assets`` (which removes exactly the files this command added if anything
+fails before the commit), rewrite ``package.json`` atomically, then ``remove_superseded`` the
+files the old ``package.json`` pointed to (best effort; only content addresses, never through
+a symlink).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from panorama_cli.errors import UserError
@@ -36,8 +39,20 @@ GZIP_LEVEL = 1
 GZIP_THREADS = 2
 GZIP_BLOCK = 1024 * 1024
 
-_TMP_PREFIX = ".tmp-"
+#: Temporary files of the writers start with this; they are never asset content.
+TMP_PREFIX = ".tmp-"
 _ASSET_NAME = re.compile(r"^(?P<sha>[0-9a-f]{64})(?P<suffix>\.[A-Za-z0-9._-]+)?$")
+#: The only names the store ever deletes: what its own writers produce for package.json.
+CONTENT_ADDRESS = re.compile(r"^[0-9a-f]{64}\.(?:tar\.gz|json)$")
+
+
+def is_content_address(uri: object) -> bool:
+    """Whether ``uri`` is a content address: 64 lower-case hex + ``.tar.gz`` or ``.json``.
+
+    No folder part, no other suffix: the names :func:`store_stream` gives model, container
+    and descriptor files. Anything else in an ``assetUri``/``descriptorUri`` is never deleted.
+    """
+    return isinstance(uri, str) and CONTENT_ADDRESS.fullmatch(uri) is not None
 
 
 @dataclass(frozen=True)
@@ -48,11 +63,14 @@ class StoredAsset:
         sha256: hex SHA-256 (64 lower-case characters) of the file's bytes.
         path: the file, ``<assets_dir>/<sha256><suffix>``.
         size: size of the file in bytes.
+        created: True when this store call added the file; False when an identical file was
+            already there (then a rollback must not delete it).
     """
 
     sha256: str
     path: Path
     size: int
+    created: bool = field(default=True, compare=False)
 
     @property
     def uri(self) -> str:
@@ -105,6 +123,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """Permission bits for a new file: ``0o666`` less the process umask (as ``open`` would).
+
+    Read from ``/proc/self/status`` (Linux); elsewhere set and restored with ``os.umask``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _raise_disk_error(exc: OSError, assets_dir: Path) -> None:
     """Raise a UserError for a full disk or a read-only/forbidden folder; else return."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -155,7 +190,7 @@ def store_stream(
     assets_dir = Path(assets_dir)
     _check_dir(assets_dir)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".part", dir=assets_dir)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=assets_dir)
     except OSError as exc:
         _raise_disk_error(exc, assets_dir)
         raise
@@ -171,10 +206,11 @@ def store_stream(
                     if progress is not None:
                         progress(len(chunk))
             out.flush()
-            os.fchmod(out.fileno(), 0o644)
+            os.fchmod(out.fileno(), file_mode())
             os.fsync(out.fileno())
         sha = sink.hasher.hexdigest()
         final = assets_dir / f"{sha}{suffix}"
+        existed = os.path.lexists(final)
         os.replace(tmp, final)
     except OSError as exc:
         _unlink_quietly(tmp)
@@ -184,7 +220,7 @@ def store_stream(
         _unlink_quietly(tmp)
         raise
     _fsync_dir(assets_dir)
-    return StoredAsset(sha256=sha, path=final, size=sink.size)
+    return StoredAsset(sha256=sha, path=final, size=sink.size, created=not existed)
 
 
 def _write_gzip(
@@ -303,43 +339,3 @@ def verify(path: Path) -> bool:
     if not m or not path.is_file():
         return False
     return sha256_file(path) == m.group("sha")
-
-
-def remove_superseded(assets_dir: Path, uris: Iterable[str], keep: set[str]) -> list[Path]:
-    """Delete the asset files named in ``uris`` that are not in ``keep``.
-
-    Call it only after the new ``package.json`` is safely written. Missing files are
-    ignored, so running it twice is harmless.
-
-    Args:
-        assets_dir: the project's ``assets/`` folder.
-        uris: asset names as in ``package.json``, e.g. ``"<sha256>.tar.gz"``.
-        keep: asset names still referenced (by any package); never deleted.
-
-    Returns:
-        The paths actually deleted.
-
-    Raises:
-        UserError: a name is not a plain asset name (``<sha256><suffix>``, no folder part),
-            so deleting it could touch a file outside the store. Nothing is deleted then.
-    """
-    assets_dir = Path(assets_dir)
-    names = [u for u in dict.fromkeys(uris) if u not in keep]
-    for name in names:
-        if not _ASSET_NAME.match(name):
-            raise UserError(
-                f"refusing to delete {name!r}: not an asset name of the form <sha256>.<ext>",
-                hint="fix the assetUri/descriptorUri in package.json to the name of a file "
-                f"in {assets_dir}",
-            )
-    removed = []
-    for name in names:
-        target = assets_dir / name
-        try:
-            target.unlink()
-        except FileNotFoundError:
-            continue
-        removed.append(target)
-    if removed:
-        _fsync_dir(assets_dir)
-    return removed

@@ -77,11 +77,13 @@ def _debug_requested(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map errors to exit codes."""
-    from panorama_cli import console
+    from panorama_cli import console, interrupts
 
     args = list(sys.argv[1:] if argv is None else argv)
+    interrupts.reset()
     try:
-        cli.main(args=args, prog_name="panorama-cli", standalone_mode=False)
+        with interrupts.handle_sigterm():  # SIGTERM takes the Ctrl-C clean-up path
+            cli.main(args=args, prog_name="panorama-cli", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -94,9 +96,15 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         console.error(str(exc))
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        console.error("interrupted; nothing was changed")
-        sys.exit(130)
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
+        terminated = isinstance(cause, interrupts.Terminated)
+        what = "terminated" if terminated else "interrupted"
+        if interrupts.saved():
+            console.error(f"{what} after the changes were saved; check with panorama-cli validate")
+        else:
+            console.error(f"{what}; nothing was changed")
+        sys.exit(143 if terminated else 130)
     except Exception as exc:  # a bug: keep the user's terminal clean unless --debug
         if _debug_requested(args):
             raise

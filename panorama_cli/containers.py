@@ -9,17 +9,16 @@ node ``<asset>_node`` the first time.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from panorama_cli import asset_registry, descriptors, docker_engine, names
+from panorama_cli.asset_cleanup import rollback_new_assets
 from panorama_cli.assets import StoredAsset, store_bytes, store_stream
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction, loads
-from panorama_cli.models import remove_new_files
 from panorama_cli.project import Package, Project
 
 DEFAULT_PLATFORM = "linux/arm64"
@@ -33,6 +32,7 @@ class ContainerResult:
     asset: StoredAsset
     descriptor: StoredAsset
     registration: asset_registry.Registration
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_runtime_descriptor(package: Package, project: Project) -> bytes:
@@ -99,12 +99,13 @@ def _store_and_register(
     platform: str | None,
     progress: Callable[[int], None] | None,
 ) -> ContainerResult:
-    before = set(os.listdir(project.assets_dir))
-    try:
+    tx = Transaction()
+    with rollback_new_assets(project.assets_dir) as new:
         with docker_engine.export_filesystem(image, platform=platform) as chunks:
-            asset = store_stream(chunks, project.assets_dir, suffix=".tar.gz", progress=progress)
-        descriptor = store_bytes(raw, project.assets_dir, suffix=".json")
-        tx = Transaction()
+            asset = new.add(
+                store_stream(chunks, project.assets_dir, suffix=".tar.gz", progress=progress)
+            )
+        descriptor = new.add(store_bytes(raw, project.assets_dir, suffix=".json"))
         [registration] = asset_registry.register(
             project,
             [package],
@@ -115,11 +116,9 @@ def _store_and_register(
             descriptor=descriptor,
             tx=tx,
         )
+        tx.on_commit(new.keep)
         tx.commit()
-    except BaseException:
-        remove_new_files(project.assets_dir, before)
-        raise
-    return ContainerResult(image, asset, descriptor, registration)
+    return ContainerResult(image, asset, descriptor, registration, tx.warnings)
 
 
 def build_container(

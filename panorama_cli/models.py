@@ -10,12 +10,20 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from panorama_cli import asset_registry, descriptors, names
-from panorama_cli.assets import StoredAsset, sha256_file, store_bytes, store_file
+from panorama_cli.asset_cleanup import rollback_new_assets
+from panorama_cli.assets import (
+    TMP_PREFIX,
+    StoredAsset,
+    file_mode,
+    sha256_file,
+    store_bytes,
+    store_file,
+)
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction
 from panorama_cli.project import Project
@@ -31,6 +39,7 @@ class ModelResult:
     descriptor: StoredAsset
     entry: dict[str, Any]
     registrations: list[asset_registry.Registration]
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_model_descriptor(path: Path, project: Project) -> bytes:
@@ -65,7 +74,7 @@ def _store_from_s3(
 ) -> StoredAsset:
     from panorama_cli.aws import s3
 
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-s3-", suffix=".tar.gz", dir=assets_dir)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}s3-", suffix=".tar.gz", dir=assets_dir)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -73,8 +82,10 @@ def _store_from_s3(
         _check_gzip(tmp, uri)
         digest = sha256_file(tmp)
         target = assets_dir / f"{digest}.tar.gz"
+        existed = os.path.lexists(target)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, target)
-        return StoredAsset(digest, target, target.stat().st_size)
+        return StoredAsset(digest, target, target.stat().st_size, created=not existed)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -104,7 +115,8 @@ def add_raw_model(
 
     Raises:
         UserError: bad names or inputs, an invalid descriptor or package, S3 errors. On any
-            failure the project is left as it was (new files are removed).
+            failure the project is left as it was (the files this call stored are removed).
+            Superseded files that could not be removed become ``warnings``.
     """
     names.check(names.ASSET_NAME, asset_name)
     if (local_path is None) == (s3_uri is None):
@@ -119,19 +131,22 @@ def add_raw_model(
                 f"{local_path}: no such model file", hint="pass the path of a .tar.gz archive"
             )
         _check_gzip(local_path, str(local_path))
-    before = set(os.listdir(project.assets_dir))
-    try:
+    tx = Transaction()
+    with rollback_new_assets(project.assets_dir) as new:
         if local_path is not None:
             if on_size:
                 on_size(local_path.stat().st_size)
-            asset = store_file(local_path, project.assets_dir, suffix=".tar.gz", progress=progress)
+            asset = new.add(
+                store_file(local_path, project.assets_dir, suffix=".tar.gz", progress=progress)
+            )
         else:
             from panorama_cli.aws import s3
 
             s3.parse_s3_uri(s3_uri)
-            asset = _store_from_s3(s3_uri, project.assets_dir, session_factory, progress, on_size)
-        descriptor = store_bytes(raw_descriptor, project.assets_dir, suffix=".json")
-        tx = Transaction()
+            asset = new.add(
+                _store_from_s3(s3_uri, project.assets_dir, session_factory, progress, on_size)
+            )
+        descriptor = new.add(store_bytes(raw_descriptor, project.assets_dir, suffix=".json"))
         registrations = (
             asset_registry.register(
                 project,
@@ -146,15 +161,7 @@ def add_raw_model(
             if packages
             else []
         )
+        tx.on_commit(new.keep)
         tx.commit()
-    except BaseException:
-        remove_new_files(project.assets_dir, before)
-        raise
     entry = asset_registry.asset_entry(asset_name, "model", asset, descriptor)
-    return ModelResult(asset, descriptor, entry, registrations)
-
-
-def remove_new_files(assets_dir: Path, before: set[str]) -> None:
-    """Roll back: delete the files of ``assets_dir`` that were not there (``before``: names)."""
-    for name in set(os.listdir(assets_dir)) - before:
-        (assets_dir / name).unlink(missing_ok=True)
+    return ModelResult(asset, descriptor, entry, registrations, tx.warnings)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panorama_cli import assets
+from panorama_cli import asset_cleanup, assets
 from panorama_cli.errors import UserError
 
 
@@ -169,7 +169,7 @@ def test_remove_superseded(assets_dir: Path) -> None:
     shared = assets.store_bytes(b"shared", assets_dir, suffix=".json")
     gone = "f" * 64 + ".tar.gz"
 
-    removed = assets.remove_superseded(
+    removed = asset_cleanup.remove_superseded(
         assets_dir, [old.uri, shared.uri, gone, old.uri], keep={new.uri, shared.uri}
     )
 
@@ -178,18 +178,22 @@ def test_remove_superseded(assets_dir: Path) -> None:
     assert new.path.exists() and shared.path.exists()
     assert (assets_dir / "existing.json").exists()
     # running it again is harmless
-    assert assets.remove_superseded(assets_dir, [old.uri], keep=set()) == []
+    assert asset_cleanup.remove_superseded(assets_dir, [old.uri], keep=set()) == []
 
 
 @pytest.mark.parametrize(
     "bad", ["../package.json", "/etc/passwd", "existing.json", "a/" + "0" * 64]
 )
-def test_remove_superseded_refuses_non_asset_names(assets_dir: Path, bad: str) -> None:
+def test_remove_superseded_leaves_non_asset_names_alone(assets_dir: Path, bad: str) -> None:
     victim = assets.store_bytes(b"v", assets_dir, suffix=".json")
-    before = snapshot(assets_dir)
-    with pytest.raises(UserError, match="refusing"):
-        assets.remove_superseded(assets_dir, [victim.uri, bad], keep=set())
-    assert snapshot(assets_dir) == before
+    keeper = assets.store_bytes(b"k", assets_dir, suffix=".json")
+    warnings: list[str] = []
+    removed = asset_cleanup.remove_superseded(
+        assets_dir, [victim.uri, bad], keep={keeper.uri}, warn=warnings.append
+    )
+    assert removed == [victim.path]  # the good name is still cleaned up
+    assert keeper.path.exists() and (assets_dir / "existing.json").exists()
+    assert len(warnings) == 1 and repr(bad) in warnings[0]
 
 
 def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from panorama_cli import containers, docker_engine, platforms
 from panorama_cli.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli, run_cli_subprocess
+from tests.support.project_helpers import LOCK_FILES
 
 STARTER_READY = "app ready (local check"
 GPU_REQUIREMENTS = [
@@ -223,10 +224,14 @@ def sha256_of(path: Path) -> str:
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every file's bytes and every folder (None) under ``root``, by relative path."""
+    """Every file's bytes and every folder (None) under ``root``, by relative path.
+
+    The project lock file (created by the first command that locks) is left out.
+    """
     return {
         str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
         for p in sorted(root.rglob("*"))
+        if p.name not in LOCK_FILES
     }
 
 

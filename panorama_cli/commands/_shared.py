@@ -51,3 +51,19 @@ def poll_options(interval: float, timeout: float):
         )(command)
 
     return decorate
+
+
+def locked(project: Project):
+    """The exclusive project lock for the running command (panorama_cli.project_lock)."""
+    from panorama_cli.project_lock import project_lock
+
+    ctx = click.get_current_context(silent=True)
+    return project_lock(project, (ctx.info_name if ctx else None) or "panorama-cli")
+
+
+def show_warnings(lines: list[str]) -> None:
+    """Print the warnings of a command that succeeded (e.g. clean-up left undone)."""
+    from panorama_cli import console
+
+    for line in lines:
+        console.warning(line)

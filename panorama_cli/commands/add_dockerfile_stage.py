@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import locked
 
 STAGES = ("gstreamer", "rtsp", "kvs")
 
@@ -30,11 +31,12 @@ def cli(package_path, stages, force) -> None:
     from panorama_cli.project import Project
 
     project = Project.discover()
-    package = project.package_for_path(package_path)
-    where = project.rel(package.folder)
-    change = add_stages(
-        package.folder, [s.lower() for s in stages], force=force, where=f"{where}/Dockerfile"
-    )
+    with locked(project):
+        package = project.package_for_path(package_path)
+        where = project.rel(package.folder)
+        change = add_stages(
+            package.folder, [s.lower() for s in stages], force=force, where=f"{where}/Dockerfile"
+        )
     after = " ".join(change.after) or "none"
     if not change.changed:
         console.success(f"{where}/Dockerfile has the stages already ({after})")

@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import locked
 
 
 @click.command("add-panorama-package", context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +22,9 @@ def cli(package_type: str, name: str) -> None:
 
     project = Project.discover()
     port = "video_out" if package_type == "camera" else "video_in"
-    if add_panorama_package(project, package_type, name):
+    with locked(project):
+        added = add_panorama_package(project, package_type, name)
+    if added:
         console.success(
             f"Added {package_type} node {name} to {project.rel(project.graph_path)}",
             f'connect "{name}.{port}" with an edge in graph.json, then panorama-cli validate',

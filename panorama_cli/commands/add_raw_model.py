@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import aws_session_factory
+from panorama_cli.commands._shared import aws_session_factory, locked, show_warnings
 
 
 @click.command("add-raw-model", context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +40,7 @@ def cli(
         raise click.UsageError("give exactly one of --model-s3-uri and --model-local-path")
     project = Project.discover()
     source = model_s3_uri or str(model_local_path)
-    with console.transfer(f"model {model_asset_name}") as (advance, set_total):
+    with locked(project), console.transfer(f"model {model_asset_name}") as (advance, set_total):
         result = add_raw_model(
             project,
             model_asset_name,
@@ -63,6 +63,7 @@ def cli(
         extra = f"; interface {reg.interface_added}" if reg.interface_added else ""
         extra += f"; node {reg.node_added}" if reg.node_added else ""
         console.info(f"{reg.package}: {action} asset {model_asset_name}{extra}")
+    show_warnings(result.warnings)
     if not packages_path:
         console.info(
             "Paste the asset JSON above into the assets of the package that uses it, "

@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import locked, show_warnings
 
 
 @click.command("build-container", context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +28,7 @@ def cli(container_asset_name, package_path, local_image, platform, build_args, a
 
     project = Project.discover()
     args = parse_build_args(build_args)
-    with console.transfer(f"export {container_asset_name}") as (advance, _):
+    with locked(project), console.transfer(f"export {container_asset_name}") as (advance, _):
         result = build_container(
             project,
             package_path,
@@ -69,3 +70,4 @@ def report(project, result, asset_name: str, as_json: bool) -> None:
         )
     for uri in reg.superseded:
         console.info(f"removed superseded assets/{uri}")
+    show_warnings(result.warnings)

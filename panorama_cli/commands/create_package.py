@@ -4,6 +4,7 @@ import click
 
 from panorama_cli import console
 from panorama_cli.commands._shared import account_id as resolve_account
+from panorama_cli.commands._shared import locked
 
 TYPES = ("Container", "Model", "Camera", "Datasink")
 
@@ -69,15 +70,16 @@ def cli(
         raise click.UsageError("--no-backpack, --gstreamer, --rtsp and --kvs need --type Container")
     project = Project.discover()
     account = resolve_account(ctx, account_id, project)
-    created = create_package(
-        project,
-        name,
-        account,
-        package_type=chosen,
-        version=version,
-        backpack=not no_backpack,
-        stages=stages,
-    )
+    with locked(project):
+        created = create_package(
+            project,
+            name,
+            account,
+            package_type=chosen,
+            version=version,
+            backpack=not no_backpack,
+            stages=stages,
+        )
     where = project.rel(created.folder)
     next_step = {
         "Container": f"write your code in {where}/src, then panorama-cli build-container "

@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import locked
 
 
 @click.command("export-container", context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +18,7 @@ def cli(container_asset_name, container_image_uri, package_path, as_json) -> Non
     from panorama_cli.project import Project
 
     project = Project.discover()
-    with console.transfer(f"export {container_asset_name}") as (advance, _):
+    with locked(project), console.transfer(f"export {container_asset_name}") as (advance, _):
         result = export_container(
             project, package_path, container_asset_name, container_image_uri, progress=advance
         )

@@ -3,7 +3,7 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import aws_session_factory
+from panorama_cli.commands._shared import aws_session_factory, locked
 
 
 @click.command("import-application", context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +25,10 @@ def cli(ctx, account_id: str | None) -> None:
         return caller_account_id(factory())
 
     account = resolve_account_id(account_id or os.environ.get("PANORAMA_ACCOUNT_ID"), None, lookup)
-    result = import_application(project, account)
+    with locked(project):
+        result = import_application(project, account)
+    for line in result.notes:
+        console.info(f"note: {line}")
     if not result.changed:
         console.info(f"The application already uses account {account}; nothing to do")
         return

@@ -36,7 +36,9 @@ def cli(ctx, packages_path, wait, poll_interval, timeout, as_json) -> None:
     project = Project.discover()
     session = aws_session_factory(ctx)()
     options = Options(wait=wait, poll_interval=poll_interval, timeout=timeout)
-    with console.transfers("total") as add:
+    from panorama_cli.commands._shared import locked
+
+    with locked(project), console.transfers("total") as add:
         results = package_application(
             project,
             session,

@@ -3,6 +3,7 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import locked
 
 
 @click.command("update-backpack", context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,8 +20,9 @@ def cli(package_path, force, as_json) -> None:
     from panorama_cli.project import Project
 
     project = Project.discover()
-    package = project.package_for_path(package_path)
-    result = update_backpack(package.folder, force=force)
+    with locked(project):
+        package = project.package_for_path(package_path)
+        result = update_backpack(package.folder, force=force)
     where = project.rel(package.folder)
     old = result.old.label if result.old else "none"
     if as_json:

@@ -16,10 +16,20 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:
     return run_cli(args, cwd=cwd, env=env)
 
 
+#: The project lock file (panorama_cli.project_lock) stays after the first writing command; it
+#: holds no project content.
+LOCK_FILES = {".panorama-cli.lock", ".panorama-cli.lock.owner"}
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (relative path -> bytes), to prove a command changed nothing."""
+    """Every file under ``root`` (relative path -> bytes), to prove a command changed nothing.
+
+    The project lock file is left out (it is created by the first command that locks).
+    """
     return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in LOCK_FILES
     }
 
 

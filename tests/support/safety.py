@@ -1,0 +1,116 @@
+"""Helpers of the tests/test_safety_*.py regression tests (issue 8): a model project, the
+package.json of its model package, a real small tmpfs (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.project_helpers import make_model_archive, model_descriptor, run
+
+ACCOUNT = "111122223333"
+PKG = f"packages/{ACCOUNT}-call_node-1.0"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def make_model_project(parent: Path, name: str = "p") -> Path:
+    """``parent/name``: a project with Model package call_node whose asset ``squeezenet`` was
+    added once with add-raw-model (so package.json and graph.json name real assets)."""
+    assert run(parent, "init-project", "--name", name, "--account-id", ACCOUNT).exit_code == 0
+    root = parent / name
+    result = run(root, "create-package", "--name", "call_node", "--type", "Model")
+    assert result.exit_code == 0, result.describe()
+    model_descriptor(root / PKG / "descriptor.json")
+    first = make_model_archive(parent / f"{name}-first.tar.gz", b"first weights")
+    result = add_model(root, first)
+    assert result.exit_code == 0, result.describe()
+    return root
+
+
+def add_model(root: Path, archive: Path, asset: str = "squeezenet", **kwargs):
+    """add-raw-model of ``archive`` as ``asset`` into the call_node package."""
+    return run(
+        root,
+        "add-raw-model",
+        "--model-asset-name",
+        asset,
+        "--model-local-path",
+        str(archive),
+        "--descriptor-path",
+        f"{PKG}/descriptor.json",
+        "--packages-path",
+        PKG,
+        **kwargs,
+    )
+
+
+def package_json(root: Path) -> dict:
+    return json.loads((root / PKG / "package.json").read_text())
+
+
+def set_uris(root: Path, asset_uri: str, descriptor_uri: str) -> None:
+    """Point the squeezenet implementation at other names (as a hand edit would)."""
+    data = package_json(root)
+    impl = data["nodePackage"]["assets"][0]["implementations"][0]
+    impl["assetUri"] = asset_uri
+    impl["descriptorUri"] = descriptor_uri
+    (root / PKG / "package.json").write_text(json.dumps(data, indent=4) + "\n")
+
+
+def can_mount() -> str | None:
+    """None when this process may mount a tmpfs, else why not."""
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root (CI runs the tests as root)"
+    if shutil.which("mount") is None:
+        return "no mount command"
+    return None
+
+
+@contextmanager
+def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
+    """Mount a real tmpfs of ``size_kib`` KiB on ``where`` (created), unmounted afterwards.
+
+    Skips with one reason when this process is not root or mount is refused (outside CI);
+    fails in CI (CI=true runs as root, so a refusal there is a broken machine).
+    """
+    reason = can_mount()
+    if reason is None:
+        where.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            reason = f"mount -t tmpfs refused: {done.stderr.strip()}"
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"{reason} [required: CI=true]", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def fill(folder: Path, leave_bytes: int) -> None:
+    """Fill the file system of ``folder`` until about ``leave_bytes`` are free."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    if free > leave_bytes:
+        with open(folder / "filler", "wb") as fh:
+            try:
+                fh.write(b"\0" * (free - leave_bytes))
+            except OSError:
+                pass
