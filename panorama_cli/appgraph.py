@@ -134,9 +134,7 @@ class AppGraph:
         graph = cls.build(project, path, data, loaded)
         if graph.issues:
             first = graph.issues[0]
-            raise UserError(
-                first.line(), hint="fix it; `panorama-cli validate` lists every problem"
-            )
+            raise UserError(f"{first.file}#{first.pointer}: {first.message}", hint=first.hint)
         return graph
 
     @classmethod

@@ -12,20 +12,24 @@ or describes application instances and can wait for a deployment to end.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from panorama_cli import names, schemas
+from panorama_cli.appgraph import OVERRIDES_FOLDER, AppGraph, override_candidates
 from panorama_cli.aws import panorama as api
 from panorama_cli.errors import UserError
-from panorama_cli.manifests import loads, pointer
+from panorama_cli.manifests import loads
 from panorama_cli.polling import poll
 from panorama_cli.project import Project
 
 #: Longest ManifestPayload / ManifestOverridesPayload data, characters (the API's limit).
 PAYLOAD_LIMIT = 51_200
+
+log = logging.getLogger(__name__)
 
 Notify = Callable[[str], None]
 
@@ -75,6 +79,28 @@ def _payload(path: Path, project: Project, kind: str) -> tuple[str, dict[str, An
     return payload, data
 
 
+def resolve_override(project: Project, path: Path) -> Path:
+    """The override file ``--override`` names: the path as given (relative to the current
+    folder) or, for a bare file name not found there, the override file of that name beside
+    graph.json or in ``<root>/deployment_overrides/``.
+
+    Raises:
+        UserError: no such file (the message lists the override files the project has).
+    """
+    if path.is_file() or path.parent != Path("."):
+        return path
+    known = override_candidates(project)
+    found = next((p for p in known if p.name == path.name), None)
+    if found is not None:
+        log.debug("--override %s is %s", path, found)
+        return found
+    have = ", ".join(project.rel(p) for p in known) or "none"
+    raise UserError(
+        f"override file {path} not found (the project has: {have})",
+        hint=f"pass a path, or put the file in {OVERRIDES_FOLDER}/",
+    )
+
+
 def check_request(project: Project, request: DeployRequest) -> tuple[str, str | None]:
     """Check the request and its manifests before anything is sent.
 
@@ -92,20 +118,15 @@ def check_request(project: Project, request: DeployRequest) -> tuple[str, str | 
         names.check(names.RUNTIME_ROLE_ARN, request.runtime_role_arn)
     if len(request.description) > 255:
         raise UserError("--description is longer than 255 characters")
-    graph_text, graph = _payload(project.graph_path, project, schemas.GRAPH)
+    graph_text, graph_data = _payload(project.graph_path, project, schemas.GRAPH)
     if request.override_path is None:
         return graph_text, None
-    overrides_text, overrides = _payload(request.override_path, project, schemas.OVERRIDES)
-    nodes = {n.get("name") for n in graph["nodeGraph"].get("nodes", [])}
-    body = overrides["nodeGraphOverrides"]
-    for i, override in enumerate(body.get("nodeOverrides", [])):
-        if override["replace"] not in nodes:
-            where = pointer("nodeGraphOverrides", "nodeOverrides", i, "replace")
-            raise UserError(
-                f"{project.rel(request.override_path)}#{where}: replaces node "
-                f"{override['replace']!r}, which graph.json does not define",
-                hint="name a node of graph.json",
-            )
+    override_path = resolve_override(project, request.override_path)
+    overrides_text, overrides = _payload(override_path, project, schemas.OVERRIDES)
+    graph = AppGraph.build(project, project.graph_path, graph_data, [(override_path, overrides)])
+    if graph.issues:
+        first = graph.issues[0]
+        raise UserError(f"{first.file}#{first.pointer}: {first.message}", hint=first.hint or None)
     return graph_text, overrides_text
 
 

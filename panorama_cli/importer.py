@@ -2,7 +2,9 @@
 
 Rewrites the account in package folder names (``<account>-<name>-<version>``), in graph
 package names (``<account>::<name>``; ``panorama::`` packages stay) and in node interfaces,
-in graph.json and in the override files beside it. With a placeholder account such as
+in graph.json and in its override files (beside it and in ``deployment_overrides/``; override
+templates that are not JSON manifests are skipped with a note). A package.json without name or
+version keeps the ones its folder name gives. With a placeholder account such as
 123456789012 it anonymizes an application before it goes to git.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from panorama_cli import names, schemas
+from panorama_cli.appgraph import find_override_files
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction, load_json
 from panorama_cli.project import Project
@@ -24,6 +27,7 @@ class ImportResult:
     account: str
     renamed: list[tuple[str, str]] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. override templates skipped
 
     @property
     def changed(self) -> bool:
@@ -65,12 +69,8 @@ def import_application(project: Project, account: str) -> ImportResult:
     if _rewrite_manifest(graph["nodeGraph"], account):
         tx.write_json(graph_path, graph)
         result.rewritten.append(project.rel(graph_path))
-    for override in sorted(graph_path.parent.glob("*.json")):
-        if override == graph_path:
-            continue
+    for override in find_override_files(project, result.notes):
         data = load_json(override)
-        if not isinstance(data, dict) or "nodeGraphOverrides" not in data:
-            continue
         problems = schemas.check(schemas.OVERRIDES, data, project.rel(override))
         if problems:
             raise UserError(
@@ -81,6 +81,12 @@ def import_application(project: Project, account: str) -> ImportResult:
             result.rewritten.append(project.rel(override))
     for folder in project.package_folders():
         package = project.load_package(folder, for_update=True)
+        if not package.name or not package.version:
+            raise UserError(
+                f"{project.rel(package.manifest_path)}: no name/version, and the folder is not "
+                "named <account>-<name>-<version>",
+                hint='add "name" and "version" to nodePackage',
+            )
         target = folder.with_name(names.package_folder_name(account, package.name, package.version))
         if target.name == folder.name:
             continue

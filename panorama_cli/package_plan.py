@@ -124,16 +124,7 @@ def _planned(project: Project, package: Package) -> PlannedPackage:
         manifest_bytes=manifest_bytes,
         patch=patch_version(manifest_bytes),
     )
-    seen: set[str] = set()
-    for asset in package.assets():
-        for impl in asset.get("implementations", []) or []:
-            if not isinstance(impl, dict) or impl.get("type") == "system":
-                continue
-            for key in ("assetUri", "descriptorUri"):
-                uri = impl.get(key)
-                if isinstance(uri, str) and uri not in seen:
-                    seen.add(uri)
-                    planned.files.append(LocalFile(project.assets_dir / uri, uri))
+    planned.files = [LocalFile(project.assets_dir / uri, uri) for uri in package.asset_uris()]
     return planned
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"  # e.g. a file skipped on purpose; never fails validate
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Problem:
         pointer: RFC 6901 JSON pointer into that file ("" for the whole file).
         message: what is wrong.
         hint: what to do about it ("" when obvious).
-        severity: "error" (fails validate, exit 1) or "warning".
+        severity: "error" (fails validate, exit 1), "warning" or "note".
     """
 
     file: str

@@ -148,6 +148,20 @@ class Package:
     def asset(self, name: str) -> dict[str, Any] | None:
         return next((a for a in self.assets() if a.get("name") == name), None)
 
+    def asset_uris(self) -> list[str]:
+        """Every ``assetUri`` / ``descriptorUri`` of the non-``system`` implementations, in
+        manifest order, without duplicates (file names in the project's assets/)."""
+        found: list[str] = []
+        for asset in self.assets():
+            for impl in asset.get("implementations", []) or []:
+                if not isinstance(impl, dict) or impl.get("type") == "system":
+                    continue
+                for key in ("assetUri", "descriptorUri"):
+                    uri = impl.get(key)
+                    if isinstance(uri, str) and uri and uri not in found:
+                        found.append(uri)
+        return found
+
     # -- writers -----------------------------------------------------------------------------
     def add_asset(self, asset: dict[str, Any]) -> None:
         """Append ``asset`` to ``nodePackage.assets`` (created when absent)."""
