@@ -165,9 +165,19 @@ class PackageRef:
 
 @dataclass(frozen=True)
 class KnownInterface:
+    """An interface of a Panorama-provided package: its kind and (port, type) pairs."""
+
     kind: NodeKind
     inputs: tuple[tuple[str, str], ...]
     outputs: tuple[tuple[str, str], ...]
+
+    @property
+    def media_port(self) -> str | None:
+        """The port an edge connects: the first media output, else the first media input."""
+        for name, type_name in (*self.outputs, *self.inputs):
+            if type_name == "media":
+                return name
+        return None
 
 
 #: Interfaces of the Panorama-provided packages (account ``panorama``) that applications use.

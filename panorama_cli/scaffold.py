@@ -19,6 +19,7 @@ from pathlib import Path
 
 from panorama_cli import graph_edit, names
 from panorama_cli.errors import UserError
+from panorama_cli.graph_elements import WELL_KNOWN
 from panorama_cli.manifests import Transaction, dumps
 from panorama_cli.project import PROJECT_DIRS, SETTINGS_FILE, Project
 from panorama_cli.render import render_json, render_text
@@ -188,6 +189,13 @@ PANORAMA_PACKAGES = {
     "camera": ("panorama::abstract_rtsp_media_source", "graph/camera_node.json.j2"),
     "data_sink": ("panorama::hdmi_data_sink", "graph/data_sink_node.json.j2"),
 }
+
+
+def panorama_package_port(package_type: str) -> str:
+    """The media port of a ``camera`` (``video_out``) or ``data_sink`` (``video_in``) node."""
+    ref = PANORAMA_PACKAGES[package_type][0]
+    (interface,) = WELL_KNOWN[ref].values()
+    return interface.media_port or ""
 
 
 def add_panorama_package(project: Project, package_type: str, name: str) -> bool:

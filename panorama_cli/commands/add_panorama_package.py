@@ -18,10 +18,10 @@ from panorama_cli.commands._shared import locked
 def cli(package_type: str, name: str) -> None:
     """Add panorama::abstract_rtsp_media_source or panorama::hdmi_data_sink and a node NAME."""
     from panorama_cli.project import Project
-    from panorama_cli.scaffold import add_panorama_package
+    from panorama_cli.scaffold import add_panorama_package, panorama_package_port
 
     project = Project.discover()
-    port = "video_out" if package_type == "camera" else "video_in"
+    port = panorama_package_port(package_type)
     with locked(project):
         added = add_panorama_package(project, package_type, name)
     if added:
