@@ -20,6 +20,16 @@ PACKAGE = "nodePackage"
 DESCRIPTOR = "descriptor"
 OVERRIDES = "nodeGraphOverrides"
 
+#: A key public guides tell users to add to package.json; the manifest schema rejects it.
+NV_ACCELERATORS = "nvAccelerators"
+NV_ACCELERATORS_HELP = (
+    "nvAccelerators is not part of the manifest schema ver_2021-01-01 (guides add it to give "
+    "a container the GPU); Panorama rejects the package with it",
+    "remove it; for GPU access give the asset implementation "
+    '"requirements": [{"type": "hardware_access", "inferenceAccelerators": [{"deviceType": '
+    '"nvhost_gpu", "sharedResourcePolicy": {"policy": "allow_all"}}]}]',
+)
+
 
 @cache
 def _validator(kind: str):
@@ -60,12 +70,26 @@ def check(kind: str, data: Any, file: str) -> list[Problem]:
         if error.context:
             error = _closest_alternative(error, best_match)
         where = pointer(*error.absolute_path)
+        if _names_key(error, NV_ACCELERATORS):
+            problems.append(
+                Problem(file, pointer(*error.absolute_path, NV_ACCELERATORS), *NV_ACCELERATORS_HELP)
+            )
+            continue
         problems.append(
             Problem(
                 file, where, _message(error), "see the manifest schema ver_2021-01-01 for the field"
             )
         )
     return problems
+
+
+def _names_key(error: Any, key: str) -> bool:
+    """Whether a schema error is an ``additionalProperties`` error about ``key``."""
+    return (
+        error.validator == "additionalProperties"
+        and isinstance(error.instance, dict)
+        and key in error.instance
+    )
 
 
 def _closest_alternative(error, best_match):
