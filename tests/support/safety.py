@@ -114,3 +114,41 @@ def fill(folder: Path, leave_bytes: int) -> None:
                 fh.write(b"\0" * (free - leave_bytes))
             except OSError:
                 pass
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """Make ``folder`` really read-only during the block.
+
+    As root (who ignores permission bits) a read-only bind mount of the folder onto itself;
+    otherwise ``chmod 0555``. Skips (fails in CI) when neither works.
+    """
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(mode)
+        return
+    done = subprocess.run(
+        ["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True, check=False
+    )
+    if done.returncode == 0:
+        done = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+    if done.returncode != 0:
+        reason = f"cannot make {folder} read-only as root: {done.stderr.strip()}"
+        if in_ci():
+            pytest.fail(f"{reason} [required: CI=true]", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
