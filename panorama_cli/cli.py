@@ -30,6 +30,7 @@ COMMANDS = {
     "package-application": "package_application",
     "deploy": "deploy",
     "status": "status",
+    "run": "run",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -68,6 +69,10 @@ def cli(ctx: click.Context, debug: bool, profile: str | None, region: str | None
 
     Shell completion (bash): eval "$(_PANORAMA_CLI_COMPLETE=bash_source panorama-cli)"
     """
+    from panorama_cli import console
+
+    debug = debug or os.environ.get("PANORAMA_CLI_DEBUG") == "1"
+    console.configure_logging(debug)
     ctx.obj = {"debug": debug, "profile": profile, "region": region}
 
 

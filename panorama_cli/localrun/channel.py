@@ -1,0 +1,270 @@
+"""The runner's side of the app <-> runner channel: a Unix control socket and frame rings.
+
+Wire format (the simulated SDK's ``panoramasdk/_client.py`` speaks the same): every message is
+a 4-byte big-endian length and a pickled dict (protocol 4, readable by Python 3.7 apps).
+Requests carry an ``id``; replies echo it. ``put`` and ``stats`` are one-way. Pixels never
+travel on the socket: each (camera, consumer port) has a :class:`FrameRing`, a
+``multiprocessing.shared_memory`` segment of a few frame slots that the SDK maps with mmap
+(``/dev/shm/<name>``) and exposes as numpy arrays.
+
+Messages from the app: ``hello {node, pid}``, ``get {port, timeout}``,
+``put {port, media: [{ref, labels, rects}]}``, ``call {model, inputs, timeout}``,
+``stats {stats: [(kind, seconds)]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import struct
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">I")
+PROTOCOL = 4
+#: AF_UNIX paths are limited to 108 bytes (sun_path), including the terminating NUL.
+MAX_SOCKET_PATH = 100
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class Session:
+    """One app process's connection (a node's entry process or a child it started).
+
+    Attributes:
+        node: the business-logic node named in ``hello`` (None before it).
+        pid: the app process id (in the sandbox's pid namespace).
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.node: str | None = None
+        self.pid: int | None = None
+        self._send_lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one message (thread-safe); a closed peer is ignored (the app has gone)."""
+        data = pickle.dumps(message, protocol=PROTOCOL)
+        with self._send_lock:
+            try:
+                self.sock.sendall(_HEADER.pack(len(data)) + data)
+            except OSError:
+                pass
+
+    def reply(self, request: dict[str, Any], **fields: Any) -> None:
+        """Answer ``request`` (echoes its id)."""
+        self.send({"id": request.get("id"), **fields})
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next message, or None when the app closed the connection."""
+        header = _recv_exact(self.sock, _HEADER.size)
+        if header is None:
+            return None
+        body = _recv_exact(self.sock, _HEADER.unpack(header)[0])
+        return None if body is None else pickle.loads(body)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+Handler = Callable[[Session, dict[str, Any]], None]
+
+
+def socket_path(run_dir: Path) -> Path:
+    """``run_dir/ctl.sock``, or a fresh temporary folder's when that path is too long."""
+    candidate = Path(run_dir) / "ctl.sock"
+    if len(os.fsencode(str(candidate))) <= MAX_SOCKET_PATH:
+        return candidate
+    return Path(tempfile.mkdtemp(prefix="pcr-")) / "ctl.sock"
+
+
+class ControlServer:
+    """Accepts app connections on a Unix socket; one thread per connection calls ``handler``.
+
+    Args:
+        path: the socket path (see :func:`socket_path`).
+        handler: called with (session, message) for every message, in order per connection;
+            it answers through ``session.reply``. It may block (a ``get`` waiting for a frame).
+        on_close: called with the session when its app process closes the connection.
+    """
+
+    def __init__(
+        self, path: Path, handler: Handler, on_close: Callable[[Session], None] | None = None
+    ):
+        self.path = Path(path)
+        self._handler = handler
+        self._on_close = on_close
+        self._sessions: list[Session] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.path))
+        self._listener.listen(64)
+        self._thread = threading.Thread(target=self._accept, name="localrun-accept", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            session = Session(sock)
+            with self._lock:
+                if self._closed:
+                    sock.close()
+                    return
+                self._sessions.append(session)
+            threading.Thread(
+                target=self._serve, args=(session,), name="localrun-session", daemon=True
+            ).start()
+
+    def _serve(self, session: Session) -> None:
+        try:
+            while True:
+                try:
+                    message = session.receive()
+                except OSError:
+                    message = None
+                if message is None:
+                    break
+                try:
+                    self._handler(session, message)
+                except Exception:  # a runner bug must not leave the app waiting silently
+                    log.exception("localrun: handling %s failed", message.get("op"))
+                    session.reply(message, error="runtime", message="panorama-cli runner error")
+        finally:
+            if self._on_close is not None and not self._closed:
+                self._on_close(session)
+
+    def close(self) -> None:
+        """Stop accepting, close every connection and remove the socket file."""
+        self._closed = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        if self.path.parent.name.startswith("pcr-"):
+            try:
+                self.path.parent.rmdir()
+            except OSError:
+                pass
+
+
+class FrameRing:
+    """``slots`` frames of one shape in one shared memory segment.
+
+    A slot is written by :meth:`write` (round robin, skipping slots that a sink still holds)
+    and read in place by the app (the SDK maps the same segment) and by the sinks.
+
+    Args:
+        shape: (height, width, 3) of the frames, pixels.
+        slots: how many frames the ring holds; a frame's pixels stay valid until ``slots``
+            more frames have been written.
+        stream: the camera node whose frames the ring holds (the media's stream_id).
+
+    Attributes:
+        stamps: per slot, the (seconds, microseconds) time stamp of the frame in it.
+    """
+
+    def __init__(self, shape: tuple[int, ...], slots: int = 8, stream: str = ""):
+        from multiprocessing import shared_memory
+
+        self.shape = tuple(shape)
+        self.frame_bytes = 1
+        for dim in self.shape:
+            self.frame_bytes *= int(dim)
+        self.slots = slots
+        self.stream = stream
+        self.stamps: list[tuple[int, int]] = [(0, 0)] * slots
+        self._shm = shared_memory.SharedMemory(create=True, size=self.frame_bytes * slots)
+        self.name = self._shm.name
+        self._next = 0
+        self._held = [0] * slots
+        self._cond = threading.Condition()
+        self._views = [self._view(i) for i in range(slots)]
+
+    def _view(self, slot: int) -> np.ndarray:
+        import numpy as np
+
+        return np.ndarray(
+            self.shape, dtype=np.uint8, buffer=self._shm.buf, offset=slot * self.frame_bytes
+        )
+
+    def fits(self, image: np.ndarray) -> bool:
+        return tuple(image.shape) == self.shape
+
+    def write(self, image: np.ndarray) -> int:
+        """Copy ``image`` (``shape``, uint8) into the next free slot; returns the slot."""
+        with self._cond:
+            for _ in range(self.slots):
+                slot = self._next
+                self._next = (self._next + 1) % self.slots
+                if not self._held[slot]:
+                    break
+            else:
+                self._cond.wait_for(lambda: not all(self._held), timeout=5.0)
+                slot = next((i for i, h in enumerate(self._held) if not h), self._next)
+        self._views[slot][...] = image
+        return slot
+
+    def view(self, slot: int) -> np.ndarray:
+        """The frame in ``slot`` (a view into shared memory)."""
+        return self._views[slot]
+
+    def offset(self, slot: int) -> int:
+        return slot * self.frame_bytes
+
+    def hold(self, slot: int) -> None:
+        """Keep ``slot`` from being overwritten until :meth:`release` (a sink encodes it)."""
+        with self._cond:
+            self._held[slot] += 1
+
+    def release(self, slot: int) -> None:
+        with self._cond:
+            self._held[slot] = max(0, self._held[slot] - 1)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Free the segment (the app processes have ended)."""
+        self._views = []
+        try:
+            self._shm.close()
+        except BufferError:  # a view still exported (a sink mid-write); unlink anyway
+            pass
+        try:
+            self._shm.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,333 @@
+"""One run of an application graph on this machine: models, cameras, app processes, report.
+
+:func:`run_application` resolves the plan (:mod:`.plan`), loads every model node (a model
+problem is reported before any frame), opens every camera, starts the control socket
+(:mod:`.channel`, answered by :mod:`.routing`), starts each business-logic node's entry in its
+sandbox (:mod:`.supervisor`) and waits for the end: ``--frames`` / end of input (a node asks
+for a frame that will not come), ``--duration``, Ctrl-C, or an app that exits by itself. Then
+it stops every app (SIGINT, SIGTERM, SIGKILL), flushes the HDMI files and writes report.json.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panorama_cli.errors import UserError
+from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan
+from panorama_cli.project import Project
+
+#: notify(event, data): "note" {text}, "output" {node, line}, "status" {cameras, elapsed_s},
+#: "started" {run_dir, nodes}, "stopping" {reason}.
+Notify = Callable[[str, dict[str, Any]], None]
+SDK_DIR = Path(__file__).resolve().parent / "sdk"
+MODEL_CACHE = ".panorama-run/.models"
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        report: the report.json content (see :mod:`.report`).
+        run_dir: the run folder.
+        exit_status: what ``panorama-cli run`` exits with (0: ended by frames, duration, end
+            of input or Ctrl-C; otherwise the app's status, at least 1).
+        hdmi_frames: stream_id -> HDMI frames as the app left them (HxWx3 BGR uint8, overlays
+            not drawn); only with ``keep_frames``.
+        annotations: stream_id -> per HDMI frame {"rects": [(l, t, r, b)], "labels":
+            [(text, x, y)]}, normalized [0, 1) coordinates; only with ``keep_frames``.
+    """
+
+    report: dict[str, Any]
+    run_dir: Path
+    exit_status: int
+    hdmi_frames: dict[str, list[Any]] = field(default_factory=dict)
+    annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def console(self) -> str:
+        """The apps' console output (all nodes)."""
+        return "".join(p.read_text(errors="replace") for p in _console_logs(self.run_dir))
+
+
+def _console_logs(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "logs").rglob("console.log"))
+
+
+def _silent(event: str, data: dict[str, Any]) -> None:
+    return None
+
+
+class _Run:
+    """State of one run (see :func:`run_application`)."""
+
+    def __init__(self, plan: RunPlan, notify: Notify, t0: float):
+        self.plan = plan
+        self.options = plan.options
+        self.notify = notify
+        self.t0 = t0
+        self.events: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.first_frame_t: float | None = None
+        self.models: dict[str, Any] = {}
+        self.feeds: dict[str, Any] = {}
+        self.apps: dict[str, Any] = {}
+        self.router: Any = None
+        self.server: Any = None
+
+    # -- set up ------------------------------------------------------------------------------
+    def load_models(self) -> None:
+        if not self.plan.models:
+            return
+        from panorama_cli.localrun.inference import load_model
+
+        project = self.plan.project
+        for node in self.plan.models:
+            package = project.load_package(node.package_folder) if node.package_folder else None
+            path = self.options.models.get(node.name)
+            self.models[node.name] = load_model(
+                node,
+                package,
+                model_path=Path(path) if path else None,
+                cache_dir=project.root / MODEL_CACHE,
+            )
+
+    def open_cameras(self) -> None:
+        if not self.plan.cameras:
+            return
+        from panorama_cli.localrun.pacing import Camera
+        from panorama_cli.localrun.routing import CameraFeed
+        from panorama_cli.localrun.sources import open_source
+
+        for camera, spec in self.plan.cameras.items():
+            consumers = [
+                (e.consumer_node, e.consumer_port)
+                for e in self.plan.graph.edges_from(camera)
+                if e.consumer_node in self.plan.business_names
+            ]
+            if not consumers:
+                continue
+            source = open_source(spec, loop=self.options.loop)
+            feed = Camera(camera, source, fast=self.options.fast, max_frames=self.options.frames)
+            self.feeds[camera] = CameraFeed(feed, consumers)
+
+    def make_sink(self, stream: str, fps: float) -> Any:
+        from panorama_cli.localrun.sinks import HdmiSink
+
+        run_dir = self.plan.run_dir
+        every = self.options.snapshot_every
+        return HdmiSink(
+            run_dir / "hdmi" / f"{stream}.mp4",
+            fps=fps,
+            snapshot_dir=run_dir / "hdmi" if every else None,
+            snapshot_every=every,
+        )
+
+    def start_apps(self) -> None:
+        from panorama_cli.localrun.channel import ControlServer, socket_path
+        from panorama_cli.localrun.routing import Router
+        from panorama_cli.localrun.supervisor import AppProcess, AppSpec
+
+        plan = self.plan
+        self.router = Router(
+            plan,
+            self.feeds,
+            self.models,
+            self.make_sink,
+            on_inputs_ended=lambda node: self.events.put(("inputs-ended", node)),
+            on_first_frame=self._first_frame,
+            keep_frames=self.options.keep_frames,
+        )
+        self.server = ControlServer(socket_path(plan.run_dir), self.router)
+        uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
+        several = len(plan.business) > 1
+        for business in plan.business:
+            name = business.node.name
+            logs = plan.run_dir / "logs" / (name if several else "")
+            storage = plan.run_dir / "storage" / (name if several else "")
+            logs.mkdir(parents=True, exist_ok=True)
+            spec = AppSpec(
+                node=name,
+                interpreter=business.entry.interpreter,
+                entry=business.entry.entry,
+                src=business.src,
+                logs=logs,
+                storage=storage,
+                bin_dir=plan.run_dir / ".bin",
+                python=plan.python,
+                env={
+                    "AppGraph_Uid": uid,
+                    "PANORAMA_LOCALRUN_SOCKET": str(self.server.path),
+                    "PANORAMA_LOCALRUN_NODE": name,
+                    "PYTHONPATH": str(SDK_DIR / ""),
+                },
+                aws_profile=self.options.aws_profile,
+            )
+            self.apps[name] = AppProcess(spec, logs / "console.log", self._output)
+        self.router.start_clock()
+        for app in self.apps.values():
+            app.start()
+        self.notify("started", {"run_dir": str(plan.run_dir), "nodes": list(self.apps)})
+
+    def _first_frame(self) -> None:
+        self.first_frame_t = time.monotonic()
+
+    def _output(self, node: str, line: str) -> None:
+        self.notify("output", {"node": node, "line": line})
+
+    # -- waiting for the end -----------------------------------------------------------------
+    def wait_for_end(self) -> str:
+        """Block until the run ends; returns the exit reason."""
+        media_nodes = {
+            b.node.name
+            for b in self.plan.business
+            if any(self.plan.media_producers(b.node.name, p) for p in b.inputs)
+        }
+        finished: set[str] = set()
+        started = time.monotonic()
+        last_status = 0.0
+        while True:
+            try:
+                kind, node = self.events.get(timeout=0.1)
+            except queue.Empty:
+                kind, node = "", ""
+            if kind == "inputs-ended" and node not in finished:
+                finished.add(node)
+                threading.Thread(target=self._stop_node, args=(node,), daemon=True).start()
+            for name, app in self.apps.items():
+                code = app.poll()
+                if code is not None and not app.stop_requested and name not in finished:
+                    return "app-error" if code != 0 else "app-exited"
+                if code is not None:
+                    self.router.node_ended(name)
+            if media_nodes and media_nodes <= finished:
+                return self._input_reason()
+            now = time.monotonic()
+            if self.options.duration is not None and now - started >= self.options.duration:
+                return "duration"
+            if now - last_status >= 0.5:
+                last_status = now
+                self.notify("status", {"cameras": self.camera_status(), "elapsed_s": now - started})
+
+    def _stop_node(self, node: str) -> None:
+        self.apps[node].stop(self.options.grace_s)
+        self.router.node_ended(node)
+
+    def _input_reason(self) -> str:
+        frames = self.options.frames
+        if frames is not None and all(f.camera.stats.frames >= frames for f in self.feeds.values()):
+            return "frames"
+        return "end-of-input"
+
+    def camera_status(self) -> dict[str, dict[str, Any]]:
+        from panorama_cli.localrun.report import camera_entry
+
+        return {name: camera_entry(feed.camera.stats) for name, feed in self.feeds.items()}
+
+    # -- tear down ---------------------------------------------------------------------------
+    def stop_apps(self) -> None:
+        threads = [
+            threading.Thread(target=app.stop, args=(self.options.grace_s,), daemon=True)
+            for app in self.apps.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def exit_code(self, reason: str) -> int | None:
+        codes = {name: app.poll() for name, app in self.apps.items()}
+        if reason in ("app-error", "app-exited"):
+            for name, app in self.apps.items():
+                if codes[name] is not None and not app.stop_requested:
+                    return _status(codes[name])
+        first = next(iter(codes.values()), None)
+        return None if first is None else _status(first)
+
+
+def _status(code: int) -> int:
+    """A Popen return code as a shell shows it (killed by signal N -> 128+N)."""
+    return 128 - code if code < 0 else code
+
+
+def run_application(
+    project: Project, options: RunOptions, notify: Notify | None = None
+) -> RunResult:
+    """Run the project's application graph (see the module docstring).
+
+    Args:
+        project: the project.
+        options: the run's options (CLI flags).
+        notify: called with progress events (see :data:`Notify`); never required.
+
+    Returns:
+        The :class:`RunResult` (report.json is written in the run folder too).
+
+    Raises:
+        UserError: the graph cannot run (before any app process starts): a binding names no
+            such node, a camera has no source or cannot be opened, a model cannot load, the
+            sandbox cannot be made.
+    """
+    from panorama_cli.localrun.report import build_report, write_report
+
+    t0 = time.monotonic()
+    plan = build_plan(project, options)
+    notify = notify or _silent
+    run = _Run(plan, notify, t0)
+    for note in plan.notes:
+        notify("note", {"text": note})
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in ("logs", "storage"):
+        (plan.run_dir / folder).mkdir(exist_ok=True)
+    reason = "app-error"
+    hdmi: dict[str, dict[str, Any]] = {}
+    try:
+        run.load_models()
+        run.open_cameras()
+        run.start_apps()
+        try:
+            reason = run.wait_for_end()
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        notify("stopping", {"reason": reason})
+    finally:
+        try:
+            run.stop_apps()
+        finally:
+            for feed in run.feeds.values():
+                feed.camera.stop()
+            if run.router is not None:
+                hdmi = run.router.close()
+            if run.server is not None:
+                run.server.close()
+    for error in run.router.sink_errors() if run.router else []:
+        raise UserError(f"HDMI output failed: {error}")
+    app_code = run.exit_code(reason)
+    report = build_report(
+        exit_reason=reason,
+        app_exit_code=app_code,
+        startup_s=None if run.first_frame_t is None else run.first_frame_t - t0,
+        wall_s=time.monotonic() - t0,
+        cameras={name: feed.camera.stats for name, feed in run.feeds.items()},
+        nodes={name: stats.samples for name, stats in run.router.stats.items()},
+        models=run.models,
+        hdmi=hdmi,
+    )
+    write_report(plan.run_dir, report)
+    status = 0
+    if reason in ("app-error", "app-exited"):
+        status = app_code if app_code else 1
+    result = RunResult(report, plan.run_dir, status)
+    if run.router.kept is not None:
+        for stream, frames in run.router.kept.items():
+            result.hdmi_frames[stream] = [image for image, _, _ in frames]
+            result.annotations[stream] = [
+                {"rects": rects, "labels": labels} for _, rects, labels in frames
+            ]
+    return result

@@ -1,0 +1,338 @@
+"""What ``panorama-cli run`` will run: the application graph plus the command line's bindings.
+
+:func:`build_plan` reads the application graph (overrides applied) and resolves, before any
+process starts or any frame is read: the business-logic nodes and their descriptor entries,
+each camera node's source (``--camera NODE=SOURCE``, else its package's ``streamUrl`` default),
+each parameter's typed value (override files first, then ``--param NODE=VALUE``), the model
+nodes and their ``--model`` files, and the data sinks. Anything missing is one UserError line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from panorama_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from panorama_cli.appgraph import AppGraph, Node
+    from panorama_cli.project import Package, Project, RuntimeEntry
+
+RUNS_FOLDER = ".panorama-run"
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+@dataclass
+class RunOptions:
+    """The knobs of one run (the CLI flags; see ``panorama-cli run --help``).
+
+    Attributes:
+        graph: graph.json to run (default: the project's).
+        overrides: nodeGraphOverrides files, applied in order.
+        cameras: camera node -> source (video file, image file/folder/glob, rtsp:// URL,
+            /dev/videoN, ``gst:<pipeline>``).
+        params: parameter node -> value (text as typed on the command line, or a Python value).
+        models: model node -> model file (ONNX, TorchScript, SavedModel).
+        frames: frames per camera, then the run ends (None: no limit).
+        duration: seconds, then the run ends (None: no limit).
+        fast: deliver every frame as fast as the app takes them (else real time, dropping).
+        loop: restart files at their end.
+        output_dir: the run folder (default ``<project>/.panorama-run/<timestamp>``).
+        snapshot_every: also write every Nth HDMI frame as PNG (0: never).
+        python: the interpreter ``python3`` runs in the app (default: this one).
+        aws_profile: pass AWS credentials with this profile (None: no credentials).
+        grace_s: seconds between SIGINT, SIGTERM and SIGKILL when stopping the app.
+        keep_frames: keep a copy of every HDMI frame and its overlays in memory (Python API).
+    """
+
+    graph: Path | None = None
+    overrides: Sequence[Path] = ()
+    cameras: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    models: Mapping[str, Path] = field(default_factory=dict)
+    frames: int | None = None
+    duration: float | None = None
+    fast: bool = False
+    loop: bool = False
+    output_dir: Path | None = None
+    snapshot_every: int = 0
+    python: str | None = None
+    aws_profile: str | None = None
+    grace_s: float = 2.0
+    keep_frames: bool = False
+
+
+@dataclass
+class BusinessNode:
+    """A business-logic node to start.
+
+    Attributes:
+        node: the graph node.
+        package: its local package.
+        entry: descriptor entry (interpreter, /panorama/... path).
+        src: the package's src/ (mounted at /panorama).
+        inputs / outputs: port name -> {"type", "connected", "value"} as the SDK sees them.
+        package_json: package.json relative to the project root (for messages).
+    """
+
+    node: Node
+    package: Package
+    entry: RuntimeEntry
+    src: Path
+    inputs: dict[str, dict[str, Any]]
+    outputs: dict[str, dict[str, Any]]
+    package_json: str
+
+
+@dataclass
+class RunPlan:
+    """Everything resolved for one run (see the module docstring)."""
+
+    project: Project
+    graph: AppGraph
+    options: RunOptions
+    business: list[BusinessNode]
+    cameras: dict[str, str]
+    params: dict[str, Any]
+    models: list[Node]
+    sinks: list[str]
+    run_dir: Path
+    python: str
+    notes: list[str] = field(default_factory=list)
+
+    def media_producers(self, node: str, port: str) -> list[tuple[str, str | None]]:
+        """(producer node, producer port) feeding ``node.port``, in edge order."""
+        return [
+            (e.producer_node, e.producer_port)
+            for e in self.graph.edges_into(node, port)
+            if e.producer_node in self.cameras or e.producer_node in self.business_names
+        ]
+
+    @property
+    def business_names(self) -> list[str]:
+        return [b.node.name for b in self.business]
+
+
+def parse_binding(text: str, flag: str) -> tuple[str, str]:
+    """``NODE=VALUE`` -> (node, value).
+
+    Raises:
+        UserError: no ``=`` or an empty node name.
+    """
+    node, sep, value = text.partition("=")
+    if not sep or not node.strip():
+        raise UserError(f"{flag} {text!r}: expected NODE=VALUE", hint=f"e.g. {flag} node=value")
+    return node.strip(), value
+
+
+def parameter_value(type_name: str, value: Any, where: str) -> Any:
+    """``value`` (command-line text or a Python value) as the parameter type's Python value:
+    int32 -> int, float32 -> float (``60`` -> 60.0), boolean -> bool, string -> str.
+
+    Raises:
+        UserError: it is not a value of that type.
+    """
+    try:
+        if type_name == "int32":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if type_name == "float32":
+            return float(value)
+        if type_name == "boolean":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{where}: {value!r} is not a {type_name} value",
+            hint={"boolean": "use true or false"}.get(type_name, f"give a {type_name}"),
+        ) from None
+
+
+def default_run_dir(project: Project) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = project.root / RUNS_FOLDER / stamp
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{stamp}-{n}")
+    return candidate
+
+
+def build_plan(project: Project, options: RunOptions) -> RunPlan:
+    """Resolve ``options`` against the project's application graph (see the module docstring).
+
+    Raises:
+        UserError: the graph cannot be built, a binding names no such node, a camera has no
+            source, a value does not fit its parameter type, or a business-logic node has no
+            local package / runtime descriptor / src folder.
+    """
+    from panorama_cli.appgraph import AppGraph, NodeKind
+
+    graph = AppGraph.load(project, list(options.overrides), options.graph)
+    nodes = graph.nodes
+    params = _parameters(graph, options.params)
+    camera_nodes = [n.name for n in nodes.values() if n.kind == NodeKind.CAMERA]
+    cameras = _cameras(graph, camera_nodes, options.cameras, params)
+    models = [n for n in nodes.values() if n.kind == NodeKind.MODEL]
+    for name in options.models:
+        if name not in [m.name for m in models]:
+            raise UserError(
+                f"--model {name}=...: {name} is not a model node of the application graph",
+                hint=f"model nodes: {', '.join(m.name for m in models) or 'none'}",
+            )
+    business = [
+        _business(project, graph, node, params, cameras)
+        for node in nodes.values()
+        if node.kind == NodeKind.BUSINESS_LOGIC
+    ]
+    if not business:
+        raise UserError(
+            f"{project.rel(graph.path)} has no business-logic node to run",
+            hint="add a container package (panorama-cli create-package) and its node",
+        )
+    sinks = [n.name for n in nodes.values() if n.kind == NodeKind.DATA_SINK]
+    plan = RunPlan(
+        project=project,
+        graph=graph,
+        options=options,
+        business=business,
+        cameras=cameras,
+        params=params,
+        models=models,
+        sinks=sinks,
+        run_dir=Path(options.output_dir) if options.output_dir else default_run_dir(project),
+        python=options.python or sys.executable,
+    )
+    for rule in graph.routing_rules:
+        plan.notes.append(
+            f"networkRoutingRules: node {rule.node} binds its containerPort {rule.container_port}"
+            f" directly on this machine (host port {rule.host_port} is not mapped in this mode)"
+        )
+    return plan
+
+
+def _parameters(graph: AppGraph, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    from panorama_cli.appgraph import NodeKind
+
+    values = {n.name: n.value for n in graph.nodes.values() if n.kind == NodeKind.PARAMETER}
+    for name, value in overrides.items():
+        if name not in values:
+            raise UserError(
+                f"--param {name}=...: {name} is not a parameter node of the application graph",
+                hint=f"parameter nodes: {', '.join(values) or 'none'}",
+            )
+        values[name] = parameter_value(graph.nodes[name].interface, value, f"--param {name}")
+    return values
+
+
+def _cameras(
+    graph: AppGraph, camera_nodes: list[str], bound: Mapping[str, str], params: dict[str, Any]
+) -> dict[str, str]:
+    from panorama_cli.appgraph import NodeKind
+
+    sources: dict[str, str] = {}
+    for name, source in bound.items():
+        node = graph.nodes.get(name)
+        if node is None or node.kind not in (NodeKind.CAMERA, NodeKind.UNKNOWN):
+            raise UserError(
+                f"--camera {name}=...: {name} is not a camera node of the application graph",
+                hint=f"camera nodes: {', '.join(camera_nodes) or 'none'}",
+            )
+        if not source:
+            raise UserError(f"--camera {name}=: no source", hint="give a video file or URL")
+        sources[name] = source
+    missing = []
+    for name in camera_nodes:
+        if name in sources:
+            continue
+        url = _stream_url(graph, name, params)
+        if url:
+            sources[name] = url
+        else:
+            missing.append(name)
+    if missing:
+        raise UserError(
+            f"camera node(s) without a source: {', '.join(missing)}",
+            hint=" ".join(f"--camera {m}=VIDEO_OR_URL" for m in missing)
+            + " (a video file, image folder, rtsp:// URL or /dev/videoN)",
+        )
+    return {name: sources[name] for name in [*camera_nodes, *sources] if name in sources}
+
+
+def _stream_url(graph: AppGraph, camera: str, params: dict[str, Any]) -> str | None:
+    for edge in graph.edges_into(camera, "streamUrl"):
+        value = params.get(edge.producer_node)
+        if isinstance(value, str) and value:
+            return value
+    port = graph.nodes[camera].inputs.get("streamUrl")
+    default = port.default if port is not None else None
+    return default if isinstance(default, str) and default else None
+
+
+def _business(
+    project: Project,
+    graph: AppGraph,
+    node: Node,
+    params: dict[str, Any],
+    cameras: dict[str, str],
+) -> BusinessNode:
+    from panorama_cli.appgraph import NodeKind
+
+    if not node.is_local or node.package_folder is None:
+        raise UserError(
+            f"node {node.name}: package {node.package} is not in "
+            f"{project.rel(project.packages_dir)}/",
+            hint="run needs the code: import or create the package in this project",
+        )
+    package = project.load_package(node.package_folder)
+    entry = package.runtime_entry
+    if entry is None:
+        raise UserError(
+            f"node {node.name}: {project.rel(package.descriptor_path)} has no "
+            "runtimeDescriptor.entry {path, name}",
+            hint='e.g. {"path": "python3", "name": "/panorama/app.py"}',
+        )
+    src = package.folder / "src"
+    if not src.is_dir():
+        raise UserError(
+            f"node {node.name}: {project.rel(src)} does not exist (it becomes /panorama)",
+            hint="put the application code in the package's src/ folder",
+        )
+    inputs: dict[str, dict[str, Any]] = {}
+    for name, port in node.inputs.items():
+        edges = graph.edges_into(node.name, name)
+        spec: dict[str, Any] = {"type": port.type, "connected": bool(edges)}
+        if port.type != "media":
+            value = port.default
+            for edge in edges:
+                producer = graph.nodes.get(edge.producer_node)
+                if producer is not None and producer.kind == NodeKind.PARAMETER:
+                    value = params.get(edge.producer_node)
+            from panorama_cli.appgraph import typed_value
+
+            spec["value"] = typed_value(port.type, value)
+        inputs[name] = spec
+    outputs = {
+        name: {"type": port.type, "connected": bool(graph.edges_from(node.name, name))}
+        for name, port in node.outputs.items()
+    }
+    return BusinessNode(
+        node=node,
+        package=package,
+        entry=entry,
+        src=src,
+        inputs=inputs,
+        outputs=outputs,
+        package_json=project.rel(package.manifest_path),
+    )

@@ -1,0 +1,399 @@
+"""The runner's answers to the SDK: frames in, media out along the graph's edges, model calls.
+
+:class:`Router` is the :class:`~panorama_cli.localrun.channel.ControlServer` handler. A
+``get`` on a media input takes the next frame of every producer the edges connect (a camera
+feed, or another business-logic node's output queue), copies camera frames into that port's
+:class:`~panorama_cli.localrun.channel.FrameRing` and answers with where they are. A ``put``
+routes the media references to data sinks (one encoder thread per stream) or to the input
+queues of downstream nodes. A ``call`` runs the model node in this process. When a node asks
+for a frame that will never come (its inputs ended), the router tells the engine instead of
+answering; the engine then stops that node.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+from panorama_cli.errors import UserError
+from panorama_cli.localrun.channel import FrameRing, Session
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from panorama_cli.localrun.plan import RunPlan
+
+_POLL_S = 0.2
+_QUEUE_FRAMES = 4
+
+
+class Ended(Exception):
+    """A producer has no more frames for this consumer."""
+
+
+class CameraFeed:
+    """A camera shared by the ports it feeds: started on first use, frames fanned out."""
+
+    def __init__(self, camera: Any, consumers: list[tuple[str, str]]):
+        self.camera = camera
+        self.node: str = camera.node
+        self.uri: str = camera.source.uri
+        self.fps: float = camera.source.fps or 10.0
+        self._started = False
+        self._lock = threading.Lock()
+        self._backlog: dict[tuple[str, str], collections.deque[Any]] = {
+            c: collections.deque(maxlen=_QUEUE_FRAMES) for c in consumers
+        }
+
+    def next(self, consumer: tuple[str, str], deadline: float | None, stop: threading.Event):
+        """The next frame for ``consumer`` (node, port).
+
+        Raises:
+            Ended: the feed has ended. TimeoutError: ``deadline`` (monotonic) passed.
+        """
+        while not stop.is_set():
+            with self._lock:
+                if not self._started:
+                    self._started = True
+                    self.camera.start()
+                backlog = self._backlog.get(consumer)
+                if backlog:
+                    return backlog.popleft()
+            wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"no frame from camera {self.node}")
+            try:
+                frame = self.camera.get(timeout=wait)
+            except TimeoutError:
+                continue
+            if frame is None:
+                raise Ended(self.node)
+            with self._lock:
+                for other, pending in self._backlog.items():
+                    if other != consumer:
+                        pending.append(frame)
+            return frame
+        raise Ended(self.node)
+
+
+class NodeStats:
+    """Seconds spent in get / put / call, as the SDK measured them."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {"get": [], "put": [], "call": []}
+
+    def add(self, pairs: Any) -> None:
+        for kind, seconds in pairs or ():
+            if kind in self.samples:
+                self.samples[kind].append(float(seconds))
+
+
+class SinkWorker:
+    """Encodes one stream's HDMI frames on its own thread (the app's put returns at once)."""
+
+    def __init__(self, sink: Any, keep: list[Any] | None):
+        self.sink = sink
+        self.keep = keep
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self._thread = threading.Thread(target=self._work, name="localrun-hdmi", daemon=True)
+        self._thread.start()
+
+    def submit(self, ring: FrameRing, slot: int, rects: list, labels: list) -> None:
+        ring.hold(slot)
+        self._queue.put((ring, slot, rects, labels))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            ring, slot, rects, labels = item
+            try:
+                image = ring.view(slot)
+                if self.keep is not None:
+                    self.keep.append((image.copy(), list(rects), list(labels)))
+                if self.error is None:
+                    self.sink.write(image, rects, labels)
+            except BaseException as exc:  # noqa: BLE001 - reported at the end of the run
+                self.error = exc
+            finally:
+                ring.release(slot)
+
+    def close(self) -> dict[str, Any]:
+        self._queue.put(None)
+        self._thread.join()
+        return self.sink.close()
+
+
+class Router:
+    """Answers the SDK's messages for one run (see the module docstring).
+
+    Args:
+        plan: the run plan.
+        feeds: camera node -> its feed.
+        models: model node -> loaded model (``run(inputs) -> tuple``).
+        make_sink: stream_id, fps -> a sink with ``write(image, rects, labels)`` / ``close()``.
+        on_inputs_ended: called with a node name when it asks for a frame that will not come.
+        on_first_frame: called once, when the first frame is delivered.
+    """
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        feeds: dict[str, CameraFeed],
+        models: dict[str, Any],
+        make_sink: Callable[[str, float], Any],
+        on_inputs_ended: Callable[[str], None],
+        on_first_frame: Callable[[], None],
+        keep_frames: bool = False,
+    ):
+        self.plan = plan
+        self.feeds = feeds
+        self.models = models
+        self.stop = threading.Event()
+        self.stats = {b.node.name: NodeStats() for b in plan.business}
+        self.sinks: dict[str, SinkWorker] = {}
+        self.kept: dict[str, list[Any]] | None = {} if keep_frames else None
+        self._make_sink = make_sink
+        self._on_inputs_ended = on_inputs_ended
+        self._on_first_frame = on_first_frame
+        self._first = threading.Event()
+        self._lock = threading.Lock()
+        self._rings: dict[tuple[str, str, str], FrameRing] = {}
+        self._by_name: dict[str, FrameRing] = {}
+        self._business = {b.node.name: b for b in plan.business}
+        self._queues: dict[tuple[str, str], queue.Queue[Any]] = {}
+        self._ended_nodes: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="localrun-call")
+        for b in plan.business:
+            for port, spec in b.inputs.items():
+                if spec["type"] == "media":
+                    self._queues[(b.node.name, port)] = queue.Queue()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def node_ended(self, node: str) -> None:
+        """``node``'s process has ended: downstream nodes drain its queue, then end."""
+        with self._lock:
+            self._ended_nodes.add(node)
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        """Flush the sinks (returns stream_id -> {frames, path}) and free the rings."""
+        self.stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        hdmi = {stream: worker.close() for stream, worker in self.sinks.items()}
+        for ring in self._by_name.values():
+            ring.close()
+        return hdmi
+
+    def sink_errors(self) -> list[BaseException]:
+        return [w.error for w in self.sinks.values() if w.error is not None]
+
+    # -- messages ----------------------------------------------------------------------------
+    def __call__(self, session: Session, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if session.node is not None:
+            self.stats[session.node].add(message.get("stats"))
+        if op == "hello":
+            self._hello(session, message)
+        elif op == "get":
+            self._get(session, message)
+        elif op == "put":
+            self._put(session, message)
+        elif op == "call":
+            self._call(session, message)
+        elif op != "stats":
+            session.reply(message, error="runtime", message=f"unknown request {op!r}")
+
+    def _hello(self, session: Session, message: dict[str, Any]) -> None:
+        node = message.get("node")
+        business = self._business.get(node or "")
+        if business is None:
+            session.reply(
+                message, error="runtime", message=f"{node!r} is not a business-logic node"
+            )
+            return
+        session.node, session.pid = business.node.name, message.get("pid")
+        session.reply(
+            message,
+            node=business.node.name,
+            inputs=business.inputs,
+            outputs=business.outputs,
+            models=[m.name for m in self.plan.models],
+            package_json=business.package_json,
+        )
+
+    def _get(self, session: Session, message: dict[str, Any]) -> None:
+        node, port = session.node or "", str(message.get("port"))
+        timeout = message.get("timeout")
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        producers = self.plan.media_producers(node, port)
+        media = []
+        try:
+            if not producers:
+                self._wait_unconnected(deadline)
+            for producer, _producer_port in producers:
+                if producer in self.feeds:
+                    media.append(self._camera_media(node, port, producer, deadline))
+                else:
+                    media.append(self._queued_media(node, port, deadline))
+        except TimeoutError as exc:
+            session.reply(message, error="timeout", message=str(exc))
+            return
+        except Ended:
+            self._on_inputs_ended(node)
+            return  # no answer: the engine stops the node now
+        except UserError as exc:  # a broken source
+            session.reply(message, error="runtime", message=str(exc))
+            self._on_inputs_ended(node)
+            return
+        if not self._first.is_set():
+            self._first.set()
+            self._on_first_frame()
+        session.reply(message, media=media)
+
+    def _wait_unconnected(self, deadline: float | None) -> None:
+        while not self.stop.wait(_POLL_S):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("no camera is connected to this input")
+        raise Ended()
+
+    def _ring(self, key: tuple[str, str, str], image: np.ndarray) -> FrameRing:
+        ring = self._rings.get(key)
+        if ring is None or not ring.fits(image):
+            ring = FrameRing(image.shape, stream=key[0])
+            with self._lock:
+                self._rings[key] = ring
+                self._by_name[ring.name] = ring
+        return ring
+
+    def _camera_media(
+        self, node: str, port: str, camera: str, deadline: float | None
+    ) -> dict[str, Any]:
+        import numpy as np
+
+        feed = self.feeds[camera]
+        frame = feed.next((node, port), deadline, self.stop)
+        image = np.ascontiguousarray(frame.image, dtype=np.uint8)
+        ring = self._ring((camera, node, port), image)
+        slot = ring.write(image)
+        stamp = self._start_wall + float(frame.pts)
+        seconds = int(stamp)
+        time_stamp = (seconds, int((stamp - seconds) * 1e6))
+        ring.stamps[slot] = time_stamp
+        return {
+            "shm": ring.name,
+            "offset": ring.offset(slot),
+            "shape": image.shape,
+            "ref": (ring.name, slot),
+            "stream_id": camera,
+            "stream_uri": feed.uri,
+            "time_stamp": time_stamp,
+            "is_cached": False,
+            "labels": [],
+            "rects": [],
+        }
+
+    _start_wall = time.time()
+
+    def start_clock(self) -> None:
+        """The run's start time (wall clock) that frame time stamps are offset by."""
+        self._start_wall = time.time()
+
+    def _queued_media(self, node: str, port: str, deadline: float | None) -> dict[str, Any]:
+        pending = self._queues[(node, port)]
+        upstream = {p for p, _ in self.plan.media_producers(node, port) if p not in self.feeds}
+        while not self.stop.is_set():
+            try:
+                return pending.get(timeout=_POLL_S)
+            except queue.Empty:
+                pass
+            with self._lock:
+                if upstream <= self._ended_nodes and pending.empty():
+                    raise Ended()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("no frame from the upstream node")
+        raise Ended()
+
+    def _put(self, session: Session, message: dict[str, Any]) -> None:
+        node, port = session.node or "", str(message.get("port"))
+        for edge in self.plan.graph.edges_from(node, port):
+            target = edge.consumer_node
+            for item in message.get("media", ()):
+                ring = self._by_name.get(item["ref"][0])
+                if ring is None:
+                    continue
+                slot = item["ref"][1]
+                if target in self.plan.sinks:
+                    self._to_sink(ring, slot, item)
+                elif (target, edge.consumer_port) in self._queues:
+                    self._queues[(target, edge.consumer_port)].put(self._forward(ring, item))
+
+    def _to_sink(self, ring: FrameRing, slot: int, item: dict[str, Any]) -> None:
+        stream = ring.stream
+        worker = self.sinks.get(stream)
+        if worker is None:
+            feed = self.feeds.get(stream)
+            keep = None
+            if self.kept is not None:
+                keep = self.kept.setdefault(stream, [])
+            worker = SinkWorker(self._make_sink(stream, feed.fps if feed else 10.0), keep)
+            self.sinks[stream] = worker
+        worker.submit(ring, slot, list(item.get("rects", ())), list(item.get("labels", ())))
+
+    def _forward(self, ring: FrameRing, item: dict[str, Any]) -> dict[str, Any]:
+        name, slot = item["ref"]
+        stream = ring.stream
+        feed = self.feeds.get(stream)
+        return {
+            "shm": name,
+            "offset": ring.offset(slot),
+            "shape": ring.shape,
+            "ref": (name, slot),
+            "stream_id": stream,
+            "stream_uri": feed.uri if feed else stream,
+            "time_stamp": ring.stamps[slot],
+            "is_cached": False,
+            "labels": list(item.get("labels", ())),
+            "rects": list(item.get("rects", ())),
+        }
+
+    def _call(self, session: Session, message: dict[str, Any]) -> None:
+        name = message.get("model")
+        model = self.models.get(name)
+        if model is None:
+            session.reply(
+                message,
+                error="value",
+                message=f"{name!r} is not a model node (model nodes: "
+                f"{', '.join(self.models) or 'none'})",
+            )
+            return
+        inputs = message.get("inputs") or {}
+        if "media" in inputs:
+            ring = self._by_name[inputs["media"][0]]
+            payload: Any = ring.view(inputs["media"][1])
+        else:
+            payload = inputs.get("array", inputs.get("dict"))
+        timeout = message.get("timeout")
+        try:
+            if timeout is None:
+                outputs = model.run(payload)
+            else:
+                outputs = self._pool.submit(model.run, payload).result(timeout=float(timeout))
+        except FutureTimeout:
+            session.reply(message, error="timeout", message=f"model {name}: over {timeout} s")
+            return
+        except (UserError, ValueError, KeyError) as exc:
+            session.reply(message, error="value", message=str(exc))
+            return
+        except TypeError as exc:
+            session.reply(message, error="type", message=str(exc))
+            return
+        session.reply(message, outputs=tuple(outputs))

@@ -1,0 +1,347 @@
+"""Run a business-logic node's descriptor entry as on the device, and stop it for sure.
+
+The entry (``python3 /panorama/app.py``, ``bash /panorama/run.sh``) runs as a real process in
+its own session and process group, inside a mount namespace made by bubblewrap (``bwrap``)
+where /panorama is the package's ``src/``, /opt/aws/panorama/logs and /opt/aws/panorama/storage
+are the run folder's ``logs/`` and ``storage/``, the rest of this machine is visible read-only
+(/tmp, /dev and /dev/shm shared), and ``python3``/``python3.X`` run the chosen interpreter.
+The host's /panorama and /opt are never touched. With a pid namespace (the default where the
+kernel allows it) nothing the app started can outlive the sandbox.
+
+Stopping is a ladder on the app's process group: SIGINT (KeyboardInterrupt), then SIGTERM,
+then SIGKILL after ``grace_s`` each; SIGKILL to the sandbox takes every child with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from panorama_cli.errors import UserError
+
+APP_ROOT = "/panorama"
+LOGS = "/opt/aws/panorama/logs"
+STORAGE = "/opt/aws/panorama/storage"
+#: Environment variables that carry AWS credentials or point at them.
+_AWS_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+)
+
+
+@dataclass
+class AppSpec:
+    """How to start one business-logic node.
+
+    Attributes:
+        node: the node's name in the application graph.
+        interpreter: descriptor ``entry.path`` (``python3``, ``python3.8``, ``bash``, or a path).
+        entry: descriptor ``entry.name`` (``/panorama/app.py``).
+        src: the package's src/ folder (becomes /panorama).
+        logs / storage: run-folder folders (become /opt/aws/panorama/logs and /storage).
+        bin_dir: a folder for the python3/python3.X shims (created).
+        python: the interpreter python3 resolves to.
+        env: extra environment (socket, node name, AppGraph_Uid).
+        aws_profile: pass AWS credentials through with this profile (None: none at all).
+    """
+
+    node: str
+    interpreter: str
+    entry: str
+    src: Path
+    logs: Path
+    storage: Path
+    bin_dir: Path
+    python: str = sys.executable
+    env: Mapping[str, str] = field(default_factory=dict)
+    aws_profile: str | None = None
+
+
+def python_version(python: str) -> str:
+    """``3.X`` of interpreter ``python``.
+
+    Raises:
+        UserError: it cannot be run.
+    """
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UserError(
+            f"--python {python}: cannot run it ({exc})", hint="pass a Python 3 interpreter"
+        ) from exc
+    return out.stdout.strip()
+
+
+def write_shims(bin_dir: Path, python: str) -> None:
+    """``python``, ``python3`` and ``python3.X`` in ``bin_dir`` that exec ``python``.
+
+    Shell shims rather than symlinks: a virtual environment's python must be started by its
+    own path to find its site-packages.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    version = python_version(python)
+    for name in ("python", "python3", f"python{version}"):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\nexec {_quote(python)} "$@"\n')
+        shim.chmod(0o755)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def app_environment(spec: AppSpec) -> dict[str, str]:
+    """The app's environment: this one without AWS credentials (unless ``aws_profile``)."""
+    env = dict(os.environ)
+    env.pop("PYTHONHOME", None)
+    if spec.aws_profile is None:
+        for name in _AWS_CREDENTIAL_VARS:
+            env.pop(name, None)
+        env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
+        env["AWS_CONFIG_FILE"] = "/dev/null"
+    else:
+        env["AWS_PROFILE"] = spec.aws_profile
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PATH"] = os.pathsep.join([str(spec.bin_dir), env.get("PATH", "/usr/bin:/bin")])
+    env.update(spec.env)
+    return env
+
+
+def _entry_argv(spec: AppSpec) -> list[str]:
+    program = spec.interpreter
+    if Path(program).name.startswith("python"):
+        program = Path(program).name  # python3 / python3.8 / /usr/bin/python3 -> the shim
+    return [program, spec.entry]
+
+
+# -- the sandbox ---------------------------------------------------------------------------------
+_TARGETS = (APP_ROOT, LOGS, STORAGE)
+
+
+def _root_binds(host: str = "/", inside: str = "/") -> list[str]:
+    """bwrap arguments rebuilding ``host`` in the sandbox, leaving room for the target mounts."""
+    args: list[str] = []
+    for entry in sorted(os.scandir(host), key=lambda e: e.name):
+        path = os.path.join(inside, entry.name)
+        if path in ("/dev", "/proc") or path in _TARGETS:
+            continue
+        if any(t.startswith(path + "/") for t in _TARGETS):
+            if entry.is_dir(follow_symlinks=False):
+                args += ["--dir", path, *_root_binds(entry.path, path)]
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(entry.path), path]
+        elif path == "/tmp":
+            args += ["--bind", entry.path, path]
+        elif entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+            args += ["--ro-bind", entry.path, path]
+    return args
+
+
+@cache
+def _bwrap_mode() -> str:
+    """How bwrap isolates here: "pid" (mount + pid namespace), "mount" (mount namespace
+    only) or "" (bwrap missing or unusable)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return ""
+    base = [bwrap, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev"]
+    for mode, extra in (("pid", ["--unshare-pid", "--proc", "/proc"]), ("mount", [])):
+        try:
+            probe = subprocess.run(
+                [*base, *extra, "--", "/bin/true"], capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if probe.returncode == 0:
+            return mode
+    return ""
+
+
+def sandbox_argv(spec: AppSpec, info_fd: int) -> list[str]:
+    """The bwrap command line that runs ``spec``'s entry (see the module docstring).
+
+    Raises:
+        UserError: bubblewrap is missing or cannot make namespaces here.
+    """
+    mode = _bwrap_mode()
+    if not mode:
+        raise UserError(
+            "cannot give the app its /panorama: bubblewrap (bwrap) is not installed or cannot "
+            "create a mount namespace here",
+            hint="install it (apt-get install bubblewrap) or run where user namespaces are allowed",
+        )
+    args = [shutil.which("bwrap") or "bwrap", *_root_binds()]
+    args += ["--dev-bind", "/dev", "/dev"]
+    if mode == "pid":
+        args += ["--unshare-pid", "--proc", "/proc"]
+    else:
+        args += ["--bind", "/proc", "/proc"]
+    args += [
+        "--bind", str(spec.src), APP_ROOT,
+        "--bind", str(spec.logs), LOGS,
+        "--bind", str(spec.storage), STORAGE,
+        "--chdir", APP_ROOT,
+        "--die-with-parent", "--new-session",
+        "--info-fd", str(info_fd),
+        "--", *_entry_argv(spec),
+    ]  # fmt: skip
+    return args
+
+
+class AppProcess:
+    """One running business-logic node (see the module docstring).
+
+    Args:
+        spec: what to run.
+        console_log: file that receives the app's console output (stdout and stderr).
+        on_output: called with (node, line) for every line the app prints.
+    """
+
+    def __init__(
+        self,
+        spec: AppSpec,
+        console_log: Path,
+        on_output: Callable[[str, str], None] | None = None,
+    ):
+        self.spec = spec
+        self.console_log = console_log
+        self._on_output = on_output
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._group: int | None = None
+        self._reader: threading.Thread | None = None
+        self.started_at: float | None = None
+        self.stop_requested = False
+
+    def start(self) -> None:
+        """Start the entry in its sandbox.
+
+        Raises:
+            UserError: the sandbox cannot be made or the program cannot start.
+        """
+        spec = self.spec
+        for folder in (spec.logs, spec.storage):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_shims(spec.bin_dir, spec.python)
+        read_fd, write_fd = os.pipe()
+        try:
+            argv = sandbox_argv(spec, write_fd)
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=app_environment(spec),
+                start_new_session=True,
+                pass_fds=(write_fd,),
+            )
+        except OSError as exc:
+            raise UserError(f"node {spec.node}: cannot start {argv[0]}: {exc}") from exc
+        finally:
+            os.close(write_fd)
+        self.started_at = time.monotonic()
+        self._group = self._read_group(read_fd)
+        self._reader = threading.Thread(target=self._pump, name=f"app-{spec.node}", daemon=True)
+        self._reader.start()
+
+    def _read_group(self, read_fd: int) -> int | None:
+        """The sandbox child's pid (a session leader: its pid is the app's process group)."""
+        with os.fdopen(read_fd, "rb") as stream:
+            data = stream.read()
+        try:
+            return int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            return None  # bwrap failed before starting the child; poll() shows it
+
+    def _pump(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        with open(self.console_log, "ab") as log:
+            for raw in self._proc.stdout:
+                log.write(raw)
+                log.flush()
+                if self._on_output is not None:
+                    self._on_output(self.spec.node, raw.decode("utf-8", "replace").rstrip("\n"))
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def poll(self) -> int | None:
+        """The exit status (negative: killed by that signal; 128+N from bwrap), or None."""
+        return None if self._proc is None else self._proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal_group(self, sig: int) -> None:
+        for group in (self._group,):
+            if group is None:
+                continue
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop(self, grace_s: float = 2.0) -> int | None:
+        """Stop the app: SIGINT, SIGTERM, SIGKILL to its process group, ``grace_s`` apart.
+
+        Returns:
+            Its exit status.
+        """
+        self.stop_requested = True
+        if self._proc is None:
+            return None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if self._proc.poll() is not None:
+                break
+            self._signal_group(sig)
+            if self.wait(grace_s) is not None:
+                break
+        self.kill()
+        return self._proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the app's group and the sandbox (its pid namespace goes with it)."""
+        if self._proc is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.wait(10)
+        if self._reader is not None:
+            self._reader.join(timeout=5)

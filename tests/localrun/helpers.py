@@ -1,0 +1,165 @@
+"""Projects for runner tests: one container package (the app under test) + cameras + HDMI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import APPS, VIDEO
+
+ACCOUNT = "123456789012"
+PACKAGE = "APP"
+
+
+def require(path: Path) -> Path:
+    """``path`` (shared test data); skip with one reason when absent, fail under CI=true."""
+    if path.exists():
+        return path
+    message = f"{path} is not here (shared test data)"
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(message + " [required: CI=true]", pytrace=False)
+    pytest.skip(message)
+
+
+def video() -> str:
+    return str(require(VIDEO))
+
+
+def _dump(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=4) + "\n")
+
+
+def make_project(
+    parent: Path,
+    app: str,
+    *,
+    entry: tuple[str, str] = ("python3", "/panorama/app.py"),
+    files: Mapping[str, str] | None = None,
+    cameras: Sequence[str] = ("front_camera",),
+    params: Mapping[str, tuple[str, object]] | None = None,
+    hdmi: bool = True,
+    name: str = "app",
+) -> Path:
+    """A project ``parent/name`` whose node ``code_node`` runs ``app`` (src/app.py).
+
+    Args:
+        app: the entry's Python source (dedented).
+        entry: descriptor entry (path, name).
+        files: more files under src/ (relative path -> text).
+        cameras: camera nodes (panorama::abstract_rtsp_media_source) feeding code_node.video_in.
+        params: parameter node -> (type, value), each wired to code_node.<node>.
+        hdmi: add the HDMI data sink fed by code_node.video_out.
+    """
+    root = parent / name
+    params = dict(params if params is not None else {"threshold": ("float32", 60)})
+    for folder in ("assets", "packages"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    package = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
+    inputs = [{"name": "video_in", "type": "media"}]
+    inputs += [{"name": n, "type": t} for n, (t, _) in params.items()]
+    _dump(
+        package / "package.json",
+        {
+            "nodePackage": {
+                "envelopeVersion": "2021-01-01",
+                "name": PACKAGE,
+                "version": "1.0",
+                "description": "app under test",
+                "assets": [],
+                "interfaces": [
+                    {
+                        "name": "interface",
+                        "category": "business_logic",
+                        "asset": "code_asset",
+                        "inputs": inputs,
+                        "outputs": [{"name": "video_out", "type": "media"}],
+                    }
+                ],
+            }
+        },
+    )
+    _dump(
+        package / "descriptor.json",
+        {
+            "runtimeDescriptor": {
+                "envelopeVersion": "2021-01-01",
+                "entry": {"path": entry[0], "name": entry[1]},
+            }
+        },
+    )
+    src = package / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / Path(entry[1]).name).write_text(textwrap.dedent(app))
+    for rel, text in (files or {}).items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(textwrap.dedent(text))
+    packages = [{"name": f"{ACCOUNT}::{PACKAGE}", "version": "1.0"}]
+    nodes: list[dict[str, object]] = [
+        {"name": "code_node", "interface": f"{ACCOUNT}::{PACKAGE}.interface"}
+    ]
+    edges = []
+    if cameras:
+        packages.append({"name": "panorama::abstract_rtsp_media_source", "version": "1.0"})
+    for camera in cameras:
+        nodes.append(
+            {
+                "name": camera,
+                "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
+                "overridable": True,
+            }
+        )
+        edges.append({"producer": f"{camera}.video_out", "consumer": "code_node.video_in"})
+    if hdmi:
+        packages.append({"name": "panorama::hdmi_data_sink", "version": "1.0"})
+        nodes.append({"name": "output_node", "interface": "panorama::hdmi_data_sink.hdmi0"})
+        edges.append({"producer": "code_node.video_out", "consumer": "output_node.video_in"})
+    for node, (type_name, value) in params.items():
+        nodes.append({"name": node, "interface": type_name, "value": value})
+        edges.append({"producer": node, "consumer": f"code_node.{node}"})
+    _dump(
+        root / "graphs" / name / "graph.json",
+        {
+            "nodeGraph": {
+                "envelopeVersion": "2021-01-01",
+                "packages": packages,
+                "nodes": nodes,
+                "edges": edges,
+            }
+        },
+    )
+    return root
+
+
+def copy_sample(parent: Path, app: str) -> Path:
+    """The official aws-panorama-sample copied to ``parent`` with ``app`` as its code."""
+    root = parent / "aws-panorama-sample"
+    shutil.copytree(require(APPS / "aws-panorama-sample"), root)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    src = root / "packages" / f"{ACCOUNT}-SAMPLE_CODE-1.0" / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "application.py").write_text(textwrap.dedent(app))
+    return root
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose environment holds ``marker`` (a /proc scan)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
