@@ -1,0 +1,201 @@
+"""HdmiSink: what a data-sink node (``panorama::hdmi_data_sink``) shows, written to a file.
+
+Each stream put to an output connected to a data sink becomes ``hdmi/<stream_id>.mp4``: H.264
+(PyAV's libx264, ``yuv420p``, ``+faststart``), the profile and pixel format every browser plays.
+The overlays an app stored with ``media.add_rect`` / ``media.add_label`` (normalized [0, 1]
+coordinates) are drawn by :class:`backpack.annotation.OpenCVImageAnnotationDriver` on a COPY of
+the frame, so the app's pixels never change. ``snapshot_every=N`` also writes every N-th drawn
+frame as a PNG. Odd frame sizes are padded by one black pixel column/row (yuv420p needs even
+sizes). The frame rate is constant (``fps``); frame i is shown at i / fps seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Rect = tuple[float, float, float, float]
+Label = tuple[str, float, float]
+
+#: Colors (BGR) and stroke of the overlays, close to what the device draws.
+RECT_COLOR = (0, 255, 0)
+LABEL_COLOR = (255, 255, 255)
+RECT_THICKNESS = 2
+
+
+def _clamp(value: float) -> float:
+    return 0.0 if not value > 0.0 else (1.0 if value > 1.0 else float(value))
+
+
+class HdmiSink:
+    """Encodes the frames put to one data-sink stream to an H.264 mp4.
+
+    Args:
+        path: the mp4 to write (``<run folder>/hdmi/<stream_id>.mp4``); its folder is created.
+            Written at the first frame; nothing is created when no frame comes.
+        fps: frame rate of the file (the camera's fps).
+        snapshot_dir: folder for PNG snapshots (created on the first one).
+        snapshot_every: write frames 0, N, 2N, ... as ``<stem>-<frame:06d>.png`` (0 = never).
+        preset, crf: libx264 speed preset and quality (lower crf = better, bigger).
+        threads: libx264 threads (0 = its own choice; 2 keeps it from crowding a small machine).
+
+    Raises:
+        ValueError: fps not > 0, or snapshot_every < 0.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fps: float,
+        snapshot_dir: Path | None = None,
+        snapshot_every: int = 0,
+        preset: str = "veryfast",
+        crf: int = 23,
+        threads: int = 2,
+    ) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0")
+        self.path = Path(path)
+        self.fps = fps
+        self.snapshot_dir = snapshot_dir
+        self.snapshot_every = snapshot_every if snapshot_dir is not None else 0
+        self.preset = preset
+        self.crf = crf
+        self.threads = threads
+        self.frames = 0
+        self.snapshots: list[Path] = []
+        self._container: Any = None
+        self._stream: Any = None
+        self._size: tuple[int, int] | None = None  # encoded (width, height), even
+        self._driver: Any = None
+        self._closed = False
+
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._size = (width + width % 2, height + height % 2)
+        self._container = av.open(
+            str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"}
+        )
+        rate = Fraction(self.fps).limit_denominator(1001)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = 1 / rate
+        stream.codec_context.time_base = 1 / rate
+        stream.options = {"preset": self.preset, "crf": str(self.crf)}
+        stream.codec_context.thread_count = self.threads
+        self._stream = stream
+
+    def _draw(self, image: np.ndarray, rects: list[Rect], labels: list[Label]) -> np.ndarray:
+        from backpack.annotation import (
+            Color,
+            LabelAnnotation,
+            OpenCVImageAnnotationDriver,
+            RectAnnotation,
+        )
+        from backpack.geometry import Point
+
+        if self._driver is None:
+            self._driver = OpenCVImageAnnotationDriver(
+                color=Color(*LABEL_COLOR), thickness=RECT_THICKNESS
+            )
+        annotations: list[Any] = [
+            RectAnnotation(
+                point1=Point(_clamp(left), _clamp(top)),
+                point2=Point(_clamp(right), _clamp(bottom)),
+                color=Color(*RECT_COLOR),
+            )
+            for left, top, right, bottom in rects
+        ]
+        annotations += [
+            LabelAnnotation(point=Point(_clamp(x), _clamp(y)), text=str(text))
+            for text, x, y in labels
+        ]
+        return self._driver.render(annotations, image.copy())
+
+    def write(
+        self,
+        image: np.ndarray,
+        rects: list[Rect] | tuple[Rect, ...] = (),
+        labels: list[Label] | tuple[Label, ...] = (),
+    ) -> None:
+        """Draws the overlays on a copy of ``image`` and encodes it as the next frame.
+
+        Args:
+            image: H×W×3 BGR uint8 (not modified). Later frames of another size are resized
+                to the first frame's size.
+            rects: ``(left, top, right, bottom)`` normalized [0, 1], clamped into the frame.
+            labels: ``(text, x, y)``: text anchored at its bottom-left, normalized [0, 1].
+
+        Raises:
+            ValueError: ``image`` is not an H×W×3 uint8 array. RuntimeError: after close().
+        """
+        import av
+        import cv2
+        import numpy as np
+
+        if self._closed:
+            raise RuntimeError(f"{self.path}: sink closed")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.dtype != np.uint8
+            or image.ndim != 3
+            or (image.shape[2] != 3)
+        ):
+            raise ValueError("an HDMI frame must be an H×W×3 uint8 BGR array")
+        drawn = self._draw(image, list(rects), list(labels)) if rects or labels else image
+        height, width = drawn.shape[:2]
+        if self._container is None:
+            self._open(width, height)
+        assert self._size is not None
+        if (width + width % 2, height + height % 2) != self._size:
+            drawn = cv2.resize(drawn, self._size, interpolation=cv2.INTER_AREA)
+        elif width % 2 or height % 2:
+            drawn = cv2.copyMakeBorder(drawn, 0, height % 2, 0, width % 2, cv2.BORDER_CONSTANT)
+        if self.snapshot_every and self.frames % self.snapshot_every == 0:
+            self._snapshot(drawn)
+        # OpenCV's BGR -> I420 conversion is cheaper than swscale's reformat inside PyAV.
+        yuv = cv2.cvtColor(np.ascontiguousarray(drawn), cv2.COLOR_BGR2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = self.frames
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def _snapshot(self, image: np.ndarray) -> None:
+        import cv2
+
+        assert self.snapshot_dir is not None
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        target = self.snapshot_dir / f"{self.path.stem}-{self.frames:06d}.png"
+        tmp = target.with_name(f".{target.name}.tmp.png")
+        if not cv2.imwrite(str(tmp), image):
+            raise OSError(f"{target}: cannot write the snapshot")
+        os.replace(tmp, target)
+        self.snapshots.append(target)
+
+    def close(self) -> dict[str, Any]:
+        """Flushes the encoder and closes the file; idempotent.
+
+        Returns:
+            ``{"frames": n, "path": "hdmi/<stream_id>.mp4"}``: the path relative to the run
+            folder (the mp4's grandparent); ``path`` is None when no frame was written.
+        """
+        if not self._closed:
+            self._closed = True
+            if self._container is not None:
+                self._container.mux(self._stream.encode(None))
+                self._container.close()
+        path = None
+        if self.frames:
+            path = f"{self.path.parent.name}/{self.path.name}"
+        return {"frames": self.frames, "path": path}

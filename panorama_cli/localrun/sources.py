@@ -1,0 +1,291 @@
+"""Frame sources for ``panorama-cli run``: what a camera node's ``--camera NODE=SOURCE`` names.
+
+:func:`open_source` turns a SOURCE string into a :class:`FrameSource`:
+
+- a video file (any container/codec FFMPEG reads; decoded by OpenCV's FFMPEG backend);
+- an image file, a folder of images (natural name order) or a glob (``frames/*.png``);
+- ``rtsp://...`` (PyAV/FFMPEG over TCP; reconnects with exponential backoff through tenacity);
+- ``/dev/videoN`` (V4L2 through OpenCV);
+- ``gst:<launch string ending in an appsink>`` (PyGObject, when installed): e.g.
+  ``gst:videotestsrc num-buffers=100 ! videoconvert ! appsink``.
+
+Every source yields :class:`Frame` objects: an H×W×3 BGR uint8 C-contiguous image, its
+presentation time in seconds since the stream's first frame, and its 0-based index. Files and
+image sequences are *not live* (the :class:`~panorama_cli.localrun.pacing.Camera` paces them at
+their fps); RTSP, V4L2 and live GStreamer pipelines are *live* (they pace themselves).
+``uri`` is the display form of the source with any password replaced by ``***``. The live
+sources and the GStreamer source live in :mod:`panorama_cli.localrun.live_sources`.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from panorama_cli.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Image file extensions an image file / folder / glob source reads (OpenCV ``imread``).
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
+)
+#: Frame rate of image sequences unless given.
+DEFAULT_IMAGE_FPS = 10.0
+#: Frame rate assumed for a live stream that does not report one.
+DEFAULT_LIVE_FPS = 15.0
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]*@")
+_SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass|token|secret)=)[^&\s]*")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        image: H×W×3 BGR uint8, C-contiguous, writeable (the source keeps no reference to it).
+        pts: presentation time in seconds since the stream's first frame (monotonic; keeps
+            growing across ``--loop`` restarts and RTSP reconnects).
+        index: 0-based index of the frame among those this source has read.
+    """
+
+    image: np.ndarray
+    pts: float
+    index: int
+
+
+class FrameSource(Protocol):
+    """What :func:`open_source` returns. ``read`` is called from one thread at a time."""
+
+    uri: str
+    """Display form of the source, password redacted (``rtsp://user:***@host/...``)."""
+    fps: float
+    """Nominal frames per second (files: the container's; image sequences: 10 unless given;
+    live streams: reported or 15)."""
+    size: tuple[int, int] | None
+    """``(width, height)`` in pixels when known before the first frame."""
+    live: bool
+    """True when the source paces itself (RTSP, V4L2, live GStreamer); False for files."""
+
+    def read(self) -> Frame | None:
+        """The next frame; None at the end of input (after ``loop`` handling).
+
+        Raises:
+            UserError: the source broke (unreadable image, lost stream that did not come back).
+        """
+        ...
+
+    def close(self) -> None:
+        """Releases the decoder; idempotent."""
+        ...
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with passwords replaced by ``***``: ``rtsp://u:pw@h/`` → ``rtsp://u:***@h/``.
+
+    Also redacts ``password=``/``token=``-like query values, and URLs inside ``gst:`` launch
+    strings (``rtspsrc location=rtsp://u:pw@...``).
+    """
+    redacted = _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***@", uri)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", redacted)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Sort key putting ``frame2.png`` before ``frame10.png``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _positive_fps(value: float | None, fallback: float) -> float:
+    return float(value) if value and math.isfinite(value) and value > 0 else fallback
+
+
+class VideoFileSource:
+    """A video file decoded by OpenCV's FFMPEG backend (BGR frames, container fps).
+
+    Args:
+        path: the video file.
+        loop: restart at the end (``--loop``); pts and index keep growing.
+
+    Raises:
+        UserError: the file does not exist, or FFMPEG cannot open it / decode a first frame.
+    """
+
+    live = False
+
+    def __init__(self, path: Path, *, loop: bool = False) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.path = Path(path)
+        self.uri = str(self.path)
+        self.loop = loop
+        if not self.path.is_file():
+            raise UserError(
+                f"{self.path}: no such video file",
+                hint="give a video file, image, folder, "
+                "glob, rtsp:// URL, /dev/videoN or gst:<pipeline>",
+            )
+        self._capture = self._open()
+        self.fps = _positive_fps(self._capture.get(cv2.CAP_PROP_FPS), DEFAULT_IMAGE_FPS)
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.size: tuple[int, int] | None = (width, height) if width and height else None
+        frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        #: Frames in one pass as the container reports it (may be an estimate; 0 = unknown).
+        self.frame_count = max(frames, 0)
+        self._index = 0
+        self._pass_index = 0
+        self._offset = 0.0  # pts of this pass's first frame
+        self._last_pts = -1.0
+
+    def _open(self) -> Any:
+        cv2 = self._cv2
+        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise UserError(
+                f"{self.path}: not a video FFMPEG can open",
+                hint="convert it (ffmpeg -i IN -c:v libx264 OUT.mp4) or give an image/folder",
+            )
+        return capture
+
+    def read(self) -> Frame | None:
+        """Next frame (see :class:`FrameSource`); pts from the container's timestamps."""
+        cv2 = self._cv2
+        if self._capture is None:
+            return None
+        ok, image = self._capture.read()
+        if not ok:
+            if not self.loop or self._pass_index == 0:
+                return None
+            self._capture.release()
+            self._capture = self._open()
+            self._offset = self._last_pts + 1.0 / self.fps
+            self._pass_index = 0
+            ok, image = self._capture.read()
+            if not ok:
+                return None
+        in_pass = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        pts = self._offset + in_pass
+        if not math.isfinite(pts) or pts <= self._last_pts:  # no/odd timestamps: fps clock
+            pts = max(self._last_pts + 1.0 / self.fps, self._offset + self._pass_index / self.fps)
+        self._last_pts = pts
+        frame = Frame(image, pts, self._index)
+        self._index += 1
+        self._pass_index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class ImageSequenceSource:
+    """Still images read in order with OpenCV (``imread``, 3-channel BGR), at ``fps``.
+
+    Args:
+        paths: the image files, in delivery order.
+        uri: display form (the folder or glob as given).
+        fps: frames per second of the sequence.
+        loop: restart at the end.
+
+    Raises:
+        UserError: ``paths`` is empty. ``read`` raises it for a file that is not a readable image.
+    """
+
+    live = False
+
+    def __init__(self, paths: list[Path], uri: str, *, fps: float, loop: bool = False) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        if not paths:
+            raise UserError(f"{uri}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        self.paths = paths
+        self.uri = uri
+        self.fps = fps
+        self.loop = loop
+        self.size: tuple[int, int] | None = None
+        self.frame_count = len(paths)
+        self._index = 0
+        self._closed = False
+
+    def read(self) -> Frame | None:
+        """Next image; pts = index / fps."""
+        if self._closed or (not self.loop and self._index >= len(self.paths)):
+            return None
+        path = self.paths[self._index % len(self.paths)]
+        image = self._cv2.imread(str(path), self._cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"{path}: not an image OpenCV can read")
+        if self.size is None:
+            self.size = (image.shape[1], image.shape[0])
+        frame = Frame(image, self._index / self.fps, self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _image_sequence(spec: str, *, fps: float, loop: bool) -> ImageSequenceSource | None:
+    path = Path(spec)
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+        return ImageSequenceSource(sorted(files, key=_natural_key), spec, fps=fps, loop=loop)
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageSequenceSource([path], spec, fps=fps, loop=loop)
+    if _GLOB_CHARS.search(spec) and not path.exists():
+        matches = [Path(p) for p in glob.glob(spec, recursive=True)]
+        files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if not files:
+            raise UserError(f"{spec}: no image files match this pattern")
+        return ImageSequenceSource(sorted(files, key=_natural_key), spec, fps=fps, loop=loop)
+    return None
+
+
+def open_source(spec: str, *, loop: bool = False, fps: float | None = None) -> FrameSource:
+    """Open a camera SOURCE (see the module docstring for the forms it takes).
+
+    Args:
+        spec: the SOURCE string as the user wrote it after ``--camera NODE=``.
+        loop: restart files, image sequences and finite GStreamer pipelines at their end.
+        fps: frame rate of image sequences (default :data:`DEFAULT_IMAGE_FPS`).
+
+    Returns:
+        An open :class:`FrameSource`; close it when done.
+
+    Raises:
+        UserError: one line naming the source when it cannot be opened (missing file, URL
+            that does not answer, ``gst:`` without PyGObject, ...).
+    """
+    from panorama_cli.localrun import live_sources
+
+    spec = spec.strip()
+    if not spec:
+        raise UserError("empty camera source", hint="--camera NODE=video.mp4 (or rtsp://...)")
+    lowered = spec.lower()
+    if lowered.startswith("gst:"):
+        return live_sources.GstSource(spec[4:].strip(), loop=loop)
+    if lowered.startswith(("rtsp://", "rtsps://")):
+        return live_sources.RtspSource(spec)
+    if re.fullmatch(r"/dev/video\d+", spec):
+        return live_sources.V4L2Source(spec)
+    if "://" in spec:
+        scheme = spec.split("://", 1)[0]
+        raise UserError(
+            f"{redact_uri(spec)}: {scheme}:// sources are not supported",
+            hint="use a video file, image, folder, glob, rtsp://, /dev/videoN or gst:<pipeline>",
+        )
+    images = _image_sequence(spec, fps=_positive_fps(fps, DEFAULT_IMAGE_FPS), loop=loop)
+    if images is not None:
+        return images
+    return VideoFileSource(Path(spec), loop=loop)
