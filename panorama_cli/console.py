@@ -22,6 +22,32 @@ def err():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+#: The logger whose records (its modules' loggers included) ``--debug`` shows.
+LOGGERS = ("panorama_cli",)
+
+
+def configure_logging(debug: bool) -> None:
+    """Route the records of :data:`LOGGERS` to stderr, one plain line each
+    (``HH:MM:SS.mmm DEBUG panorama_cli.validation: ...``, tracebacks included): every record
+    under ``--debug``, else warnings and errors only. Called once per run; the handler of an
+    earlier call is replaced."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+        )
+    )
+    handler.set_name("panorama-cli")
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == "panorama-cli"]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
 def info(message: str) -> None:
     """A normal message on stderr."""
     err().print(message, markup=False)
