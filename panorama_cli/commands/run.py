@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def cli(
             f"(status {report['app_exit_code']}) before the run's end; its output is above and "
             f"in {_rel(result.run_dir / 'logs', project.root)}/"
         )
-        raise click.exceptions.Exit(result.exit_status)
+        sys.exit(result.exit_status)  # click would swallow its own Exit (standalone_mode=False)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -193,6 +194,8 @@ def _print_summary(report: dict[str, Any], run_dir: Path, root: Path) -> None:
                 f"HDMI {stream}: {out['frames']} frames -> {_rel(run_dir, root)}/{out['path']}"
             )
     startup = report["startup_s"]
+    if report["exit_reason"] in ("app-error", "app-exited"):
+        return
     console.success(
         f"run ended ({report['exit_reason']}) after {report['wall_s']:.1f} s"
         + (f", first frame at {startup:.2f} s" if startup is not None else ""),

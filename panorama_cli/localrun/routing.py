@@ -387,7 +387,7 @@ class Router:
                 outputs = model.run(payload)
             else:
                 outputs = self._pool.submit(model.run, payload).result(timeout=float(timeout))
-        except FutureTimeout:
+        except (FutureTimeout, TimeoutError):
             session.reply(message, error="timeout", message=f"model {name}: over {timeout} s")
             return
         except (UserError, ValueError, KeyError) as exc:

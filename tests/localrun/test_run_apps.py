@@ -132,20 +132,20 @@ def test_crash_at_frame_five_is_an_app_error_with_its_traceback(tmp_path):
 
 
 MP_CHILD = """
-import multiprocessing, os, time
+import multiprocessing, time
 import panoramasdk
 
 
 def helper():
     while True:
         try:
+            open("/opt/aws/panorama/storage/child-alive", "w").close()
             time.sleep(0.05)
         except BaseException:
             pass
 
 
 if __name__ == "__main__":
-    os.environ["LOCALRUN_TEST_MARKER"] = os.environ["MARKER_VALUE"]
     child = multiprocessing.Process(target=helper)
     child.start()
     node = panoramasdk.node()
@@ -154,11 +154,14 @@ if __name__ == "__main__":
 """
 
 
-def test_multiprocessing_child_does_not_outlive_the_app(tmp_path, monkeypatch):
-    marker = f"localrun-{tmp_path.name}"
-    monkeypatch.setenv("MARKER_VALUE", marker)
+def test_multiprocessing_child_does_not_outlive_the_app(tmp_path):
     root = make_project(tmp_path, MP_CHILD, params={})
-    result = run_project(root, frames=4, cameras={"front_camera": video()}, grace_s=0.5)
+    out = tmp_path / "out"
+    result = run_project(
+        root, frames=4, cameras={"front_camera": video()}, grace_s=0.5, output_dir=out
+    )
     assert result.report["exit_reason"] == "frames", result.console
-    assert processes_with(f"LOCALRUN_TEST_MARKER={marker}") == []
+    assert (out / "storage" / "child-alive").exists()  # the child did run
+    # every app process has the run's .bin folder on its PATH
+    assert processes_with(str(out / ".bin")) == []
     assert np.asarray(result.hdmi_frames["front_camera"]).shape == (4, 576, 768, 3)

@@ -1,0 +1,116 @@
+"""``panorama-cli run`` as a user runs it: a real process, real signals, its exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.localrun.helpers import make_project, processes_with, video
+from tests.localrun.test_run_apps import CRASH, PASS_THROUGH
+from tests.support.cli_runner import run_cli_subprocess
+from tests.support.paths import REPO
+
+
+def test_json_prints_only_the_report_on_stdout(tmp_path):
+    root = make_project(tmp_path, PASS_THROUGH)
+    out = tmp_path / "out"
+    result = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={video()}", "--frames", "3", "--fast", "--json",
+         "--param", "threshold=75", "--output-dir", str(out), "--snapshot-every", "2"],
+        cwd=root,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.describe()
+    report = result.json()
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["exit_reason"] == "frames"
+    assert report["hdmi"]["front_camera"]["path"] == "hdmi/front_camera.mp4"
+    assert (out / "hdmi" / "front_camera.mp4").is_file()
+    assert sorted(p.suffix for p in (out / "hdmi").iterdir()).count(".png") == 2
+    state = json.loads((out / "storage" / "state.json").read_text())
+    assert state["threshold"] == 75.0
+    assert (out / "logs" / "console.log").is_file()
+
+
+def test_crash_exits_non_zero_with_the_apps_traceback(tmp_path):
+    root = make_project(tmp_path, CRASH, params={})
+    result = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={video()}", "--frames", "20", "--fast"], cwd=root
+    )
+    assert result.exit_code == 1, result.describe()
+    assert "ZeroDivisionError: division by zero" in result.stderr
+    assert 'File "/panorama/app.py"' in result.stderr
+    assert "the app failed (status 1)" in result.stderr
+    assert "panorama_cli/localrun" not in result.stderr
+
+
+def test_bad_bindings_are_one_line_before_anything_runs(tmp_path):
+    root = make_project(tmp_path, PASS_THROUGH)
+    missing = run_cli_subprocess(["run", "--frames", "1"], cwd=root)
+    assert missing.exit_code == 1
+    assert "front_camera" in missing.stderr and "--camera front_camera=" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    typed = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={video()}", "--param", "threshold=high"], cwd=root
+    )
+    assert typed.exit_code == 1 and "'high' is not a float32 value" in typed.stderr
+    unknown = run_cli_subprocess(["run", "--camera", "nope=x.avi"], cwd=root)
+    assert unknown.exit_code == 1 and "camera nodes: front_camera" in unknown.stderr
+    assert not (root / ".panorama-run").exists() or not any((root / ".panorama-run").iterdir())
+
+
+STUBBORN = """
+import multiprocessing, signal, time
+import panoramasdk
+
+
+def helper():
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL will do
+    multiprocessing.Process(target=helper).start()
+    node = panoramasdk.node()
+    while True:
+        try:
+            node.outputs.video_out.put(node.inputs.video_in.get())
+            open("/opt/aws/panorama/storage/running", "w").close()
+        except:
+            pass
+"""
+
+
+def test_real_sigint_to_the_cli_leaves_no_process_behind(tmp_path):
+    root = make_project(tmp_path, STUBBORN, params={})
+    out = tmp_path / "out"
+    marker = str(out / ".bin")  # on every app process's PATH
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panorama_cli", "run", "--camera", f"front_camera={video()}",
+         "--loop", "--output-dir", str(out)],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "storage" / "running").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert len(processes_with(marker)) >= 2, "the app and its child are not running"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["exit_reason"] == "interrupted"
+    assert report["cameras"]["front_camera"]["frames"] >= 1
+    assert processes_with(marker) == []

@@ -1,0 +1,180 @@
+"""The app's world under panorama-cli run: mounts, interpreter, environment, SDK contract."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from panorama_cli.localrun import run_project
+from tests.localrun.helpers import make_project, video
+
+WORLD = """
+import json, os, shutil, subprocess, sys
+import panoramasdk
+
+if __name__ == "__main__":
+    child = subprocess.run(["python3", "-c", "import sys, panoramasdk; print(sys.executable)"],
+                           capture_output=True, text=True)
+    facts = {
+        "name": __name__,
+        "cwd": os.getcwd(),
+        "app_files": sorted(os.listdir("/panorama")),
+        "executable": sys.executable,
+        "child_executable": child.stdout.strip(),
+        "child_error": child.stderr[-300:],
+        "uid_env": os.environ.get("AppGraph_Uid"),
+        "metadata_disabled": os.environ.get("AWS_EC2_METADATA_DISABLED"),
+        "aws_keys": sorted(k for k in os.environ if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")),
+        "credentials_file": os.environ.get("AWS_SHARED_CREDENTIALS_FILE"),
+    }
+    with open("/opt/aws/panorama/logs/app.log", "w") as f:
+        f.write("logged\\n")
+    with open("/opt/aws/panorama/storage/facts.json", "w") as f:
+        json.dump(facts, f)
+"""
+
+
+def test_entry_sees_panorama_mounts_interpreter_and_no_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    root = make_project(tmp_path, WORLD, files={"helper.txt": "x"}, cameras=(), hdmi=False)
+    result = run_project(root, grace_s=1.0)
+    # the app ended by itself before any frame: a non-zero run status, even with exit code 0
+    assert result.report["exit_reason"] == "app-exited"
+    assert result.report["app_exit_code"] == 0 and result.exit_status == 1
+    facts = json.loads((result.run_dir / "storage" / "facts.json").read_text())
+    assert facts["name"] == "__main__" and facts["cwd"] == "/panorama"
+    assert facts["app_files"] == ["app.py", "helper.txt"]
+    assert Path(facts["executable"]).resolve() == Path(sys.executable).resolve()
+    assert Path(facts["child_executable"]).resolve() == Path(sys.executable).resolve(), facts
+    assert facts["uid_env"].startswith("applicationInstance-")
+    assert facts["metadata_disabled"] == "true"
+    assert facts["aws_keys"] == [] and facts["credentials_file"] == "/dev/null"
+    assert (result.run_dir / "logs" / "app.log").read_text() == "logged\n"
+    assert not Path("/panorama").exists()  # the host's /panorama was never created
+
+
+def test_bash_entry_runs_python3_from_run_sh(tmp_path):
+    app = """
+    import json, sys, panoramasdk
+    node = panoramasdk.node()
+    media = node.inputs.video_in.get()
+    json.dump({"argv0": sys.argv[0], "frames": len(media)}, open("/opt/aws/panorama/storage/bash.json", "w"))
+    node.outputs.video_out.put(media)
+    node.inputs.video_in.get()
+    """
+    root = make_project(
+        tmp_path,
+        "#!/bin/bash\nset -e\ncd /panorama\nexec python3 main.py\n",
+        entry=("bash", "/panorama/run.sh"),
+        files={"main.py": app},
+        params={},
+    )
+    result = run_project(root, frames=1, cameras={"front_camera": video()}, grace_s=1.0)
+    assert result.report["exit_reason"] == "frames", result.console
+    facts = json.loads((result.run_dir / "storage" / "bash.json").read_text())
+    assert facts == {"argv0": "main.py", "frames": 1}
+    assert result.report["hdmi"]["front_camera"]["frames"] == 1
+
+
+SDK_CONTRACT = """
+import json, panoramasdk
+import numpy as np
+
+out = {}
+node = panoramasdk.node()
+out["ports"] = sorted(p.name for p in node.inputs) + sorted(p.name for p in node.outputs)
+try:
+    node.inputs.not_declared
+except AttributeError as e:
+    out["undeclared"] = str(e)
+out["limit"] = [node.inputs.limit.get(), node.inputs.limit.get(), node.inputs.enabled.get(),
+                node.inputs.label.get()]
+try:
+    node.inputs.video_in.get(timeout=0.3)
+except TimeoutError:
+    out["timeout"] = True
+try:
+    node.outputs.video_out.put("not media")
+except TypeError as e:
+    out["put_type"] = str(e)
+node.outputs.video_out.put([])  # unconnected output: accepted and dropped
+try:
+    node.call({"x": np.zeros(3)}, "no_such_model")
+except ValueError as e:
+    out["call"] = str(e)
+
+class Sub(panoramasdk.node):
+    def __init__(self):
+        self.ready = True
+out["subclass"] = [Sub().ready, hasattr(Sub(), "inputs"), hasattr(Sub(), "outputs")]
+json.dump(out, open("/opt/aws/panorama/storage/sdk.json", "w"))
+"""
+
+
+def test_sdk_ports_parameters_timeouts_and_errors(tmp_path):
+    params = {"limit": ("int32", 7), "enabled": ("boolean", True), "label": ("string", "a")}
+    root = make_project(tmp_path, SDK_CONTRACT, cameras=(), hdmi=False, params=params)
+    result = run_project(root, params={"limit": "9"})
+    assert result.report["exit_reason"] == "app-exited", result.console
+    out = json.loads((result.run_dir / "storage" / "sdk.json").read_text())
+    assert out["ports"] == ["enabled", "label", "limit", "video_in", "video_out"]
+    assert "not_declared" in out["undeclared"] and "package.json" in out["undeclared"]
+    assert out["limit"] == [9, 9, True, "a"]
+    assert out["timeout"] is True
+    assert "list or tuple of media" in out["put_type"]
+    assert "no_such_model" in out["call"] and "model nodes: none" in out["call"]
+    assert out["subclass"] == [True, True, True]
+
+
+HTTP_APP = """
+import http.server, panoramasdk
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"panorama app here")
+
+node = panoramasdk.node()
+port = node.inputs.http_port.get()
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_app_without_camera_serves_http_until_the_run_ends(tmp_path):
+    port = _free_port()
+    root = make_project(
+        tmp_path, HTTP_APP, cameras=(), hdmi=False, params={"http_port": ("int32", port)}
+    )
+    box: dict[str, object] = {}
+    runner = threading.Thread(
+        target=lambda: box.update(result=run_project(root, duration=4.0, grace_s=1.0))
+    )
+    runner.start()
+    body = None
+    deadline = time.monotonic() + 4.0
+    while body is None and time.monotonic() < deadline:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
+        except OSError:
+            time.sleep(0.1)
+    runner.join(30)
+    assert body == b"panorama app here"
+    result = box["result"]
+    assert result.report["exit_reason"] == "duration" and result.exit_status == 0
+    with pytest.raises(OSError):  # stopped: nothing listens any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
