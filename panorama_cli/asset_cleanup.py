@@ -15,6 +15,7 @@ absolute ``descriptorUri``, a symlink in ``assets/``), so every deletion here is
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from panorama_cli.assets import TMP_PREFIX, StoredAsset, is_content_address
+
+log = logging.getLogger(__name__)
 
 
 def remove_superseded(

@@ -9,6 +9,7 @@ when they are content-addressed files directly in assets/ (see panorama_cli.asse
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction
 from panorama_cli.project import Package, Project
 from panorama_cli.render import render_json
+
+log = logging.getLogger(__name__)
 
 CATEGORY = {"model": "ml_model", "container": "business_logic"}
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from panorama_cli.errors import UserError
+from panorama_cli.interrupts import deferred_signals
+
+log = logging.getLogger(__name__)
 
 #: Bytes per read when copying or hashing files.
 READ_CHUNK = 1024 * 1024
@@ -189,13 +193,12 @@ def store_stream(
     _check_suffix(suffix)
     assets_dir = Path(assets_dir)
     _check_dir(assets_dir)
+    tmp: Path | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=assets_dir)
-    except OSError as exc:
-        _raise_disk_error(exc, assets_dir)
-        raise
-    tmp = Path(tmp_name)
-    try:
+        # the file and its name arrive together: a Ctrl-C/SIGTERM in between would leak it
+        with deferred_signals():
+            fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=assets_dir)
+            tmp = Path(tmp_name)
         with os.fdopen(fd, "wb", buffering=READ_CHUNK) as out:
             sink = _HashingWriter(out)
             if compress:
@@ -220,6 +223,7 @@ def store_stream(
         _unlink_quietly(tmp)
         raise
     _fsync_dir(assets_dir)
+    log.debug("asset %s: %d bytes (%s)", final.name, sink.size, "existed" if existed else "new")
     return StoredAsset(sha256=sha, path=final, size=sink.size, created=not existed)
 
 
@@ -246,7 +250,9 @@ def _write_gzip(
     gz.close()
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: Path | None) -> None:
+    if path is None:
+        return
     try:
         path.unlink()
     except FileNotFoundError:

@@ -23,6 +23,7 @@ import ast
 import hashlib
 import importlib.util
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from panorama_cli import __version__
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction, dumps
 from panorama_cli.problems import WARNING, Problem
+
+log = logging.getLogger(__name__)
 
 #: The copy's folder inside a package, and its stamp file (inside the copy).
 TARGET = Path("src") / "backpack"

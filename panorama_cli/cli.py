@@ -8,6 +8,7 @@ its exit code; any other exception is a bug, shown with a traceback only under `
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 
@@ -15,6 +16,8 @@ import click
 
 from panorama_cli import __version__
 from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
 
 COMMANDS = {
     "init-project": "init_project",

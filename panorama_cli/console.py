@@ -7,11 +7,14 @@ codes into pipes or CI logs.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @cache

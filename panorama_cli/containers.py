@@ -9,6 +9,7 @@ node ``<asset>_node`` the first time.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from panorama_cli.assets import StoredAsset, store_bytes, store_stream
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction, loads
 from panorama_cli.project import Package, Project
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PLATFORM = "linux/arm64"
 

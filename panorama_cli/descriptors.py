@@ -7,6 +7,7 @@ turn a descriptor into an asset (which refuse on the first one).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from panorama_cli import schemas
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import loads
 from panorama_cli.problems import Problem
+
+log = logging.getLogger(__name__)
 
 RUNTIME = "runtimeDescriptor"
 MODEL = "mlModelDescriptor"

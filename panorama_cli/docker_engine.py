@@ -11,6 +11,7 @@ one they connect from the environment (``DOCKER_HOST`` etc.).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import uuid
@@ -24,6 +25,8 @@ from panorama_cli.platforms import check_platform, target_machine
 
 if TYPE_CHECKING:
     import docker
+
+log = logging.getLogger(__name__)
 
 #: Bytes per chunk of a filesystem export.
 EXPORT_CHUNK = 1024 * 1024

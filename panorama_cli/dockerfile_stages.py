@@ -23,6 +23,7 @@ before stages existed) gets the block in place of its single ``FROM ${BASE_IMAGE
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from pathlib import Path
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction
 from panorama_cli.render import render_text
+
+log = logging.getLogger(__name__)
 
 #: Stage names in the order their layers appear (cheapest invalidation last).
 STAGES: tuple[str, ...] = ("gstreamer", "rtsp", "kvs")
@@ -72,6 +75,7 @@ def resolve(stages: Iterable[str]) -> tuple[str, ...]:
             raise UserError(f"unknown Dockerfile stage {stage!r}", hint=f"use {', '.join(STAGES)}")
         wanted.add(stage)
         wanted.update(IMPLIES.get(stage, ()))
+    log.debug("Dockerfile stages with what they imply: %s", sorted(wanted))
     return tuple(s for s in STAGES if s in wanted)
 
 

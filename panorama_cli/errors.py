@@ -7,6 +7,10 @@ exception is a bug and is shown with a traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 
 class UserError(Exception):
     """An error the user can act on.

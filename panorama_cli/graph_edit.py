@@ -6,7 +6,10 @@ writes graph.json once, atomically, through a :class:`panorama_cli.manifests.Tra
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def body(graph: dict[str, Any]) -> dict[str, Any]:

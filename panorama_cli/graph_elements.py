@@ -6,6 +6,7 @@ Formats: manifest schema ver_2021-01-01 (node, edge, interface, port, networkRou
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from panorama_cli.node_kinds import NodeKind
 from panorama_cli.project import Package
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

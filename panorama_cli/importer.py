@@ -10,6 +10,7 @@ version keeps the ones its folder name gives. With a placeholder account such as
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from panorama_cli.appgraph import find_override_files
 from panorama_cli.errors import UserError
 from panorama_cli.manifests import Transaction, load_json
 from panorama_cli.project import Project
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +97,7 @@ def import_application(project: Project, account: str) -> ImportResult:
             raise UserError(
                 f"{project.rel(target)} already exists", hint="remove one of the two copies"
             )
+        log.debug("rename %s -> %s", folder.name, target.name)
         tx.rename(folder, target)
         result.renamed.append((project.rel(folder), project.rel(target)))
     tx.commit()

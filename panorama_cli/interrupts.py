@@ -15,11 +15,14 @@ Python runs signal handlers in the main thread only; outside it both helpers do 
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _HELD = (signal.SIGINT, signal.SIGTERM)
 _saved: list[Path] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import tempfile
 import uuid
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def load_json(path: Path) -> Any:
@@ -62,9 +65,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
     Keeps the permission bits of an existing file. On any error the target is untouched.
     """
+    from panorama_cli.interrupts import deferred_signals
+
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        with deferred_signals():  # the file and its name arrive together
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -72,10 +79,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         try:
             os.chmod(tmp, path.stat().st_mode & 0o7777)
         except FileNotFoundError:
-            os.chmod(tmp, 0o644)
+            from panorama_cli.assets import file_mode
+
+            os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -182,6 +192,7 @@ class Transaction:
         """
         from panorama_cli import interrupts
 
+        log.debug("committing %d write(s) and %d rename(s)", len(self._writes), len(self._renames))
         with interrupts.deferred_signals():
             self._apply()
             self.committed = True

@@ -7,6 +7,7 @@ compiled by SageMaker Neo in the cloud from the mlModelDescriptor.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,8 +26,11 @@ from panorama_cli.assets import (
     store_file,
 )
 from panorama_cli.errors import UserError
+from panorama_cli.interrupts import deferred_signals
 from panorama_cli.manifests import Transaction
 from panorama_cli.project import Project
+
+log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -74,10 +78,14 @@ def _store_from_s3(
 ) -> StoredAsset:
     from panorama_cli.aws import s3
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}s3-", suffix=".tar.gz", dir=assets_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        with deferred_signals():  # the file and its name arrive together
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f"{TMP_PREFIX}s3-", suffix=".tar.gz", dir=assets_dir
+            )
+            os.close(fd)
+            tmp = Path(tmp_name)
         s3.download(uri, tmp, session=session_factory(), progress=progress, on_size=on_size)
         _check_gzip(tmp, uri)
         digest = sha256_file(tmp)
@@ -87,7 +95,8 @@ def _store_from_s3(
         os.replace(tmp, target)
         return StoredAsset(digest, target, target.stat().st_size, created=not existed)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def add_raw_model(

@@ -8,10 +8,13 @@ so that a name can never carry a path separator or a shell character.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def check(rule: NameRule, value: str) -> str:
         UserError: naming the rule and what the value must look like.
     """
     if not rule.matches(value):
+        log.debug("%s %r does not match %s", rule.kind, value, rule.pattern)
         raise UserError(f"invalid {rule.kind} {value!r}", hint=f"it {rule.describe()}")
     return value
 

@@ -9,7 +9,10 @@ has one of the types ``media``, ``string``, ``int32``, ``float32``, ``boolean``.
 from __future__ import annotations
 
 import enum
+import logging
 from typing import Literal
+
+log = logging.getLogger(__name__)
 
 PortType = Literal["media", "string", "int32", "float32", "boolean"]
 

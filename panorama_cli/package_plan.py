@@ -11,6 +11,7 @@ naming a package version no package folder has fails here, not at deploy).
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from panorama_cli.errors import UserError
 from panorama_cli.problems import Problem
 from panorama_cli.project import Package, Project
 from panorama_cli.validation import errors, validate_project
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

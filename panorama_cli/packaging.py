@@ -22,6 +22,7 @@ others go on. Operation names and fields are the Panorama API's (2019-07-24).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ from panorama_cli.errors import UserError
 from panorama_cli.package_plan import PlannedPackage, plan
 from panorama_cli.polling import poll
 from panorama_cli.project import Project
+
+log = logging.getLogger(__name__)
 
 #: Result statuses besides the API's PackageVersionStatus values.
 ALREADY_REGISTERED = "UNCHANGED"
@@ -169,6 +172,14 @@ def package_application(
 def _start(planned: PlannedPackage) -> _Work:
     result = PackageResult(planned.name, planned.version, planned.patch, planned.rel_folder)
     item = _Work(planned, result)
+    log.debug(
+        "%s %s: patch %s, %d file(s), %d problem(s)",
+        planned.name,
+        planned.version,
+        planned.patch[:12],
+        len(planned.files),
+        len(planned.problems),
+    )
     if planned.problems:
         first = planned.problems[0]
         more = f" (+{len(planned.problems) - 1} more)" if len(planned.problems) > 1 else ""

@@ -7,10 +7,13 @@ inside containers. :func:`check_platform` finds such a handler or raises the exa
 
 from __future__ import annotations
 
+import logging
 import platform as _host_platform
 from pathlib import Path
 
 from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 

@@ -8,8 +8,11 @@ whole wait stops after ``timeout`` seconds. Upstream panorama-cli slept a fixed 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -43,6 +46,10 @@ def poll(
         the timeout passed first.
     """
     import tenacity
+
+    log.debug(
+        "polling every %.1f s (up to %.0f s) for at most %.0f s", interval, max_interval, timeout
+    )
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if on_wait is not None and state.outcome is not None and state.next_action is not None:

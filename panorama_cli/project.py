@@ -285,6 +285,7 @@ class Project:
         here = Path(start or Path.cwd()).resolve()
         for folder in (here, *here.parents):
             if all((folder / d).is_dir() for d in PROJECT_DIRS):
+                log.debug("project root %s", folder)
                 return cls(folder)
         raise UserError(
             f"{here} is not inside a Panorama project "

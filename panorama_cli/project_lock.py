@@ -15,6 +15,7 @@ folders ``packages/.<folder>.creating/`` and manifest temp files ``.<name>.json.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ from pathlib import Path
 from panorama_cli import asset_cleanup
 from panorama_cli.errors import UserError
 from panorama_cli.project import Project
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".panorama-cli.lock"
 OWNER_FILE = ".panorama-cli.lock.owner"

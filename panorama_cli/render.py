@@ -7,11 +7,14 @@ user's project) and returned as Python values; the caller serializes them with
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
 from panorama_cli.manifests import loads
 from panorama_cli.resources import data_dir
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -28,6 +31,7 @@ def _environment():
 
 def render_text(template: str, **context: Any) -> str:
     """Render ``template`` (a path under templates/) with ``context``."""
+    log.debug("render %s", template)
     return _environment().get_template(template).render(**context)
 
 

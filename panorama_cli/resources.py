@@ -3,8 +3,11 @@ source checkout (editable install)."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

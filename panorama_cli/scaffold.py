@@ -14,6 +14,7 @@ Package types (create-package --type):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from panorama_cli.graph_elements import WELL_KNOWN
 from panorama_cli.manifests import Transaction, dumps
 from panorama_cli.project import PROJECT_DIRS, SETTINGS_FILE, Project
 from panorama_cli.render import render_json, render_text
+
+log = logging.getLogger(__name__)
 
 PACKAGE_TYPES = ("Container", "Model", "Camera", "Datasink")
 ENTRY_FILE = "app.py"

@@ -8,12 +8,15 @@ jsonschema is imported on first use to keep CLI start-up fast.
 from __future__ import annotations
 
 import json
+import logging
 from functools import cache
 from typing import Any
 
 from panorama_cli.manifests import pointer
 from panorama_cli.problems import Problem
 from panorama_cli.resources import data_dir
+
+log = logging.getLogger(__name__)
 
 GRAPH = "nodeGraph"
 PACKAGE = "nodePackage"
@@ -65,7 +68,8 @@ def check(kind: str, data: Any, file: str) -> list[Problem]:
     """
     from jsonschema.exceptions import best_match
 
-    problems = []
+    problems: list[Problem] = []
+    log.debug("schema check of %s as %s", file, kind)
     for error in sorted(_validator(kind).iter_errors(data), key=lambda e: list(e.absolute_path)):
         if error.context:
             error = _closest_alternative(error, best_match)

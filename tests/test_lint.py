@@ -32,3 +32,15 @@ def test_no_shell_strings():
             if needle in text:
                 offenders.append(f"{path.relative_to(REPO)}: {needle}")
     assert offenders == []
+
+
+def test_every_library_module_has_a_logger():
+    """`--debug` promises debug logs: each library module logs under its own name."""
+    missing = []
+    for path in sorted((REPO / "panorama_cli").rglob("*.py")):
+        rel = path.relative_to(REPO)
+        if path.name in ("__init__.py", "__main__.py") or rel.parts[1] in ("commands", "localrun"):
+            continue
+        if "logging.getLogger(__name__)" not in path.read_text():
+            missing.append(str(rel))
+    assert missing == []

@@ -16,9 +16,12 @@ read every DescribePackage failure as "not found" and then failed on CreatePacka
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from panorama_cli.aws.session import make_client, translate_client_error
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = "ResourceNotFoundException"
 
@@ -75,6 +78,7 @@ def _call_or_none(operation: Any, **params: Any) -> dict[str, Any] | None:
 
 
 def _call_raw(operation: Any, **params: Any) -> dict[str, Any]:
+    log.debug("Panorama %s %s", getattr(operation, "__name__", operation), sorted(params))
     response = operation(**params)
     response.pop("ResponseMetadata", None)
     return response

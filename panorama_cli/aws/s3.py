@@ -7,6 +7,7 @@ Downloads use boto3's managed transfer (s3transfer): objects larger than
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -20,6 +21,8 @@ from panorama_cli.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import boto3
+
+log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 

@@ -15,6 +15,7 @@ multipart uploads are aborted) and propagates.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 from panorama_cli.aws.s3 import MiB, _ProgressAborted, _ProgressRelay
 from panorama_cli.aws.session import make_client, translate_client_error
 from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
 
 #: Files at least this big (bytes) are sent as multipart uploads.
 MULTIPART_THRESHOLD = 16 * MiB

@@ -14,6 +14,7 @@ boto3/botocore are imported inside the functions: importing this module must sta
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from panorama_cli.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import boto3
+
+log = logging.getLogger(__name__)
 
 _CONFIGURE_HINT = (
     "run `aws configure` (or `aws sso login --profile NAME` and set AWS_PROFILE), "
@@ -61,6 +64,7 @@ def make_session(profile: str | None = None, region: str | None = None) -> boto3
 
     if region is None:
         region = os.environ.get("AWS_REGION") or None
+    log.debug("AWS session: profile %s, region %s", profile or "(default)", region or "(default)")
     try:
         session = boto3.Session(profile_name=profile, region_name=region)
     except botocore.exceptions.BotoCoreError as exc:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from panorama_cli.aws.session import make_client, translate_client_error
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import boto3
+
+log = logging.getLogger(__name__)
 
 
 def caller_account_id(session: boto3.Session) -> str:

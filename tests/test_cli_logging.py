@@ -1,0 +1,42 @@
+"""--debug shows the library modules' debug log lines on stderr; without it they stay quiet."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support.cli_runner import run_cli_subprocess
+from tests.support.project_helpers import run
+
+ACCOUNT = "111122223333"
+DEBUG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} DEBUG panorama_cli\.[a-z_.]+: ", re.M)
+
+
+def _project(tmp_path):
+    assert run(tmp_path, "init-project", "--name", "app", "--account-id", ACCOUNT).exit_code == 0
+    root = tmp_path / "app"
+    assert run(root, "create-package", "--name", "code").exit_code == 0
+    return root
+
+
+def test_debug_validate_shows_debug_lines_on_stderr(tmp_path):
+    root = _project(tmp_path)
+    result = run_cli_subprocess(["--debug", "validate", "--json"], cwd=root)
+    lines = DEBUG_LINE.findall(result.stderr)
+    assert lines, result.describe()
+    assert "panorama_cli.validation: validated" in result.stderr
+    assert "panorama_cli.graph_build: application graph graphs/app/graph.json" in result.stderr
+    assert '"problems"' in result.stdout and "DEBUG" not in result.stdout  # data stays clean
+
+
+def test_without_debug_no_debug_lines(tmp_path):
+    root = _project(tmp_path)
+    result = run_cli_subprocess(["validate"], cwd=root)
+    assert DEBUG_LINE.search(result.stderr) is None, result.describe()
+    in_process = run(root, "validate")  # an earlier --debug run in this process leaves nothing
+    assert DEBUG_LINE.search(in_process.stderr) is None
+
+
+def test_debug_from_the_environment(tmp_path):
+    root = _project(tmp_path)
+    result = run_cli_subprocess(["validate"], cwd=root, env={"PANORAMA_CLI_DEBUG": "1"})
+    assert DEBUG_LINE.search(result.stderr), result.describe()
