@@ -1,0 +1,104 @@
+"""Graphs beyond one camera: the official sample's multi-camera override, model nodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from panorama_cli.localrun import run_project
+from tests.localrun.helpers import copy_sample, video
+
+SAMPLE_APP = """
+import json
+import numpy as np
+import panoramasdk
+
+
+class Application(panoramasdk.node):
+    def __init__(self):
+        self.threshold = self.inputs.threshold.get()
+        self.region = self.inputs.region.get()
+        self.log = []
+
+    def process_streams(self):
+        streams = self.inputs.video_in.get()
+        for stream in streams:
+            data = np.full((1, 3, 224, 224), 2.0, dtype=np.float32)
+            out_a = self.call({"data": data}, "model_node")
+            out_b = self.call("model_node", data.ravel())  # reference order, flat array reshaped
+            out_c = self.call(stream, "model_node")        # media input
+            self.log.append({
+                "stream": stream.stream_id,
+                "types": [type(o).__name__ for o in (out_a, out_b, out_c)],
+                "a": out_a[0].tolist(), "b": out_b[0].tolist(), "c_shape": list(out_c[0].shape),
+            })
+        try:
+            self.call({"wrong_name": np.zeros((1, 3, 224, 224), np.float32)}, "model_node")
+        except ValueError as e:
+            self.bad_name = str(e)
+        self.outputs.video_out.put(streams)
+        json.dump({"log": self.log, "threshold": self.threshold, "region": self.region,
+                   "bad_name": self.bad_name},
+                  open("/opt/aws/panorama/storage/sample.json", "w"))
+
+
+def main():
+    app = Application()
+    while True:
+        app.process_streams()
+
+
+main()
+"""
+
+
+def standin_model(path: Path) -> Path:
+    """A real ONNX model with the sample's input: data[1,3,224,224] -> channel means [1,3]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["scores"]),
+        ],
+        "standin",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_two_cameras_through_the_official_multicam_override_with_a_model(tmp_path):
+    root = copy_sample(tmp_path, SAMPLE_APP)
+    override = root / "graphs" / "my-app" / "override-multicam.json"
+    model = standin_model(tmp_path / "standin.onnx")
+    result = run_project(
+        root,
+        frames=3,
+        overrides=[override],
+        cameras={"CAMERA_A": video(), "CAMERA_B": video()},
+        models={"model_node": model},
+        grace_s=1.0,
+    )
+    report = result.report
+    assert report["exit_reason"] == "frames", result.console
+    assert {n: c["frames"] for n, c in report["cameras"].items()} == {"CAMERA_A": 3, "CAMERA_B": 3}
+    assert sorted(report["hdmi"]) == ["CAMERA_A", "CAMERA_B"]
+    assert all(h["frames"] == 3 for h in report["hdmi"].values())
+    assert report["models"]["model_node"]["calls"] == 3 * 2 * 3
+    assert report["models"]["model_node"]["backend"].startswith("onnxruntime")
+    assert report["nodes"]["code_node"]["call_ms"]["count"] >= 12
+    storage = result.run_dir / "storage" / "sample.json"
+    state = json.loads(storage.read_text())
+    assert state["threshold"] == 20.0 and state["region"] == "MY_REGION"  # override value
+    assert [e["stream"] for e in state["log"][:2]] == ["CAMERA_A", "CAMERA_B"]
+    first = state["log"][0]
+    assert first["types"] == ["tuple", "tuple", "tuple"]
+    assert first["a"] == [[2.0, 2.0, 2.0]] and first["b"] == first["a"]
+    assert first["c_shape"] == [1, 3]
+    assert "wrong_name" in state["bad_name"]
+    assert (result.run_dir / "hdmi" / "CAMERA_B.mp4").stat().st_size > 1000
