@@ -1,0 +1,206 @@
+"""Model files for ``panorama-cli run``: the asset archive unpacked once, and what is inside.
+
+A model node's package names its model archive in package.json (``assets/<sha256>.tar.gz``, as
+add-raw-model stored it). :func:`unpack_archive` extracts it once into ``<cache>/<sha256>/``:
+the archive's sha256 is checked, members go through tarfile's ``data`` filter (PEP 706: no
+absolute paths, no ``..``, no links leaving the folder, no device files; an equivalent check on
+Pythons without it), extraction happens in a temporary folder renamed into place, under a file
+lock, so concurrent runs and interrupted extractions never leave a half-filled cache entry.
+
+:func:`find_model_file` then says which runtime the folder (or a ``--model`` path) needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from panorama_cli.errors import UserError
+
+#: What :func:`find_model_file` recognises, by kind.
+ONNX, TORCHSCRIPT, SAVEDMODEL, MXNET, NEO, TFLITE, KERAS = (
+    "onnx", "torchscript", "savedmodel", "mxnet", "neo", "tflite", "keras",
+)  # fmt: skip
+#: Files that mark a SageMaker Neo-compiled artifact (DLR / TVM runtime).
+NEO_MARKERS = (
+    "compiled.so",
+    "compiled_model.json",
+    "compiled.params",
+    "libdlr.so",
+    "compiled.meta",
+)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model found on disk.
+
+    Attributes:
+        kind: one of ONNX, TORCHSCRIPT, SAVEDMODEL (runnable here) or MXNET, NEO, TFLITE, KERAS.
+        path: the file (or the SavedModel folder).
+    """
+
+    kind: str
+    path: Path
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    """The PEP 706 ``data`` filter's main rules, for Pythons without ``tarfile.data_filter``."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise tarfile.TarError(f"member {member.name!r} leaves the extraction folder")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise tarfile.TarError(f"member {member.name!r} is a special file")
+    if member.issym() or member.islnk():
+        base = dest / name.parent if member.issym() else dest
+        target = os.path.normpath(base / member.linkname)
+        if PurePosixPath(member.linkname).is_absolute() or not (
+            target == str(dest) or target.startswith(str(dest) + os.sep)
+        ):
+            raise tarfile.TarError(f"link {member.name!r} points outside the extraction folder")
+
+
+def _extract(archive: Path, dest: Path, label: str) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, filter="data")
+            else:  # Python < 3.10.12 / 3.11.4
+                members = tar.getmembers()
+                for member in members:
+                    _check_member(member, dest)
+                tar.extractall(dest, members=members)  # noqa: S202 - checked above
+    except tarfile.ReadError as exc:
+        raise UserError(f"{label}: not a tar archive ({exc})") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise UserError(
+            f"{label}: unsafe or broken archive ({exc})",
+            hint="re-create it with `tar czf model.tar.gz <model files>` and add-raw-model",
+        ) from None
+
+
+def unpack_archive(
+    archive: Path, sha256: str, cache_dir: Path, *, label: str | None = None
+) -> Path:
+    """Extract ``archive`` into ``cache_dir/<sha256>/`` unless that folder already exists.
+
+    Args:
+        archive: the ``.tar.gz`` (any tar compression tarfile reads).
+        sha256: its expected hex sha256 (add-raw-model names the file after it).
+        cache_dir: the cache root (created).
+        label: how messages name the archive (default: its path).
+
+    Returns:
+        The folder holding the archive's files.
+
+    Raises:
+        UserError: the archive is missing, its content does not match ``sha256``, it is not a
+            tar archive, or a member would land outside the folder.
+    """
+    from filelock import FileLock
+
+    from panorama_cli.assets import sha256_file
+
+    label = label or str(archive)
+    sha256 = sha256.lower()
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise UserError(f"{label}: {sha256!r} is not a sha256 hex digest")
+    target = cache_dir / sha256
+    if target.is_dir():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir / f".{sha256}.lock")):
+        if target.is_dir():  # another run unpacked it while we waited
+            return target
+        if not archive.is_file():
+            raise UserError(
+                f"{label}: model archive missing", hint="run add-raw-model again, or pass --model"
+            )
+        actual = sha256_file(archive)
+        if actual != sha256:
+            raise UserError(
+                f"{label}: content sha256 {actual[:12]}… does not match {sha256[:12]}…",
+                hint="the archive changed after add-raw-model; run add-raw-model again",
+            )
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:12]}-", dir=cache_dir))
+        try:
+            _extract(archive, tmp, label)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _classify(path: Path) -> str | None:
+    name = path.name.lower()
+    if path.is_dir():
+        return SAVEDMODEL if (path / "saved_model.pb").is_file() else None
+    if name.endswith(".onnx"):
+        return ONNX
+    if name.endswith((".pt", ".pth", ".torchscript")):
+        return TORCHSCRIPT
+    if name in NEO_MARKERS or name.endswith(".so"):
+        return NEO
+    if name.endswith("-symbol.json") or name.endswith(".params"):
+        return MXNET
+    if name.endswith(".tflite"):
+        return TFLITE
+    if name.endswith((".h5", ".keras")):
+        return KERAS
+    if name == "saved_model.pb":
+        return SAVEDMODEL
+    return None
+
+
+def find_model_file(path: Path, label: str) -> ModelFile:
+    """What kind of model ``path`` (a file, or an unpacked archive folder) is.
+
+    In a folder, a Neo marker wins (a compiled artifact), then one ``.onnx``, one TorchScript
+    file, one SavedModel folder (``saved_model.pb``), MXNet files, ``.tflite``, Keras files.
+
+    Raises:
+        UserError: nothing recognisable, or several candidates of the winning kind.
+    """
+    if path.is_file() or (path.is_dir() and (path / "saved_model.pb").is_file()):
+        kind = _classify(path)
+        if kind == SAVEDMODEL and path.is_file():
+            return ModelFile(kind, path.parent)
+        if kind is None:
+            raise UserError(
+                f"{label}: not a model file this runner knows "
+                "(.onnx, TorchScript .pt/.pth, a SavedModel folder)"
+            )
+        return ModelFile(kind, path)
+    if not path.is_dir():
+        raise UserError(f"{label}: no such model file or folder")
+    found: dict[str, list[Path]] = {}
+    for item in sorted(path.rglob("*")):
+        kind = _classify(item)
+        if kind is not None:
+            found.setdefault(kind, []).append(
+                item.parent if item.is_file() and kind == SAVEDMODEL else item
+            )
+    for kind in (NEO, ONNX, TORCHSCRIPT, SAVEDMODEL, MXNET, TFLITE, KERAS):
+        candidates = sorted(set(found.get(kind, [])), key=lambda p: (len(p.parts), str(p)))
+        if not candidates:
+            continue
+        if kind in (NEO, MXNET):
+            return ModelFile(kind, candidates[0])
+        if len(candidates) > 1 and kind != SAVEDMODEL:
+            names = ", ".join(str(p.relative_to(path)) for p in candidates)
+            raise UserError(
+                f"{label}: several {kind} models ({names})", hint="pass --model NODE=PATH"
+            )
+        return ModelFile(kind, candidates[0])
+    listing = ", ".join(
+        sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())[:8]
+    )
+    raise UserError(
+        f"{label}: no model file inside ({listing or 'empty'})",
+        hint="expected .onnx, TorchScript .pt/.pth or a SavedModel folder, or pass --model",
+    )
