@@ -163,3 +163,70 @@ def processes_with(marker: str) -> list[int]:
         if marker.encode() in environ and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def make_chain_project(parent: Path, apps: Mapping[str, str], name: str = "chain") -> Path:
+    """A project whose business-logic nodes run in a chain: camera -> node 1 -> node 2 ... ->
+    HDMI. ``apps``: node name -> its src/app.py source; each node has video_in -> video_out."""
+    root = parent / name
+    (root / "assets").mkdir(parents=True, exist_ok=True)
+    packages = [
+        {"name": "panorama::abstract_rtsp_media_source", "version": "1.0"},
+        {"name": "panorama::hdmi_data_sink", "version": "1.0"},
+    ]
+    nodes: list[dict[str, object]] = [
+        {"name": "cam", "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface"},
+        {"name": "output_node", "interface": "panorama::hdmi_data_sink.hdmi0"},
+    ]
+    producer, edges = "cam.video_out", []
+    for index, (node, app) in enumerate(apps.items()):
+        package_name = f"STAGE{index}"
+        folder = root / "packages" / f"{ACCOUNT}-{package_name}-1.0"
+        _dump(
+            folder / "package.json",
+            {
+                "nodePackage": {
+                    "envelopeVersion": "2021-01-01",
+                    "name": package_name,
+                    "version": "1.0",
+                    "assets": [],
+                    "interfaces": [
+                        {
+                            "name": "interface",
+                            "category": "business_logic",
+                            "asset": "code",
+                            "inputs": [{"name": "video_in", "type": "media"}],
+                            "outputs": [{"name": "video_out", "type": "media"}],
+                        }
+                    ],
+                }
+            },
+        )
+        _dump(
+            folder / "descriptor.json",
+            {
+                "runtimeDescriptor": {
+                    "envelopeVersion": "2021-01-01",
+                    "entry": {"path": "python3", "name": "/panorama/app.py"},
+                }
+            },
+        )
+        (folder / "src").mkdir()
+        (folder / "src" / "app.py").write_text(textwrap.dedent(app))
+        packages.append({"name": f"{ACCOUNT}::{package_name}", "version": "1.0"})
+        nodes.append({"name": node, "interface": f"{ACCOUNT}::{package_name}.interface"})
+        edges.append({"producer": producer, "consumer": f"{node}.video_in"})
+        producer = f"{node}.video_out"
+    edges.append({"producer": producer, "consumer": "output_node.video_in"})
+    _dump(
+        root / "graphs" / name / "graph.json",
+        {
+            "nodeGraph": {
+                "envelopeVersion": "2021-01-01",
+                "packages": packages,
+                "nodes": nodes,
+                "edges": edges,
+            }
+        },
+    )
+    return root

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from panorama_cli.localrun import run_project
-from tests.localrun.helpers import copy_sample, video
+from tests.localrun.helpers import copy_sample, make_chain_project, video
 
 SAMPLE_APP = """
 import json
@@ -102,3 +102,46 @@ def test_two_cameras_through_the_official_multicam_override_with_a_model(tmp_pat
     assert first["c_shape"] == [1, 3]
     assert "wrong_name" in state["bad_name"]
     assert (result.run_dir / "hdmi" / "CAMERA_B.mp4").stat().st_size > 1000
+
+
+DETECT = """
+import panoramasdk
+
+node = panoramasdk.node()
+while True:
+    streams = node.inputs.video_in.get()
+    for s in streams:
+        s.add_rect(0.1, 0.2, 0.3, 0.4)
+    node.outputs.video_out.put(streams)
+"""
+
+OVERLAY = """
+import os, panoramasdk
+
+node = panoramasdk.node()
+count = 0
+while True:
+    streams = node.inputs.video_in.get()
+    for s in streams:
+        s.image[-8:, -8:] = 255
+        s.add_label("n=%d" % count, 0.5, 0.5)
+        count += 1
+    node.outputs.video_out.put(streams)
+    open("/opt/aws/panorama/storage/overlay-%s" % os.getpid(), "w").write(str(count))
+"""
+
+
+def test_business_logic_nodes_run_as_processes_wired_by_edges(tmp_path):
+    root = make_chain_project(tmp_path, {"detect_node": DETECT, "overlay_node": OVERLAY})
+    result = run_project(root, frames=5, cameras={"cam": video()}, grace_s=0.5)
+    report = result.report
+    assert report["exit_reason"] == "frames", result.console
+    assert sorted(report["nodes"]) == ["detect_node", "overlay_node"]
+    assert report["hdmi"]["cam"]["frames"] == 5
+    notes = result.annotations["cam"]
+    assert notes[4] == {"rects": [(0.1, 0.2, 0.3, 0.4)], "labels": [("n=4", 0.5, 0.5)]}
+    assert (result.hdmi_frames["cam"][0][-8:, -8:] == 255).all()
+    # one run-folder subfolder per business-logic node
+    assert (result.run_dir / "logs" / "detect_node" / "console.log").is_file()
+    assert list((result.run_dir / "storage" / "overlay_node").glob("overlay-*"))
+    assert not list((result.run_dir / "storage" / "detect_node").iterdir())

@@ -178,3 +178,32 @@ def test_app_without_camera_serves_http_until_the_run_ends(tmp_path):
     assert result.report["exit_reason"] == "duration" and result.exit_status == 0
     with pytest.raises(OSError):  # stopped: nothing listens any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def test_python_option_is_the_interpreter_python3_runs(tmp_path):
+    import subprocess
+    import venv
+
+    other = tmp_path / "other-env"
+    venv.EnvBuilder(with_pip=False).create(other)
+    app = """
+    import sys, panoramasdk
+    panoramasdk.node()  # the SDK works without numpy until pixels are touched
+    open("/opt/aws/panorama/storage/prefix", "w").write(sys.prefix)
+    """
+    root = make_project(tmp_path, app, cameras=(), hdmi=False, params={})
+    result = run_project(root, python=str(other / "bin" / "python"))
+    assert result.report["exit_reason"] == "app-exited", result.console
+    assert (result.run_dir / "storage" / "prefix").read_text() == str(other)
+    assert subprocess.run([str(other / "bin" / "python"), "-c", "import numpy"]).returncode != 0
+
+
+def test_sdk_source_is_python_37_syntax():
+    import ast
+
+    from panorama_cli.localrun.engine import SDK_DIR
+
+    files = sorted((SDK_DIR / "panoramasdk").glob("*.py"))
+    assert [f.name for f in files] == ["__init__.py", "_client.py"]
+    for path in files:
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 7))
