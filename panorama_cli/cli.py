@@ -38,6 +38,48 @@ COMMANDS = {
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: What an interrupt of a command that talks to AWS may have left, and how to resume.
+INTERRUPTED_REMOTE = {
+    "package-application": "requests may already have been sent: packages may have been "
+    "created, files uploaded and versions registered in the account; re-run "
+    "package-application to finish (what is already uploaded or registered is skipped)",
+    "deploy": "CreateApplicationInstance may already have been sent; run `panorama-cli status "
+    "--device-id <device>` to see whether the application instance exists before deploying "
+    "again",
+    "status": "nothing was changed; a deployment goes on without waiting: "
+    "`panorama-cli status <instance-id> --wait` waits again",
+}
+#: Commands that change nothing at all.
+READ_ONLY = ("validate",)
+_GROUP_OPTIONS_WITH_VALUE = ("--profile", "--region")
+
+
+def command_name(args: list[str]) -> str | None:
+    """The subcommand named on a command line (after the group's options), or None."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _GROUP_OPTIONS_WITH_VALUE:
+            skip = True
+        elif arg in COMMANDS:
+            return arg
+        elif not arg.startswith("-"):
+            return None
+    return None
+
+
+def interrupted_note(what: str, command: str | None, saved: bool) -> str:
+    """The line for an interrupt (``what``: interrupted / terminated) of ``command``: what
+    it may have left and how to resume."""
+    if command in INTERRUPTED_REMOTE:
+        return f"{what}; {INTERRUPTED_REMOTE[command]}"
+    if saved:
+        return f"{what} after the changes were saved; check with panorama-cli validate"
+    if command in READ_ONLY:
+        return f"{what}; nothing was changed"
+    return f"{what}; nothing was changed (what the command had started was undone)"
+
 
 class LazyGroup(click.Group):
     """A group whose subcommands live in panorama_cli.commands.<module>.cli."""
@@ -108,10 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
         terminated = isinstance(cause, interrupts.Terminated)
         what = "terminated" if terminated else "interrupted"
-        if interrupts.saved():
-            console.error(f"{what} after the changes were saved; check with panorama-cli validate")
-        else:
-            console.error(f"{what}; nothing was changed")
+        console.error(interrupted_note(what, command_name(args), bool(interrupts.saved())))
         sys.exit(143 if terminated else 130)
     except Exception as exc:  # a bug: keep the user's terminal clean unless --debug
         if _debug_requested(args):

@@ -64,6 +64,7 @@ def success(message: str, next_step: str | None = None) -> None:
 
 
 def warning(message: str) -> None:
+    """A warning on stderr (the command goes on)."""
     err().print(f"[yellow]warning:[/yellow] {_escape(message)}")
 
 

@@ -34,9 +34,3 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
-
-
-class Interrupted(UserError):
-    """The user pressed Ctrl-C; the command rolled back what it had started."""
-
-    exit_code = 130

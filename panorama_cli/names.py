@@ -46,7 +46,6 @@ PACKAGE_VERSION = NameRule("package version", r"[0-9]+\.[0-9]+", 255, "1.0")
 ASSET_NAME = NameRule("asset name", r"[a-zA-Z0-9\-_]+", 255, "people_counter_binary")
 NODE_NAME = NameRule("node name", r"[a-zA-Z0-9\-_]+", 128, "front_door_camera")
 PORT_NAME = NameRule("port name", r"[a-zA-Z0-9_]+", 50, "video_in")
-INTERFACE_NAME = NameRule("interface name", r"[a-zA-Z0-9\-_]+", 128, "rtsp_interface")
 ACCOUNT_ID = NameRule("account id", r"[0-9A-Za-z_]+", 12, "123456789012")
 PROJECT_NAME = NameRule("project name", r"[a-zA-Z0-9\-_]+", 128, "example_project")
 

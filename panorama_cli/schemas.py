@@ -113,8 +113,3 @@ def _closest_alternative(error, best_match):
     _, chosen = min(branches.items(), key=rank)
     deepest = best_match(chosen)
     return deepest if deepest is not None else error
-
-
-def is_valid(kind: str, data: Any) -> bool:
-    """True when ``data`` satisfies schema ``kind``."""
-    return _validator(kind).is_valid(data)

@@ -172,3 +172,23 @@ def test_status_wait_needs_an_id(tmp_path):
     result = run(tmp_path, "status", "--wait")
     assert result.exit_code == 2
     assert "--wait needs an APPLICATION_INSTANCE_ID" in result.stderr
+
+
+def test_interrupted_deploy_says_the_request_may_have_been_sent(
+    app, panorama_env, device, monkeypatch
+):
+    from panorama_cli.aws import panorama as api
+
+    real = api.create_application_instance
+
+    def send_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "create_application_instance", send_then_interrupt)
+    result = run(app, "deploy", "--device-id", device, "--name", "pc")
+    assert result.exit_code == 130, result.describe()
+    assert "CreateApplicationInstance may already have been sent" in result.stderr
+    assert "panorama-cli status --device-id" in result.stderr
+    assert "nothing was changed" not in result.stderr
+    assert len(panorama_env.server.calls_to("CreateApplicationInstance")) == 1

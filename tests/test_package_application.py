@@ -231,6 +231,10 @@ def test_ctrl_c_during_upload_then_rerun_completes(tmp_path, cloud, monkeypatch)
     monkeypatch.setattr(console, "transfers", interrupting)
     result = run(root, "package-application", *POLL)
     assert result.exit_code == 130, result.describe()
+    # says what may have been sent and how to resume, never "nothing was changed"
+    assert "requests may already have been sent" in result.stderr
+    assert "re-run package-application" in result.stderr
+    assert "nothing was changed" not in result.stderr
     assert "RegisterPackageVersion" not in ops(cloud.server)
     s3 = boto3.client("s3", endpoint_url=cloud.endpoint_url_s3, region_name=cloud.region)
     assert s3.list_multipart_uploads(Bucket=cloud.bucket).get("Uploads", []) == []
