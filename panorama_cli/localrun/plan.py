@@ -309,6 +309,13 @@ def _business(
             f"node {node.name}: {project.rel(src)} does not exist (it becomes /panorama)",
             hint="put the application code in the package's src/ folder",
         )
+    inside = entry.entry.removeprefix("/panorama/") if entry.entry.startswith("/panorama/") else ""
+    if inside and not (src / inside).is_file():
+        raise UserError(
+            f"node {node.name}: the descriptor's entry {entry.entry} is not in "
+            f"{project.rel(src)}/ ({project.rel(package.descriptor_path)})",
+            hint=f"add {project.rel(src / inside)} or fix runtimeDescriptor.entry.name",
+        )
     inputs: dict[str, dict[str, Any]] = {}
     for name, port in node.inputs.items():
         edges = graph.edges_into(node.name, name)

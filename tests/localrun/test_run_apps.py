@@ -165,3 +165,29 @@ def test_multiprocessing_child_does_not_outlive_the_app(tmp_path):
     # every app process has the run's .bin folder on its PATH
     assert processes_with(str(out / ".bin")) == []
     assert np.asarray(result.hdmi_frames["front_camera"]).shape == (4, 576, 768, 3)
+
+
+THREADS = """
+import queue, threading
+import panoramasdk
+
+node = panoramasdk.node()
+frames = queue.Queue()
+
+
+def reader():
+    while True:
+        frames.put(node.inputs.video_in.get())
+
+
+threading.Thread(target=reader, daemon=True).start()
+while True:
+    node.outputs.video_out.put(frames.get())
+"""
+
+
+def test_get_in_one_thread_put_in_another(tmp_path):
+    root = make_project(tmp_path, THREADS, params={})
+    result = run_project(root, frames=8, cameras={"front_camera": video()}, grace_s=0.5)
+    assert result.report["exit_reason"] == "frames", result.console
+    assert result.report["hdmi"]["front_camera"]["frames"] == 8

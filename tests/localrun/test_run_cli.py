@@ -114,3 +114,11 @@ def test_real_sigint_to_the_cli_leaves_no_process_behind(tmp_path):
     assert report["exit_reason"] == "interrupted"
     assert report["cameras"]["front_camera"]["frames"] >= 1
     assert processes_with(marker) == []
+
+
+def test_missing_entry_file_is_one_line(tmp_path):
+    root = make_project(tmp_path, PASS_THROUGH)
+    (root / "packages" / "123456789012-APP-1.0" / "src" / "app.py").unlink()
+    result = run_cli_subprocess(["run", "--camera", f"front_camera={video()}"], cwd=root)
+    assert result.exit_code == 1
+    assert "entry /panorama/app.py is not in packages/123456789012-APP-1.0/src/" in result.stderr

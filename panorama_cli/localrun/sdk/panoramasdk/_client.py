@@ -1,4 +1,4 @@
-"""The connection of one app process to the panorama-cli runner (simulated SDK internals).
+"""The connections of an app's threads to the panorama-cli runner (simulated SDK internals).
 
 Wire format (shared with panorama_cli.localrun.channel): each message is a 4-byte big-endian
 length followed by a pickled dict (protocol 4, so Python 3.7 apps can read it). Pixels never
@@ -126,31 +126,29 @@ class Connection(object):
         return mapped
 
 
-_state = {"connection": None}
-_state_lock = threading.Lock()
+_local = threading.local()
 
 
 def connection():
-    """This process's connection to the runner (made on first use, again after a fork).
+    """This thread's connection to the runner (made on first use, again after a fork).
+
+    One connection per thread, so a thread waiting in ``get`` never holds up another
+    thread's ``put`` or ``call``.
 
     Raises:
         NotUnderRunner: the environment does not name a runner socket.
     """
-    current = _state["connection"]
+    current = getattr(_local, "connection", None)
     if current is not None and current.pid == os.getpid() and not current.broken:
         return current
-    with _state_lock:
-        current = _state["connection"]
-        if current is not None and current.pid == os.getpid() and not current.broken:
-            return current
-        if current is not None and current.pid == os.getpid():
-            current.sock.close()
-        path = os.environ.get(SOCKET_ENV)
-        if not path:
-            raise NotUnderRunner(
-                "panoramasdk here is the panorama-cli simulation: run the application with "
-                "`panorama-cli run` (no {} in the environment)".format(SOCKET_ENV)
-            )
-        current = Connection(path, os.environ.get(NODE_ENV, ""))
-        _state["connection"] = current
-        return current
+    if current is not None and current.pid == os.getpid():
+        current.sock.close()
+    path = os.environ.get(SOCKET_ENV)
+    if not path:
+        raise NotUnderRunner(
+            "panoramasdk here is the panorama-cli simulation: run the application with "
+            "`panorama-cli run` (no {} in the environment)".format(SOCKET_ENV)
+        )
+    current = Connection(path, os.environ.get(NODE_ENV, ""))
+    _local.connection = current
+    return current
