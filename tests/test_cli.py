@@ -1,9 +1,13 @@
-"""--debug shows the library modules' debug log lines on stderr; without it they stay quiet."""
+"""The root command: --debug shows the library modules' debug log lines on stderr (quiet
+without it); -h on every command."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
+from panorama_cli.cli import COMMANDS
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.project_helpers import run
 
@@ -40,3 +44,11 @@ def test_debug_from_the_environment(tmp_path):
     root = _project(tmp_path)
     result = run_cli_subprocess(["validate"], cwd=root, env={"PANORAMA_CLI_DEBUG": "1"})
     assert DEBUG_LINE.search(result.stderr), result.describe()
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_takes_dash_h(tmp_path, command):
+    """-h comes from the root group's context settings (no command repeats them)."""
+    result = run(tmp_path, command, "-h")
+    assert result.exit_code == 0, result.describe()
+    assert f"Usage: panorama-cli {command}" in result.stdout

@@ -31,6 +31,18 @@ def account_id(ctx: click.Context, explicit: str | None, project: Project | None
     return resolve_account_id(explicit, project, lookup)
 
 
+def json_option(what: str = "the result", *, text: str | None = None):
+    """``--json`` (parameter ``as_json``): data for scripts on stdout instead of messages.
+
+    Args:
+        what: what is printed, for the help ("Print <what> as JSON on stdout.").
+        text: the whole help text instead.
+    """
+    return click.option(
+        "--json", "as_json", is_flag=True, help=text or f"Print {what} as JSON on stdout."
+    )
+
+
 def poll_options(interval: float, timeout: float):
     """``--poll-interval`` and ``--timeout`` (seconds) for commands that wait on AWS."""
 

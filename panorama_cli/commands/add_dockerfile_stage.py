@@ -8,7 +8,7 @@ from panorama_cli.commands._shared import locked
 STAGES = ("gstreamer", "rtsp", "kvs")
 
 
-@click.command("add-dockerfile-stage", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("add-dockerfile-stage")
 @click.option("--package-path", required=True, help="The container package folder.")
 @click.option(
     "--stage",

@@ -6,7 +6,7 @@ from panorama_cli import console
 from panorama_cli.commands._shared import locked
 
 
-@click.command("add-panorama-package", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("add-panorama-package")
 @click.option(
     "--type",
     "package_type",

@@ -5,10 +5,10 @@ from pathlib import Path
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import aws_session_factory, locked, show_warnings
+from panorama_cli.commands._shared import aws_session_factory, json_option, locked, show_warnings
 
 
-@click.command("add-raw-model", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("add-raw-model")
 @click.option("--model-asset-name", required=True, help="Asset name of the model.")
 @click.option("--model-s3-uri", help="s3://bucket/key of the model .tar.gz.")
 @click.option(
@@ -27,7 +27,7 @@ from panorama_cli.commands._shared import aws_session_factory, locked, show_warn
     multiple=True,
     help="Package folder to add the asset to (repeatable). Without it the asset JSON is printed.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option()
 @click.pass_context
 def cli(
     ctx, model_asset_name, model_s3_uri, model_local_path, descriptor_path, packages_path, as_json

@@ -3,10 +3,10 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import locked, show_warnings
+from panorama_cli.commands._shared import json_option, locked, show_warnings
 
 
-@click.command("build-container", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("build-container")
 @click.option("--container-asset-name", required=True, help="Asset name of the container.")
 @click.option("--package-path", required=True, help="The container package folder.")
 @click.option(
@@ -20,7 +20,7 @@ from panorama_cli.commands._shared import locked, show_warnings
     metavar="KEY=VALUE",
     help="Dockerfile ARG (repeatable), e.g. BASE_IMAGE=my/base:1.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option()
 def cli(container_asset_name, package_path, local_image, platform, build_args, as_json) -> None:
     """Build the Dockerfile, export the image filesystem as assets/<sha256>.tar.gz."""
     from panorama_cli.containers import build_container, parse_build_args

@@ -9,7 +9,7 @@ from panorama_cli.commands._shared import locked
 TYPES = ("Container", "Model", "Camera", "Datasink")
 
 
-@click.command("create-package", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("create-package")
 @click.option("--name", required=True, help="Package name.")
 @click.option(
     "--type",

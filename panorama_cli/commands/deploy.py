@@ -5,10 +5,10 @@ from pathlib import Path
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import poll_options
+from panorama_cli.commands._shared import json_option, poll_options
 
 
-@click.command("deploy", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("deploy")
 @click.option("--device-id", required=True, help="The Panorama appliance, e.g. device-0123...")
 @click.option("--name", required=True, help="Application instance name.")
 @click.option("--description", default="", help="Application instance description.")
@@ -21,7 +21,7 @@ from panorama_cli.commands._shared import poll_options
 @click.option("--runtime-role-arn", help="IAM role the application assumes on the device.")
 @click.option("--wait", is_flag=True, help="Wait until the deployment succeeds or fails.")
 @poll_options(interval=5.0, timeout=1800.0)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option()
 @click.pass_context
 def cli(
     ctx, device_id, name, description, override_path, runtime_role_arn, wait, poll_interval,

@@ -3,14 +3,14 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import locked
+from panorama_cli.commands._shared import json_option, locked
 
 
-@click.command("export-container", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("export-container")
 @click.option("--container-asset-name", required=True, help="Asset name of the container.")
 @click.option("--container-image-uri", required=True, help="Image in the local engine.")
 @click.option("--package-path", required=True, help="The container package folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option()
 def cli(container_asset_name, container_image_uri, package_path, as_json) -> None:
     """Export IMAGE's filesystem as assets/<sha256>.tar.gz and register it."""
     from panorama_cli.commands.build_container import report

@@ -6,7 +6,7 @@ from panorama_cli import console
 from panorama_cli.commands._shared import aws_session_factory, locked
 
 
-@click.command("import-application", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("import-application")
 @click.option("--account-id", help="Target account (default: PANORAMA_ACCOUNT_ID, then STS).")
 @click.pass_context
 def cli(ctx, account_id: str | None) -> None:

@@ -7,7 +7,7 @@ import click
 from panorama_cli import console
 
 
-@click.command("init-project", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("init-project")
 @click.option("--name", required=True, help="Project name (folder and graph name).")
 @click.option("--account-id", help="Account id to use for this project's packages.")
 def cli(name: str, account_id: str | None) -> None:

@@ -3,10 +3,10 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import poll_options
+from panorama_cli.commands._shared import json_option, poll_options
 
 
-@click.command("package-application", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("package-application")
 @click.option(
     "--packages-path",
     multiple=True,
@@ -19,7 +19,7 @@ from panorama_cli.commands._shared import poll_options
     help="Wait until each registration is REGISTER_COMPLETED or FAILED.",
 )
 @poll_options(interval=2.0, timeout=900.0)
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@json_option("the results")
 @click.pass_context
 def cli(ctx, packages_path, wait, poll_interval, timeout, as_json) -> None:
     """Upload assets and register a patch version of each package.

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import json_option
 
 _EPILOG = """\b
 Examples:
@@ -25,7 +26,7 @@ def _bindings(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return dict(parse_binding(v, flag) for v in values)
 
 
-@click.command("run", context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
+@click.command("run", epilog=_EPILOG)
 @click.option("--graph", type=click.Path(dir_okay=False, path_type=Path), help="graph.json to run.")
 @click.option(
     "--override",
@@ -60,7 +61,7 @@ def _bindings(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option(
     "--snapshot-every", type=click.IntRange(min=0), default=0, help="Also save every Nth HDMI PNG."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout.")
+@json_option(text="Print report.json on stdout.")
 @click.option("--python", metavar="PATH", help="Interpreter for python3 in the app.")
 @click.option("--aws-profile", metavar="NAME", help="Pass AWS credentials of this profile.")
 def cli(

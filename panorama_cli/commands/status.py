@@ -3,7 +3,7 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import poll_options
+from panorama_cli.commands._shared import json_option, poll_options
 
 _COLUMNS = ["application instance", "name", "device", "status", "health", "created"]
 
@@ -55,12 +55,12 @@ def finish_wait(session, instance_id: str, poll_interval: float, timeout: float,
     console.success(f"{instance_id}: {status}")
 
 
-@click.command("status", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("status")
 @click.argument("application_instance_id", required=False)
 @click.option("--device-id", help="Only this device's application instances (list mode).")
 @click.option("--wait", is_flag=True, help="Wait until the deployment ends (needs an id).")
 @poll_options(interval=5.0, timeout=1800.0)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@json_option("the instances")
 @click.pass_context
 def cli(ctx, application_instance_id, device_id, wait, poll_interval, timeout, as_json) -> None:
     """List application instances, or show one (exit 1 with --wait when it failed)."""

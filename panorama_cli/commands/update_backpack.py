@@ -3,17 +3,17 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import locked
+from panorama_cli.commands._shared import json_option, locked
 
 
-@click.command("update-backpack", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("update-backpack")
 @click.option("--package-path", required=True, help="The container package folder.")
 @click.option(
     "--force",
     is_flag=True,
     help="Replace a copy that was edited after injection (or has no INJECTED.json stamp).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option()
 def cli(package_path, force, as_json) -> None:
     """Replace src/backpack/ with the backpack panorama-cli ships (atomic; no-op when current)."""
     from panorama_cli.backpack_injection import update_backpack

@@ -3,10 +3,11 @@
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._shared import json_option
 
 
-@click.command("validate", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON on stdout.")
+@click.command("validate")
+@json_option("the problems")
 def cli(as_json: bool) -> None:
     """Check every manifest and the application graph; exit 1 on errors."""
     from panorama_cli.errors import UserError
