@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-_INT32_MAX = 2**31 - 1
+INT32_MAX = 2**31 - 1
 
 
-def _check_size(width: int, height: int) -> None:
+def check_size(width: int, height: int) -> None:
     if not (width >= 1 and height >= 1):
         raise ValueError(f"image size must be positive pixels, got width={width}, height={height}")
 
@@ -59,7 +59,7 @@ def from_pixel(pixel: float, size: int) -> float:
     return pixel / size
 
 
-def _coordinate(value: Any, name: str) -> float:
+def coordinate(value: Any, name: str) -> float:
     if type(value) is float and value - value == 0.0:  # fast path: a finite float
         return value
     if not isinstance(value, Real):
@@ -70,5 +70,5 @@ def _coordinate(value: Any, name: str) -> float:
     return number
 
 
-def _is_sequence(value: Any) -> bool:
+def is_sequence(value: Any) -> bool:
     return isinstance(value, Sequence | np.ndarray) and not isinstance(value, str | bytes)

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from backpack._pixels import (
-    _check_size,
-    _coordinate,
-    _is_sequence,
+    check_size,
+    coordinate,
     from_pixel,
+    is_sequence,
     to_pixel,
 )
 
@@ -60,8 +60,8 @@ class Point:
     def __post_init__(self) -> None:
         x, y = self.x, self.y
         if not (type(x) is float and type(y) is float and x - x == 0.0 and y - y == 0.0):
-            object.__setattr__(self, "x", _coordinate(x, "Point.x"))
-            object.__setattr__(self, "y", _coordinate(y, "Point.y"))
+            object.__setattr__(self, "x", coordinate(x, "Point.x"))
+            object.__setattr__(self, "y", coordinate(y, "Point.y"))
 
     def __iter__(self) -> Iterator[float]:
         """Unpacks as ``x, y = point``."""
@@ -107,7 +107,7 @@ class Point:
         Raises:
             ValueError: width or height < 1.
         """
-        _check_size(width, height)
+        check_size(width, height)
         return to_pixel(self.x, width, clamp), to_pixel(self.y, height, clamp)
 
     @classmethod
@@ -117,7 +117,7 @@ class Point:
         Raises:
             ValueError: width or height < 1, or a coordinate is not finite.
         """
-        _check_size(width, height)
+        check_size(width, height)
         return cls(x / width, y / height)
 
     @classmethod
@@ -132,7 +132,7 @@ class Point:
             return value
         if isinstance(value, Mapping) and "x" in value and "y" in value:
             return cls(value["x"], value["y"])
-        if _is_sequence(value) and len(value) == 2:
+        if is_sequence(value) and len(value) == 2:
             return cls(value[0], value[1])
         raise ValueError(f"cannot convert {value!r} to a Point: expected (x, y) or {{'x', 'y'}}")
 
@@ -172,7 +172,7 @@ class Line:
 
     def pixel_length(self, width: int, height: int) -> float:
         """Length in pixels on a ``width`` x ``height`` image (no rounding, no clamping)."""
-        _check_size(width, height)
+        check_size(width, height)
         return math.hypot((self.pt2.x - self.pt1.x) * width, (self.pt2.y - self.pt1.y) * height)
 
     @property
@@ -207,7 +207,7 @@ class Line:
             return value
         if isinstance(value, Mapping) and "pt1" in value and "pt2" in value:
             return cls(value["pt1"], value["pt2"])
-        if _is_sequence(value) and len(value) == 2:
+        if is_sequence(value) and len(value) == 2:
             return cls(value[0], value[1])
         raise ValueError(f"cannot convert {value!r} to a Line: expected (pt1, pt2)")
 
@@ -354,7 +354,7 @@ class Rectangle:
         Raises:
             ValueError: width or height < 1.
         """
-        _check_size(width, height)
+        check_size(width, height)
         return (
             to_pixel(self.pt_min.x, width, clamp),
             to_pixel(self.pt_min.y, height, clamp),
@@ -372,7 +372,7 @@ class Rectangle:
         Raises:
             ValueError: width or height < 1, or a coordinate is not finite.
         """
-        _check_size(width, height)
+        check_size(width, height)
         return cls(Point(x1 / width, y1 / height), Point(x2 / width, y2 / height))
 
     @classmethod
@@ -387,7 +387,7 @@ class Rectangle:
             return value
         if isinstance(value, Mapping) and "pt1" in value and "pt2" in value:
             return cls(value["pt1"], value["pt2"])
-        if _is_sequence(value) and len(value) == 2:
+        if is_sequence(value) and len(value) == 2:
             return cls(value[0], value[1])
         raise ValueError(f"cannot convert {value!r} to a Rectangle: expected (pt1, pt2)")
 

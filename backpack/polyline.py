@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from backpack._pixels import _INT32_MAX, _check_size, _is_sequence
+from backpack._pixels import INT32_MAX, check_size, is_sequence
 from backpack.geometry import Line, Point, Rectangle
 
 
@@ -33,7 +33,7 @@ class PolyLine:
     closed: bool = True
 
     def __post_init__(self) -> None:
-        if not _is_sequence(self.points):
+        if not is_sequence(self.points):
             raise ValueError(f"PolyLine points must be a sequence, got {type(self.points)}")
         points = tuple(Point.from_value(p) for p in self.points)
         if len(points) < 2:
@@ -119,12 +119,12 @@ class PolyLine:
             ValueError: width or height < 1.
             OverflowError: ``clamp=False`` and a pixel coordinate does not fit in int32.
         """
-        _check_size(width, height)
+        check_size(width, height)
         coords = np.array([(p.x, p.y) for p in self.points], dtype=np.float64)
         pixels = np.floor(coords * (width, height) + 0.5)
         if clamp:
             np.clip(pixels, 0, (width - 1, height - 1), out=pixels)
-        elif not np.abs(pixels).max() <= _INT32_MAX:
+        elif not np.abs(pixels).max() <= INT32_MAX:
             raise OverflowError(f"{self} is too far outside a {width}x{height} image for int32")
         return pixels.astype(np.int32)
 
@@ -140,6 +140,6 @@ class PolyLine:
             return value
         if isinstance(value, Mapping) and "points" in value:
             return cls(tuple(value["points"]), bool(value.get("closed", closed)))
-        if _is_sequence(value):
+        if is_sequence(value):
             return cls(tuple(value), closed)
         raise ValueError(f"cannot convert {value!r} to a PolyLine: expected a point sequence")

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.sources import DEFAULT_LIVE_FPS, Frame, _positive_fps, redact_uri
+from panorama_cli.localrun.sources import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
 
 
 class RtspSource:
@@ -65,7 +65,7 @@ class RtspSource:
             ) from None
         stream = self._container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
-        self.fps = _positive_fps(float(rate) if rate else None, DEFAULT_LIVE_FPS)
+        self.fps = positive_fps(float(rate) if rate else None, DEFAULT_LIVE_FPS)
         ctx = stream.codec_context
         self.size: tuple[int, int] | None = (ctx.width, ctx.height) if ctx.width else None
 
@@ -177,7 +177,7 @@ class V4L2Source:
         if not self._capture.isOpened():
             self._capture.release()
             raise UserError(f"{device}: cannot open this V4L2 camera (missing, or in use)")
-        self.fps = _positive_fps(self._capture.get(cv2.CAP_PROP_FPS), DEFAULT_LIVE_FPS)
+        self.fps = positive_fps(self._capture.get(cv2.CAP_PROP_FPS), DEFAULT_LIVE_FPS)
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size: tuple[int, int] | None = (width, height) if width and height else None
@@ -325,7 +325,7 @@ class GstSource:
         if self.size is None:
             self.size = (width, height)
             ok, num, den = structure.get_fraction("framerate")
-            self.fps = _positive_fps(num / den if ok and den else None, DEFAULT_LIVE_FPS)
+            self.fps = positive_fps(num / den if ok and den else None, DEFAULT_LIVE_FPS)
         buffer = sample.get_buffer()
         data = np.frombuffer(buffer.extract_dup(0, buffer.get_size()), np.uint8)
         stride = data.size // height

@@ -102,7 +102,7 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _positive_fps(value: float | None, fallback: float) -> float:
+def positive_fps(value: float | None, fallback: float) -> float:
     return float(value) if value and math.isfinite(value) and value > 0 else fallback
 
 
@@ -133,7 +133,7 @@ class VideoFileSource:
                 "glob, rtsp:// URL, /dev/videoN or gst:<pipeline>",
             )
         self._capture = self._open()
-        self.fps = _positive_fps(self._capture.get(cv2.CAP_PROP_FPS), DEFAULT_IMAGE_FPS)
+        self.fps = positive_fps(self._capture.get(cv2.CAP_PROP_FPS), DEFAULT_IMAGE_FPS)
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size: tuple[int, int] | None = (width, height) if width and height else None
@@ -285,7 +285,7 @@ def open_source(spec: str, *, loop: bool = False, fps: float | None = None) -> F
             f"{redact_uri(spec)}: {scheme}:// sources are not supported",
             hint="use a video file, image, folder, glob, rtsp://, /dev/videoN or gst:<pipeline>",
         )
-    images = _image_sequence(spec, fps=_positive_fps(fps, DEFAULT_IMAGE_FPS), loop=loop)
+    images = _image_sequence(spec, fps=positive_fps(fps, DEFAULT_IMAGE_FPS), loop=loop)
     if images is not None:
         return images
     return VideoFileSource(Path(spec), loop=loop)
