@@ -83,7 +83,10 @@ class Camera:
         self.stats = CameraStats()
         self._capacity = FAST_QUEUE if fast else queue_size
         self._queue: collections.deque[Frame] = collections.deque()
-        self._cond = threading.Condition()
+        # One lock, two conditions (as queue.Queue): each side wakes only the one waiting.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # frames waiting / feed ended (the consumer)
+        self._not_full = threading.Condition(lock)  # room in the queue (the fast reader)
         self._stop = threading.Event()
         self._ended = False  # the reader has put its last frame
         self._error: BaseException | None = None
@@ -141,14 +144,14 @@ class Camera:
         with self._cond:
             if self.fast:
                 while len(self._queue) >= self._capacity and not self._done_locked():
-                    self._cond.wait()
+                    self._not_full.wait()
             if self._done_locked():
                 return False
             if len(self._queue) >= self._capacity:
                 self._queue.popleft()
                 self.stats.dropped += 1
             self._queue.append(frame)
-            self._cond.notify_all()
+            self._cond.notify()
             return True
 
     def _done_locked(self) -> bool:
@@ -181,7 +184,7 @@ class Camera:
                     if stats.first_t is None:
                         stats.first_t = now
                     stats.last_t = now
-                    self._cond.notify_all()
+                    self._not_full.notify()
                     return frame
                 if self._ended or self._stop.is_set():
                     if self._error is not None and not self._stop.is_set():
@@ -216,6 +219,7 @@ class Camera:
         with self._cond:
             self._queue.clear()
             self._cond.notify_all()
+            self._not_full.notify_all()
         if self._thread is None:
             self.source.close()
             return
