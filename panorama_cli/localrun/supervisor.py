@@ -1,22 +1,20 @@
 """Run a business-logic node's descriptor entry as on the device, and stop it for sure.
 
 The entry (``python3 /panorama/app.py``, ``bash /panorama/run.sh``) runs as a real process in
-its own session and process group, inside a mount namespace made by bubblewrap (``bwrap``)
-where /panorama is the package's ``src/``, /opt/aws/panorama/logs and /opt/aws/panorama/storage
-are the run folder's ``logs/`` and ``storage/``, the rest of this machine is visible read-only
-(/tmp, /dev and /dev/shm shared), and ``python3``/``python3.X`` run the chosen interpreter.
-The host's /panorama and /opt are never touched. With a pid namespace (the default where the
-kernel allows it) nothing the app started can outlive the sandbox.
+its own session and process group, inside the mount namespace of :mod:`.sandbox` (bubblewrap,
+else ``unshare`` as root) where /panorama is the package's ``src/``, /opt/aws/panorama/logs
+and /opt/aws/panorama/storage are the run folder's ``logs/`` and ``storage/``, and
+``python3``/``python3.X`` run the chosen interpreter (shims first on PATH).
 
 Stopping is a ladder on the app's process group: SIGINT (KeyboardInterrupt), then SIGTERM,
-then SIGKILL after ``grace_s`` each; SIGKILL to the sandbox takes every child with it.
+then SIGKILL after ``grace_s`` each; SIGKILL to the sandbox takes every child with it (with a
+pid namespace, even children that left the process group).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,14 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun import sandbox
 
-APP_ROOT = "/panorama"
-LOGS = "/opt/aws/panorama/logs"
-STORAGE = "/opt/aws/panorama/storage"
 #: Environment variables that carry AWS credentials or point at them.
 _AWS_CREDENTIAL_VARS = (
     "AWS_ACCESS_KEY_ID",
@@ -142,81 +137,6 @@ def _entry_argv(spec: AppSpec) -> list[str]:
     return [program, spec.entry]
 
 
-# -- the sandbox ---------------------------------------------------------------------------------
-_TARGETS = (APP_ROOT, LOGS, STORAGE)
-
-
-def _root_binds(host: str = "/", inside: str = "/") -> list[str]:
-    """bwrap arguments rebuilding ``host`` in the sandbox, leaving room for the target mounts."""
-    args: list[str] = []
-    for entry in sorted(os.scandir(host), key=lambda e: e.name):
-        path = os.path.join(inside, entry.name)
-        if path in ("/dev", "/proc") or path in _TARGETS:
-            continue
-        if any(t.startswith(path + "/") for t in _TARGETS):
-            if entry.is_dir(follow_symlinks=False):
-                args += ["--dir", path, *_root_binds(entry.path, path)]
-            continue
-        if entry.is_symlink():
-            args += ["--symlink", os.readlink(entry.path), path]
-        elif path == "/tmp":
-            args += ["--bind", entry.path, path]
-        elif entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
-            args += ["--ro-bind", entry.path, path]
-    return args
-
-
-@cache
-def _bwrap_mode() -> str:
-    """How bwrap isolates here: "pid" (mount + pid namespace), "mount" (mount namespace
-    only) or "" (bwrap missing or unusable)."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return ""
-    base = [bwrap, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev"]
-    for mode, extra in (("pid", ["--unshare-pid", "--proc", "/proc"]), ("mount", [])):
-        try:
-            probe = subprocess.run(
-                [*base, *extra, "--", "/bin/true"], capture_output=True, timeout=30, check=False
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if probe.returncode == 0:
-            return mode
-    return ""
-
-
-def sandbox_argv(spec: AppSpec, info_fd: int) -> list[str]:
-    """The bwrap command line that runs ``spec``'s entry (see the module docstring).
-
-    Raises:
-        UserError: bubblewrap is missing or cannot make namespaces here.
-    """
-    mode = _bwrap_mode()
-    if not mode:
-        raise UserError(
-            "cannot give the app its /panorama: bubblewrap (bwrap) is not installed or cannot "
-            "create a mount namespace here",
-            hint="install it (apt-get install bubblewrap) or run where user namespaces are allowed",
-        )
-    args = [shutil.which("bwrap") or "bwrap", *_root_binds()]
-    args += ["--dev-bind", "/dev", "/dev"]
-    if mode == "pid":
-        args += ["--unshare-pid", "--proc", "/proc"]
-    else:
-        args += ["--bind", "/proc", "/proc"]
-    args += [
-        "--bind", str(spec.src), APP_ROOT,
-        "--bind", str(spec.logs), LOGS,
-        "--bind", str(spec.storage), STORAGE,
-        "--chdir", APP_ROOT,
-        "--die-with-parent", "--new-session",
-        "--info-fd", str(info_fd),
-        "--", *_entry_argv(spec),
-    ]  # fmt: skip
-    return args
-
-
 class AppProcess:
     """One running business-logic node (see the module docstring).
 
@@ -240,6 +160,7 @@ class AppProcess:
         self._reader: threading.Thread | None = None
         self.started_at: float | None = None
         self.stop_requested = False
+        self._new_root: Path | None = None
 
     def start(self) -> None:
         """Start the entry in its sandbox.
@@ -251,25 +172,41 @@ class AppProcess:
         for folder in (spec.logs, spec.storage):
             folder.mkdir(parents=True, exist_ok=True)
         write_shims(spec.bin_dir, spec.python)
+        how = sandbox.mode()
+        if not how:
+            raise sandbox.unavailable()
+        ops = [*sandbox.root_ops(), *sandbox.app_ops(spec.src, spec.logs, spec.storage)]
+        if how == "unshare":
+            self._new_root = spec.bin_dir.parent / f".root-{spec.node}"
+            self._start(sandbox.unshare_argv(ops, _entry_argv(spec), self._new_root), ())
+            assert self._proc is not None
+            self._group = self._proc.pid  # unshare and the helper exec: one pid, its session
+            return
         read_fd, write_fd = os.pipe()
         try:
-            argv = sandbox_argv(spec, write_fd)
+            argv = sandbox.bwrap_argv(ops, _entry_argv(spec), write_fd, how == "bwrap-pid")
+            self._start(argv, (write_fd,))
+        finally:
+            os.close(write_fd)
+        self._group = self._read_group(read_fd)
+
+    def _start(self, argv: list[str], fds: tuple[int, ...]) -> None:
+        try:
             self._proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=app_environment(spec),
+                env=app_environment(self.spec),
                 start_new_session=True,
-                pass_fds=(write_fd,),
+                pass_fds=fds,
             )
         except OSError as exc:
-            raise UserError(f"node {spec.node}: cannot start {argv[0]}: {exc}") from exc
-        finally:
-            os.close(write_fd)
+            raise UserError(f"node {self.spec.node}: cannot start {argv[0]}: {exc}") from exc
         self.started_at = time.monotonic()
-        self._group = self._read_group(read_fd)
-        self._reader = threading.Thread(target=self._pump, name=f"app-{spec.node}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._pump, name=f"app-{self.spec.node}", daemon=True
+        )
         self._reader.start()
 
     def _read_group(self, read_fd: int) -> int | None:
@@ -345,3 +282,8 @@ class AppProcess:
         self.wait(10)
         if self._reader is not None:
             self._reader.join(timeout=5)
+        if self._new_root is not None:  # the unshare fallback's (now empty) mount point
+            try:
+                self._new_root.rmdir()
+            except OSError:
+                pass

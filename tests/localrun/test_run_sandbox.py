@@ -207,3 +207,48 @@ def test_sdk_source_is_python_37_syntax():
     assert [f.name for f in files] == ["__init__.py", "_client.py"]
     for path in files:
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 7))
+
+
+@pytest.fixture
+def unshare_fallback(monkeypatch):
+    """Force the ``unshare --mount`` fallback (root only) instead of bubblewrap."""
+    import os
+
+    from panorama_cli.localrun import sandbox
+
+    if os.geteuid() != 0:
+        pytest.skip("the unshare fallback needs root")
+    monkeypatch.setenv(sandbox.FORCE_ENV, "unshare")
+    sandbox.mode.cache_clear()
+    assert sandbox.mode() == "unshare"
+    yield
+    monkeypatch.delenv(sandbox.FORCE_ENV)
+    sandbox.mode.cache_clear()
+
+
+def test_unshare_fallback_gives_the_same_world(tmp_path, unshare_fallback):
+    root = make_project(tmp_path, WORLD, files={"helper.txt": "x"}, cameras=(), hdmi=False)
+    result = run_project(root, grace_s=1.0)
+    assert result.report["exit_reason"] == "app-exited", result.console
+    facts = json.loads((result.run_dir / "storage" / "facts.json").read_text())
+    assert facts["name"] == "__main__" and facts["cwd"] == "/panorama"
+    assert facts["app_files"] == ["app.py", "helper.txt"]
+    assert Path(facts["child_executable"]).resolve() == Path(sys.executable).resolve(), facts
+    assert (result.run_dir / "logs" / "app.log").read_text() == "logged\n"
+    assert not Path("/panorama").exists()
+    assert not list(result.run_dir.glob(".root-*"))  # its mount point is cleaned up
+
+
+def test_unshare_fallback_stops_a_bare_except_loop(tmp_path, unshare_fallback):
+    from tests.localrun.test_run_apps import BARE_EXCEPT
+
+    root = make_project(tmp_path, BARE_EXCEPT, params={})
+    out = tmp_path / "out"
+    result = run_project(
+        root, frames=3, cameras={"front_camera": video()}, grace_s=0.5, output_dir=out
+    )
+    assert result.report["exit_reason"] == "frames", result.console
+    assert result.report["hdmi"]["front_camera"]["frames"] == 3
+    from tests.localrun.helpers import processes_with
+
+    assert processes_with(str(out / ".bin")) == []
