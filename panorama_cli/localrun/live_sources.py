@@ -57,19 +57,20 @@ class RtspSource:
         self._last_pts = -1.0
         self._closed = False
         try:
-            self._connect()
+            container = self._connect()
         except Exception as exc:
             raise UserError(
                 f"{self.uri}: cannot open the RTSP stream ({_reason(exc)})",
                 hint="check the URL, credentials and that the camera serves H.264/H.265 over TCP",
             ) from None
-        stream = self._container.streams.video[0]
+        stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         self.fps = positive_fps(float(rate) if rate else None, DEFAULT_LIVE_FPS)
         ctx = stream.codec_context
         self.size: tuple[int, int] | None = (ctx.width, ctx.height) if ctx.width else None
 
-    def _connect(self) -> None:
+    def _connect(self) -> Any:
+        """(Re)opens the stream; returns the PyAV input container."""
         import av
 
         self._close_container()
@@ -84,6 +85,7 @@ class RtspSource:
         self._container = container
         self._frames = container.decode(video=0)
         self._conn_first = None
+        return container
 
     def _close_container(self) -> None:
         if self._container is not None:
@@ -173,7 +175,7 @@ class V4L2Source:
         import cv2
 
         self.uri = device
-        self._capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
+        self._capture: Any = cv2.VideoCapture(device, cv2.CAP_V4L2)
         if not self._capture.isOpened():
             self._capture.release()
             raise UserError(f"{device}: cannot open this V4L2 camera (missing, or in use)")

@@ -172,7 +172,8 @@ class HdmiSink:
         if self.snapshot_every and self.frames % self.snapshot_every == 0:
             self._snapshot(drawn)
         # OpenCV's BGR -> I420 conversion is cheaper than swscale's reformat inside PyAV.
-        yuv = cv2.cvtColor(np.ascontiguousarray(drawn), cv2.COLOR_BGR2YUV_I420)
+        bgr = np.ascontiguousarray(drawn)
+        yuv = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = self.frames
         self._container.mux(self._stream.encode(frame))

@@ -103,6 +103,7 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def positive_fps(value: float | None, fallback: float) -> float:
+    """``value`` (frames per second) when it is a finite number > 0, else ``fallback``."""
     return float(value) if value and math.isfinite(value) and value > 0 else fallback
 
 
