@@ -18,13 +18,10 @@ from typing import Any
 import numpy as np
 
 from backpack._gst import bgr_caps, fps_fraction, frame_copier, gst
+from backpack.errors import PipelineError
 
 #: Name given to the appsrc element SkyLine creates.
 APPSRC_NAME = "skyline_src"
-
-
-class PipelineError(RuntimeError):
-    """The pipeline could not be built or started (message says which element and why)."""
 
 
 class AppSrcFeeder:
@@ -101,8 +98,8 @@ class AppSrcPipeline:
     Args:
         description: gst-launch syntax of the elements after the appsrc, e.g.
             ``"videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4"``. If it starts
-            with ``appsrc`` it is used whole and its first appsrc is fed (the seed's
-            ``_get_pipeline`` convention).
+            with ``appsrc`` it is used whole and its first appsrc is fed (the
+            ``_get_pipeline`` convention of the aws-panorama-samples backpack).
         fps: frames per second declared in the caps and used for buffer durations.
         width, height: frame size in pixels.
         live: True: the appsrc is live and stamps each buffer with the pipeline's running

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from backpack._optional import MissingDependencyError, require
+from backpack._optional import require
+from backpack.errors import MissingDependencyError
 
 _UINT8 = np.dtype(np.uint8)
 

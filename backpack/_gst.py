@@ -4,7 +4,7 @@ backpack imports with numpy and the standard library only; the SkyLine classes c
 :func:`gst` (and :func:`rtsp_server`) when they first need GStreamer. PyGObject ("gi") and
 the GStreamer typelibs come from the system (Debian: ``gir1.2-gstreamer-1.0``,
 ``gir1.2-gst-plugins-base-1.0``, ``gir1.2-gst-rtsp-server-1.0``); a missing piece raises
-:class:`~backpack._optional.MissingDependencyError` naming it.
+:class:`~backpack.errors.MissingDependencyError` naming it.
 
 :class:`FrameCopier` turns a numpy frame into a ``Gst.Buffer`` with one ``memcpy`` (see its
 docstring for why a copy is needed at all, and the measurements in benchmarks/).
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from backpack._optional import MissingDependencyError, require
+from backpack._optional import require
+from backpack.errors import MissingDependencyError
 
 _init_lock = threading.Lock()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from backpack.errors import MissingDependencyError
+
 #: What to install for each optional module, as shown in the error message.
 INSTALL_HINTS: dict[str, str] = {
     "boto3": "pip install boto3",
@@ -22,13 +24,6 @@ INSTALL_HINTS: dict[str, str] = {
     ),
     "dotenv": "pip install python-dotenv",
 }
-
-
-class MissingDependencyError(ImportError):
-    """An optional dependency of a backpack feature is not installed.
-
-    The message names the feature, the missing module and the install command.
-    """
 
 
 def require(module: str, feature: str) -> ModuleType:

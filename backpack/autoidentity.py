@@ -22,7 +22,8 @@ import logging
 import os
 from typing import Any
 
-from backpack._optional import MissingDependencyError, require
+from backpack._optional import require
+from backpack.errors import MissingDependencyError
 
 #: Environment variable with the application instance id, set by the Panorama runtime.
 APP_INSTANCE_ENV = "AppGraph_Uid"

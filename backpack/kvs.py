@@ -35,6 +35,7 @@ import numpy as np
 
 from backpack._gst import gst, rescan_plugin_path
 from backpack._optional import require
+from backpack.errors import KVSSinkNotFoundError
 from backpack.kvs_credentials import (
     KVSCredentialsError,
     KVSCredentialsHandler,
@@ -59,15 +60,11 @@ __all__ = [
 _logger = logging.getLogger("backpack.kvs")
 
 #: Variables taken from the dotenv file, and whether its entries go first (GStreamer's plugin
-#: path) or after the current ones (library path, as the seed did).
+#: path) or after the current ones (library path), as the aws-panorama-samples backpack did.
 DOTENV_VARIABLES = {"GST_PLUGIN_PATH": True, "LD_LIBRARY_PATH": False}
 
 _STREAM_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,256}$")  # Kinesis Video Streams StreamName
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-
-
-class KVSSinkNotFoundError(RuntimeError):
-    """GStreamer cannot create the kvssink element (message says where it looked)."""
 
 
 def _merge_paths(first: str, second: str) -> str:

@@ -28,15 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backpack._optional import require
+from backpack.errors import KVSCredentialsError
 
 
 def mask_key(access_key: str) -> str:
     """``"****WXYZ"``: the last four characters of an access key id, for logs."""
     return "****" + access_key[-4:] if len(access_key) > 8 else "****"
-
-
-class KVSCredentialsError(RuntimeError):
-    """Credentials for kvssink could not be obtained (no secrets in the message)."""
 
 
 @dataclass(frozen=True)

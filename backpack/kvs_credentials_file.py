@@ -102,8 +102,8 @@ class KVSFileCredentialsHandler(KVSCredentialsHandler):
         OSError: the file cannot be written.
     """
 
-    #: Default refresh margin (the seed renewed 2 minutes ahead; kvssink needs a little time
-    #: to notice the new file).
+    #: Default refresh margin (the aws-panorama-samples backpack renewed 2 minutes ahead;
+    #: kvssink needs a little time to notice the new file).
     REFRESH_BEFORE_EXPIRATION = datetime.timedelta(minutes=5)
     #: Lifetime assumed for renewable credentials whose expiration botocore does not expose.
     NOMINAL_LIFETIME = datetime.timedelta(minutes=15)

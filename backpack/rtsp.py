@@ -11,9 +11,9 @@ when the first client asks for the stream and shares with later clients
 (``RTSPMediaFactory`` with ``shared=True``). :meth:`RTSPSkyLine.put` pushes into the appsrc of
 that media. So nothing is encoded while nobody watches (encoding runs on the device's CPU),
 and ``put()`` returns False in that case. Buffers are stamped with the media pipeline's clock
-(the media pipeline starts whenever a client connects). The seed instead encoded all the time
-and relayed RTP through a loopback UDP port; that needs a free port per stream and CPU for
-nobody.
+(the media pipeline starts whenever a client connects). The aws-panorama-samples backpack
+instead encoded all the time and relayed RTP through a loopback UDP port; that needs a free
+port per stream and CPU for nobody.
 
 Needs gst-rtsp-server's typelib (Debian: ``gir1.2-gst-rtsp-server-1.0``) and the x264 encoder
 (``gstreamer1.0-plugins-ugly``). Clients: e.g. ``ffplay rtsp://...``, VLC, or OpenCV's

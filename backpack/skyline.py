@@ -47,8 +47,8 @@ from backpack._appsrc import AppSrcPipeline
 from backpack._frames import fit_frame, frame_problem
 from backpack._gst import fps_fraction, gst, h264_encoder  # noqa: F401 - public here
 
-#: Pass this to :meth:`SkyLine.start_streaming` to reuse the previous session's value (the seed's
-#: sentinel value).
+#: Pass this to :meth:`SkyLine.start_streaming` to reuse the previous session's value (the
+#: sentinel value of the aws-panorama-samples backpack).
 USE_LAST_VALUE: Any = -999
 
 
@@ -97,7 +97,8 @@ class SkyLine(ABC):
     """
 
     class State(Enum):
-        """States of a :class:`SkyLine` (as in the seed; ``PLAYING`` is ``STREAMING``)."""
+        """States of a :class:`SkyLine` (as in the aws-panorama-samples backpack;
+        ``PLAYING`` is ``STREAMING``)."""
 
         STOPPED = 0
         START_WARMUP = 1
@@ -198,7 +199,8 @@ class SkyLine(ABC):
         """GStreamer description of the elements after the appsrc.
 
         The appsrc outputs ``video/x-raw,format=BGR,width=<width>,height=<height>,
-        framerate=<fps>``. A description starting with ``appsrc`` is used whole (seed style).
+        framerate=<fps>``. A description starting with ``appsrc`` is used whole (as the
+        aws-panorama-samples backpack did).
         """
 
     def _configure_pipeline(self, pipeline: Any) -> None:

@@ -1,9 +1,10 @@
 """Timing and profiling for the frame loop: tickers, stopwatches, schedules, tachometers.
 
-API after the backpack timepiece documentation (``backpack-timepiece.rst``, the newer of the
-two seeds): :func:`local_now`, :class:`Ticker`, :class:`StopWatch`, :class:`Callback`,
-:class:`Schedule`, :class:`AtSchedule`, :class:`IntervalSchedule`, :class:`OrdinalSchedule`,
-:class:`AlarmClock` and :class:`Tachometer` (``stats_callback(timestamp, ticker)``).
+API after the backpack timepiece documentation (``backpack-timepiece.rst``, the newer of
+the two versions in aws-panorama-samples): :func:`local_now`, :class:`Ticker`,
+:class:`StopWatch`, :class:`Callback`, :class:`Schedule`, :class:`AtSchedule`,
+:class:`IntervalSchedule`, :class:`OrdinalSchedule`, :class:`AlarmClock` and
+:class:`Tachometer` (``stats_callback(timestamp, ticker)``).
 
 Nothing here starts a thread or a timer: schedules and tachometers act from inside the
 ``tick()`` the application calls in its loop, in the calling thread, or hand the work to the

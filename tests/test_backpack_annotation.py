@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backpack._optional import MissingDependencyError
 from backpack.annotation import (
     AnnotationDriver,
     Color,
@@ -30,6 +29,7 @@ from backpack.annotation import (
 )
 from backpack.annotation.opencv import OpenCVImageAnnotationDriver as SeedPathOpenCV
 from backpack.annotation.panorama import PanoramaMediaAnnotationDriver as SeedPathPanorama
+from backpack.errors import MissingDependencyError
 from backpack.geometry import Line, Point, PolyLine, Rectangle
 from tests.support.paths import REPO
 

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from backpack._optional import MissingDependencyError
 from backpack.cwtacho import CWTachometer
+from backpack.errors import MissingDependencyError
 from tests.support.aws_fixtures import dead_endpoint_url
 
 NAMESPACE = "PanoramaTest"

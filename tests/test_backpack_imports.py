@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.paths import REPO
 
 OPTIONAL = ("boto3", "botocore", "cv2", "gi", "dotenv", "tenacity", "s3transfer")
@@ -33,7 +35,7 @@ def test_a_missing_optional_dependency_is_one_clear_error():
     code = (
         "import sys\n"
         "sys.modules['boto3'] = None  # as if not installed\n"
-        "from backpack._optional import MissingDependencyError\n"
+        "from backpack.errors import MissingDependencyError\n"
         "from backpack.cwtacho import CWTachometer\n"
         "try:\n"
         "    CWTachometer(namespace='n', metric_name='m', region='us-east-1')\n"
@@ -46,3 +48,19 @@ def test_a_missing_optional_dependency_is_one_clear_error():
     )
     assert "CWTachometer needs the Python module 'boto3'" in out.stdout
     assert "pip install boto3" in out.stdout
+
+
+def test_the_exceptions_users_catch_come_from_backpack_errors():
+    import backpack.errors as errors
+    from backpack._optional import require
+    from backpack.kvs_credentials import KVSCredentialsError
+
+    assert set(errors.__all__) == {
+        "KVSCredentialsError",
+        "KVSSinkNotFoundError",
+        "MissingDependencyError",
+        "PipelineError",
+    }
+    assert KVSCredentialsError is errors.KVSCredentialsError
+    with pytest.raises(errors.MissingDependencyError, match="no_such_module_xyz"):
+        require("no_such_module_xyz", "a test feature")

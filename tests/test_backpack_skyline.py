@@ -267,7 +267,7 @@ def test_backpack_imports_without_gi_and_names_the_missing_piece():
     code = (
         "import sys; sys.modules['gi'] = None\n"
         "import backpack.skyline, backpack.kvs, backpack.rtsp\n"
-        "from backpack._optional import MissingDependencyError\n"
+        "from backpack.errors import MissingDependencyError\n"
         "try:\n"
         "    backpack.skyline.FileSkyLine('out.mp4', fps=10)\n"
         "except MissingDependencyError as exc:\n"

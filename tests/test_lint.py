@@ -44,3 +44,15 @@ def test_every_library_module_has_a_logger():
         if "logging.getLogger(__name__)" not in path.read_text():
             missing.append(str(rel))
     assert missing == []
+
+
+def test_backpack_speaks_to_its_users():
+    """backpack ships inside applications: no internal jargon in its text."""
+    import re
+
+    offenders = []
+    for path in sorted((REPO / "backpack").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bseeds?\b", line, re.IGNORECASE):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert offenders == []

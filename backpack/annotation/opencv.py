@@ -63,7 +63,7 @@ class OpenCVImageAnnotationDriver(AnnotationDriver):
         logger: see :class:`~backpack.annotation.AnnotationDriver`.
 
     Raises:
-        backpack._optional.MissingDependencyError: OpenCV (``cv2``) is not installed.
+        backpack.errors.MissingDependencyError: OpenCV (``cv2``) is not installed.
         ValueError: a thickness below 1 pixel, or a size outside (0, 1].
     """
 
