@@ -7,10 +7,11 @@ def entry() -> None:
     """Run the CLI; Ctrl-C while it is still starting up exits 130 without a traceback."""
     try:
         from panorama_cli.cli import main
+
+        main()
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted; nothing was changed\n")
         sys.exit(130)
-    main()
 
 
 if __name__ == "__main__":

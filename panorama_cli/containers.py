@@ -185,6 +185,11 @@ def export_container(
     Raises:
         UserError: invalid inputs, the image is not in the local engine, Docker unreachable.
     """
+    if not image.strip():
+        raise UserError(
+            "--container-image-uri is empty",
+            hint="name an image of the local engine, e.g. my/app:1.0 (docker image ls)",
+        )
     package, raw, graph = _prepare(project, package_path, asset_name)
     return _store_and_register(project, package, graph, raw, asset_name, image, None, progress)
 

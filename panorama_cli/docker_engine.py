@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 EXPORT_CHUNK = 1024 * 1024
 #: Label put on every container this module creates (they are all removed again).
 CONTAINER_LABEL = "panorama-cli.temporary"
+#: The pid and host name of the process that created a temporary container: a later command
+#: removes the container when that process is gone (killed before it could clean up).
+OWNER_PID_LABEL = "panorama-cli.pid"
+HOST_LABEL = "panorama-cli.host"
 #: How many build log lines a failed build reports.
 LOG_TAIL = 30
 
@@ -287,12 +291,13 @@ def _create_container(
 
     if platform is not None:
         target_machine(platform)
+    remove_stale_containers(client)
     try:
         return client.containers.create(
             image,
             command=command,
             platform=platform,
-            labels={CONTAINER_LABEL: role},
+            labels={CONTAINER_LABEL: role, OWNER_PID_LABEL: str(os.getpid()), HOST_LABEL: _host()},
             name=f"panorama-cli-{role}-{uuid.uuid4().hex[:12]}",
             detach=True,
             **options,
@@ -317,6 +322,53 @@ def _create_container(
             f"cannot create a container from {image}: {message}",
             hint=f"check the image (docker image inspect {image})",
         ) from exc
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_containers(client) -> list[str]:
+    """Remove the temporary containers a killed panorama-cli left behind (best effort).
+
+    Only containers carrying :data:`CONTAINER_LABEL` whose owner (labels
+    :data:`OWNER_PID_LABEL`, :data:`HOST_LABEL`) is a process of this host that no longer
+    runs; another command's containers, or another host's, are left alone. Never raises.
+
+    Returns:
+        The names of the containers removed.
+    """
+    removed: list[str] = []
+    try:
+        found = client.containers.list(
+            all=True, sparse=True, filters={"label": [CONTAINER_LABEL, f"{HOST_LABEL}={_host()}"]}
+        )
+    except Exception as exc:  # best effort: the command itself reports engine problems
+        log.debug("listing stale containers failed: %s", exc)
+        return removed
+    for container in found:
+        labels = (container.attrs or {}).get("Labels") or {}
+        pid = str(labels.get(OWNER_PID_LABEL, ""))
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            client.api.remove_container(container.id, force=True)
+            removed.append(str(container.attrs.get("Names", [container.id])[0]).lstrip("/"))
+        except Exception as exc:
+            log.debug("removing stale container %s failed: %s", container.id, exc)
+    return removed
 
 
 def _remove_container(container, *, quiet: bool) -> None:
