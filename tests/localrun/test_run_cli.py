@@ -122,3 +122,31 @@ def test_missing_entry_file_is_one_line(tmp_path):
     result = run_cli_subprocess(["run", "--camera", f"front_camera={video()}"], cwd=root)
     assert result.exit_code == 1
     assert "entry /panorama/app.py is not in packages/123456789012-APP-1.0/src/" in result.stderr
+
+
+def test_routing_rules_note_and_aws_profile_passthrough(tmp_path):
+    app = """
+    import json, os, panoramasdk
+    panoramasdk.node()
+    keys = ("AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED")
+    json.dump({k: os.environ.get(k) for k in keys}, open("/opt/aws/panorama/storage/env.json", "w"))
+    """
+    root = make_project(tmp_path, app, cameras=(), hdmi=False, params={})
+    graph_path = root / "graphs" / "app" / "graph.json"
+    graph = json.loads(graph_path.read_text())
+    graph["nodeGraph"]["networkRoutingRules"] = [
+        {"node": "code_node", "containerPort": 8080, "hostPort": 80,
+         "decorator": {"title": "web", "description": "dashboard"}}
+    ]  # fmt: skip
+    graph_path.write_text(json.dumps(graph))
+    out = tmp_path / "out"
+    result = run_cli_subprocess(
+        ["run", "--aws-profile", "dev", "--output-dir", str(out)],
+        cwd=root,
+        env={"AWS_SHARED_CREDENTIALS_FILE": "", "AWS_PROFILE": ""},
+    )
+    assert "node code_node binds its containerPort 8080 directly" in result.stderr
+    assert result.exit_code == 1  # the app ended by itself
+    env = json.loads((out / "storage" / "env.json").read_text())
+    assert env["AWS_PROFILE"] == "dev" and env["AWS_SHARED_CREDENTIALS_FILE"] != "/dev/null"
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"

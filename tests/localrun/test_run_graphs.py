@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from panorama_cli.localrun import run_project
-from tests.localrun.helpers import copy_sample, make_chain_project, video
+from tests.localrun.helpers import copy_sample, make_chain_project, make_project, video
 
 SAMPLE_APP = """
 import json
@@ -145,3 +145,66 @@ def test_business_logic_nodes_run_as_processes_wired_by_edges(tmp_path):
     assert (result.run_dir / "logs" / "detect_node" / "console.log").is_file()
     assert list((result.run_dir / "storage" / "overlay_node").glob("overlay-*"))
     assert not list((result.run_dir / "storage" / "detect_node").iterdir())
+
+
+def test_camera_package_stream_url_default_is_the_source(tmp_path):
+    from tests.localrun.helpers import ACCOUNT, _dump
+    from tests.localrun.test_run_apps import PASS_THROUGH
+
+    root = make_project(tmp_path, PASS_THROUGH, cameras=("lobby",))
+    _dump(
+        root / "packages" / f"{ACCOUNT}-LOBBY-1.0" / "package.json",
+        {
+            "nodePackage": {
+                "envelopeVersion": "2021-01-01",
+                "name": "LOBBY",
+                "version": "1.0",
+                "assets": [
+                    {
+                        "name": "rtsp_asset",
+                        "implementations": [
+                            {"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}
+                        ],
+                    }
+                ],
+                "interfaces": [
+                    {
+                        "name": "rtsp_interface",
+                        "category": "media_source",
+                        "asset": "rtsp_asset",
+                        "inputs": [{"name": "streamUrl", "type": "string", "default": video()}],
+                        "outputs": [{"name": "video_out", "type": "media"}],
+                    }
+                ],
+            }
+        },
+    )
+    graph_path = root / "graphs" / "app" / "graph.json"
+    graph = json.loads(graph_path.read_text())
+    body = graph["nodeGraph"]
+    body["packages"] = [p for p in body["packages"] if "abstract_rtsp" not in p["name"]]
+    body["packages"].append({"name": f"{ACCOUNT}::LOBBY", "version": "1.0"})
+    for node in body["nodes"]:
+        if node["name"] == "lobby":
+            node["interface"] = f"{ACCOUNT}::LOBBY.rtsp_interface"
+    graph_path.write_text(json.dumps(graph, indent=4))
+    result = run_project(root, frames=2, grace_s=0.5)  # no cameras= binding
+    assert result.report["exit_reason"] == "frames", result.console
+    assert result.report["cameras"]["lobby"]["frames"] == 2
+
+
+def test_end_of_input_ends_the_run(tmp_path):
+    import cv2
+    import numpy as np
+
+    from tests.localrun.test_run_apps import PASS_THROUGH
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((48, 64, 3), 40 * i, np.uint8))
+    root = make_project(tmp_path, PASS_THROUGH)
+    result = run_project(root, cameras={"front_camera": str(frames)}, grace_s=0.5)
+    assert result.report["exit_reason"] == "end-of-input" and result.exit_status == 0
+    assert result.report["cameras"]["front_camera"]["frames"] == 3
+    assert [int(f[30, 30, 0]) for f in result.hdmi_frames["front_camera"]] == [0, 40, 80]
