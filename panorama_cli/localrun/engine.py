@@ -241,6 +241,25 @@ class _Run:
         for thread in threads:
             thread.join()
 
+    def teardown(self) -> dict[str, dict[str, Any]]:
+        """Stop the apps (a second Ctrl-C skips the grace periods), the cameras, the sinks
+        (returns their {stream_id: {frames, path}}) and the socket."""
+        try:
+            self.stop_apps()
+        except KeyboardInterrupt:
+            for app in self.apps.values():
+                app.kill()
+        hdmi: dict[str, dict[str, Any]] = {}
+        try:
+            for feed in self.feeds.values():
+                feed.camera.stop()
+            if self.router is not None:
+                hdmi = self.router.close()
+        finally:
+            if self.server is not None:
+                self.server.close()
+        return hdmi
+
     def exit_code(self, reason: str) -> int | None:
         codes = {name: app.poll() for name, app in self.apps.items()}
         if reason in ("app-error", "app-exited"):
@@ -282,14 +301,14 @@ def run_application(
     run = _Run(plan, notify, t0)
     for note in plan.notes:
         notify("note", {"text": note})
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    for folder in ("logs", "storage"):
-        (plan.run_dir / folder).mkdir(exist_ok=True)
     reason = "app-error"
     hdmi: dict[str, dict[str, Any]] = {}
     try:
         run.load_models()
-        run.open_cameras()
+        run.open_cameras()  # a model or camera problem: one line, no run folder yet
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in ("logs", "storage"):
+            (plan.run_dir / folder).mkdir(exist_ok=True)
         run.start_apps()
         try:
             reason = run.wait_for_end()
@@ -297,15 +316,7 @@ def run_application(
             reason = "interrupted"
         notify("stopping", {"reason": reason})
     finally:
-        try:
-            run.stop_apps()
-        finally:
-            for feed in run.feeds.values():
-                feed.camera.stop()
-            if run.router is not None:
-                hdmi = run.router.close()
-            if run.server is not None:
-                run.server.close()
+        hdmi = run.teardown()
     for error in run.router.sink_errors() if run.router else []:
         raise UserError(f"HDMI output failed: {error}")
     app_code = run.exit_code(reason)

@@ -150,3 +150,13 @@ def test_routing_rules_note_and_aws_profile_passthrough(tmp_path):
     env = json.loads((out / "storage" / "env.json").read_text())
     assert env["AWS_PROFILE"] == "dev" and env["AWS_SHARED_CREDENTIALS_FILE"] != "/dev/null"
     assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+
+
+def test_unopenable_camera_fails_before_the_run_folder(tmp_path):
+    root = make_project(tmp_path, PASS_THROUGH)
+    result = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={tmp_path / 'missing.avi'}"], cwd=root
+    )
+    assert result.exit_code == 1 and "missing.avi" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / ".panorama-run").exists()
