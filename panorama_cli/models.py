@@ -151,6 +151,8 @@ def add_raw_model(
         else:
             from panorama_cli.aws import s3
 
+            if s3_uri is None or session_factory is None:
+                raise UserError("--model-s3-uri needs AWS: no session for S3 was given")
             s3.parse_s3_uri(s3_uri)
             asset = new.add(
                 _store_from_s3(s3_uri, project.assets_dir, session_factory, progress, on_size)

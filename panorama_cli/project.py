@@ -323,7 +323,8 @@ class Project:
 
     def load_graph(self) -> dict[str, Any]:
         """Parse graph.json (malformed JSON -> UserError with file:line:col)."""
-        return load_json(self.graph_path)
+        data: dict[str, Any] = load_json(self.graph_path)
+        return data
 
     def load_graph_for_update(self) -> dict[str, Any]:
         """Parse graph.json and refuse to edit it when it is not schema-valid."""
@@ -337,7 +338,8 @@ class Project:
                 f"refusing to change {problems[0].line()}",
                 hint="fix the manifest first (`panorama-cli validate` lists every problem)",
             )
-        return data
+        checked: dict[str, Any] = data
+        return checked
 
     def graph_accounts(self, graph: dict[str, Any] | None = None) -> list[str]:
         """Accounts used in graph package names, in order of appearance (``panorama`` excluded)."""

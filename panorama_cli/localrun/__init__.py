@@ -15,9 +15,10 @@ Python API for tests::
     result.annotations["front_door_camera"][0]["rects"]       # [(l, t, r, b), ...]
 
 Module map: plan (graph + flags -> RunPlan), engine (the run), supervisor (app processes,
-sandbox, stop ladder), channel (socket + shared-memory frame rings), routing (the runner's
-answers to the SDK), report (report.json), sources/pacing (cameras), inference (model nodes),
-sinks (HDMI mp4).
+stop ladder), sandbox (bubblewrap / unshare mount namespace), channel (socket +
+shared-memory frame rings), routing (the runner's answers to the SDK), feeds (camera fan-out,
+HDMI encoder threads), report (report.json), sources/pacing (cameras), inference (model
+nodes), sinks (HDMI mp4).
 """
 
 from __future__ import annotations

@@ -101,8 +101,8 @@ class _Run:
     def open_cameras(self) -> None:
         if not self.plan.cameras:
             return
+        from panorama_cli.localrun.feeds import CameraFeed
         from panorama_cli.localrun.pacing import Camera
-        from panorama_cli.localrun.routing import CameraFeed
         from panorama_cli.localrun.sources import open_source
 
         for camera, spec in self.plan.cameras.items():

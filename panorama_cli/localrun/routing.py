@@ -12,7 +12,6 @@ answering; the engine then stops that node.
 
 from __future__ import annotations
 
-import collections
 import queue
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.channel import FrameRing, Session
+from panorama_cli.localrun.feeds import CameraFeed, Ended, NodeStats, SinkWorker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,106 +30,6 @@ if TYPE_CHECKING:
     from panorama_cli.localrun.plan import RunPlan
 
 _POLL_S = 0.2
-_QUEUE_FRAMES = 4
-
-
-class Ended(Exception):
-    """A producer has no more frames for this consumer."""
-
-
-class CameraFeed:
-    """A camera shared by the ports it feeds: started on first use, frames fanned out."""
-
-    def __init__(self, camera: Any, consumers: list[tuple[str, str]]):
-        self.camera = camera
-        self.node: str = camera.node
-        self.uri: str = camera.source.uri
-        self.fps: float = camera.source.fps or 10.0
-        self._started = False
-        self._lock = threading.Lock()
-        self._backlog: dict[tuple[str, str], collections.deque[Any]] = {
-            c: collections.deque(maxlen=_QUEUE_FRAMES) for c in consumers
-        }
-
-    def next(self, consumer: tuple[str, str], deadline: float | None, stop: threading.Event):
-        """The next frame for ``consumer`` (node, port).
-
-        Raises:
-            Ended: the feed has ended. TimeoutError: ``deadline`` (monotonic) passed.
-        """
-        while not stop.is_set():
-            with self._lock:
-                if not self._started:
-                    self._started = True
-                    self.camera.start()
-                backlog = self._backlog.get(consumer)
-                if backlog:
-                    return backlog.popleft()
-            wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
-            if wait <= 0:
-                raise TimeoutError(f"no frame from camera {self.node}")
-            try:
-                frame = self.camera.get(timeout=wait)
-            except TimeoutError:
-                continue
-            if frame is None:
-                raise Ended(self.node)
-            with self._lock:
-                for other, pending in self._backlog.items():
-                    if other != consumer:
-                        pending.append(frame)
-            return frame
-        raise Ended(self.node)
-
-
-class NodeStats:
-    """Seconds spent in get / put / call, as the SDK measured them."""
-
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = {"get": [], "put": [], "call": []}
-
-    def add(self, pairs: Any) -> None:
-        for kind, seconds in pairs or ():
-            if kind in self.samples:
-                self.samples[kind].append(float(seconds))
-
-
-class SinkWorker:
-    """Encodes one stream's HDMI frames on its own thread (the app's put returns at once)."""
-
-    def __init__(self, sink: Any, keep: list[Any] | None):
-        self.sink = sink
-        self.keep = keep
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_FRAMES)
-        self._thread = threading.Thread(target=self._work, name="localrun-hdmi", daemon=True)
-        self._thread.start()
-
-    def submit(self, ring: FrameRing, slot: int, rects: list, labels: list) -> None:
-        ring.hold(slot)
-        self._queue.put((ring, slot, rects, labels))
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            ring, slot, rects, labels = item
-            try:
-                image = ring.view(slot)
-                if self.keep is not None:
-                    self.keep.append((image.copy(), list(rects), list(labels)))
-                if self.error is None:
-                    self.sink.write(image, rects, labels)
-            except BaseException as exc:  # noqa: BLE001 - reported at the end of the run
-                self.error = exc
-            finally:
-                ring.release(slot)
-
-    def close(self) -> dict[str, Any]:
-        self._queue.put(None)
-        self._thread.join()
-        return self.sink.close()
 
 
 class Router:
