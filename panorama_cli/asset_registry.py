@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from panorama_cli import asset_cleanup, graph_edit, names
@@ -186,7 +187,7 @@ def _remove_superseded(
         result.superseded.extend(path.name for path in removed)
 
 
-def _uris_in_use(project: Project, exclude: set) -> set[str]:
+def _uris_in_use(project: Project, exclude: set[Path]) -> set[str]:
     """Asset names the other packages refer to.
 
     Raises:

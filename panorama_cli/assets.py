@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from panorama_cli.errors import UserError
 from panorama_cli.interrupts import deferred_signals
@@ -85,12 +86,12 @@ class StoredAsset:
 class _HashingWriter:
     """File-like sink that hashes and counts bytes on their way to an open binary file."""
 
-    def __init__(self, fileobj):
+    def __init__(self, fileobj: BinaryIO):
         self._f = fileobj
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:
         self.hasher.update(data)
         n = self._f.write(data)
         self.size += len(data) if n is None else n
@@ -232,7 +233,7 @@ def _write_gzip(
 ) -> None:
     from isal import igzip_threaded
 
-    gz = igzip_threaded.open(
+    gz = igzip_threaded.open(  # type: ignore[no-untyped-call]
         sink, "wb", compresslevel=GZIP_LEVEL, threads=GZIP_THREADS, block_size=GZIP_BLOCK
     )
     try:

@@ -91,7 +91,8 @@ class LazyGroup(click.Group):
         module = COMMANDS.get(name)
         if module is None:
             return None
-        return importlib.import_module(f"panorama_cli.commands.{module}").cli
+        command: click.Command = importlib.import_module(f"panorama_cli.commands.{module}").cli
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

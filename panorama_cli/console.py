@@ -12,13 +12,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
 @cache
-def err():
+def err() -> Console:
     """The stderr console (messages, progress, logs)."""
     from rich.console import Console
 
@@ -105,7 +109,7 @@ def emit_text(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def _byte_progress():
+def _byte_progress() -> Progress:
     """A rich Progress on stderr with byte columns (size, speed, time left)."""
     from rich.progress import (
         BarColumn,

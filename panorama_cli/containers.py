@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from panorama_cli import asset_registry, descriptors, docker_engine, names
+from panorama_cli import asset_registry, descriptors, docker_engine, names, platforms
 from panorama_cli.asset_cleanup import rollback_new_assets
 from panorama_cli.assets import StoredAsset, store_bytes, store_stream
 from panorama_cli.errors import UserError
@@ -84,7 +85,9 @@ def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
-def _prepare(project: Project, package_path: str, asset_name: str):
+def _prepare(
+    project: Project, package_path: str, asset_name: str
+) -> tuple[Package, bytes, dict[str, Any]]:
     names.check(names.ASSET_NAME, asset_name)
     package = project.package_for_path(package_path)
     raw = check_runtime_descriptor(package, project)
@@ -95,7 +98,7 @@ def _prepare(project: Project, package_path: str, asset_name: str):
 def _store_and_register(
     project: Project,
     package: Package,
-    graph,
+    graph: dict[str, Any],
     raw: bytes,
     asset_name: str,
     image: str,
@@ -157,7 +160,7 @@ def build_container(
             f"{project.rel(package.folder)}: no Dockerfile",
             hint="create one (create-package --type Container writes a starter)",
         )
-    docker_engine.check_platform(platform)
+    platforms.check_platform(platform)
     image = docker_engine.build_image(
         package.folder,
         tag=image_tag(package, asset_name),

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.platforms import check_platform, target_machine
@@ -97,12 +97,12 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _api_error(exc) -> str:
+def _api_error(exc: Exception) -> str:
     """First line of what the engine said in a docker.errors.APIError."""
     return _first_line(str(getattr(exc, "explanation", None) or exc))
 
 
-def _is_local_engine(client) -> bool:
+def _is_local_engine(client: docker.DockerClient) -> bool:
     """Whether the engine listens on a unix socket, i.e. runs on this machine's kernel."""
     return getattr(client.api, "base_url", "") == "http+docker://localhost"
 
@@ -285,8 +285,13 @@ def _build_failure(error: str, step: str, tail: list[str], dockerfile_path: Path
 
 
 def _create_container(
-    client, image: str, command: list[str], platform: str | None, role: str, **options
-):
+    client: docker.DockerClient,
+    image: str,
+    command: list[str],
+    platform: str | None,
+    role: str,
+    **options: Any,
+) -> Any:
     import docker
 
     if platform is not None:
@@ -340,7 +345,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_containers(client) -> list[str]:
+def remove_stale_containers(client: docker.DockerClient) -> list[str]:
     """Remove the temporary containers a killed panorama-cli left behind (best effort).
 
     Only containers carrying :data:`CONTAINER_LABEL` whose owner (labels
@@ -371,7 +376,7 @@ def remove_stale_containers(client) -> list[str]:
     return removed
 
 
-def _remove_container(container, *, quiet: bool) -> None:
+def _remove_container(container: Any, *, quiet: bool) -> None:
     import docker
 
     try:
@@ -436,7 +441,7 @@ def export_filesystem(
             client.close()
 
 
-def _close(gen) -> None:
+def _close(gen: object) -> None:
     close = getattr(gen, "close", None)
     if close is not None:
         with contextlib.suppress(Exception):

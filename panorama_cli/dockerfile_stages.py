@@ -144,14 +144,16 @@ def find_block(text: str, where: str = "Dockerfile") -> Block | None:
             hint=f"keep exactly one '{BEGIN} ...' line followed by one '{END} ...' line",
         )
     start, end = begins[0], ends[0]
-    named = _BEGIN_RE.match(lines[start].rstrip("\r")).group("stages").split()
+    begin = _BEGIN_RE.match(lines[start].rstrip("\r"))
+    named = begin.group("stages").split() if begin else []
     named = [] if named == ["none"] else named
     try:
         stages = resolve(named)
     except UserError as exc:
         raise UserError(f"{where}:{start + 1}: {exc.message}", hint=exc.hint) from None
     body = [line.rstrip("\r") for line in lines[start + 1 : end]]
-    recorded = _END_RE.match(lines[end].rstrip("\r")).group("sum")
+    end_match = _END_RE.match(lines[end].rstrip("\r"))
+    recorded = end_match.group("sum") if end_match else ""
     return Block(start, end, stages, edited=recorded != _checksum(body))
 
 

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 def body(graph: dict[str, Any]) -> dict[str, Any]:
     """The ``nodeGraph`` object."""
-    return graph["nodeGraph"]
+    found: dict[str, Any] = graph["nodeGraph"]
+    return found
 
 
 def add_package(graph: dict[str, Any], name: str, version: str) -> bool:

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived; raised where Ctrl-C would raise ``KeyboardInterrupt``."""
 
 
-def _raise_terminated(signum, frame) -> None:
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
@@ -68,7 +69,7 @@ def deferred_signals() -> Iterator[None]:
         return
     pending: list[int] = []
 
-    def hold(signum, frame) -> None:
+    def hold(signum: int, frame: FrameType | None) -> None:
         if signum not in pending:
             pending.append(signum)
 
@@ -79,8 +80,8 @@ def deferred_signals() -> Iterator[None]:
     finally:
         for signum, handler in old.items():
             signal.signal(signum, handler)
-        for signum in pending:
-            signal.raise_signal(signum)
+        for held in pending:
+            signal.raise_signal(held)
 
 
 def reset() -> None:

@@ -260,6 +260,7 @@ def _upload(
 def _register(panorama: Any, item: _Work, options: Options, notify: Notify) -> None:
     """Step 4."""
     owner = options.owner_account or item.planned.package.account
+    assert item.result.package_id is not None  # set by _prepare
     api.register_package_version(
         panorama, item.result.package_id, item.planned.version, item.planned.patch, owner
     )
@@ -277,6 +278,7 @@ def _wait(panorama: Any, work: list[_Work], options: Options, notify: Notify) ->
     def fetch() -> dict[int, str]:
         for key, item in list(pending.items()):
             r = item.result
+            assert r.package_id is not None  # set by _prepare
             found = api.describe_package_version(panorama, r.package_id, r.version, r.patch)
             status = (found or {}).get("Status", api.REGISTER_PENDING)
             if status != api.REGISTER_PENDING:
@@ -309,6 +311,7 @@ def _finished(panorama: Any, item: _Work, options: Options, notify: Notify) -> N
         return
     owner = options.owner_account or item.planned.package.account
     try:
+        assert r.package_id is not None  # set by _prepare
         api.deregister_package_version(panorama, r.package_id, r.version, r.previous_patch, owner)
         r.deregistered_previous = True
     except UserError as exc:

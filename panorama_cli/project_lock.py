@@ -124,7 +124,7 @@ def remove_leftovers(project: Project) -> list[Path]:
     return removed
 
 
-def _entries(folder: Path) -> list[os.DirEntry]:
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
             return list(it)

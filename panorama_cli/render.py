@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from panorama_cli.manifests import loads
 from panorama_cli.resources import data_dir
+
+if TYPE_CHECKING:
+    import jinja2
 
 log = logging.getLogger(__name__)
 
 
 @cache
-def _environment():
+def _environment() -> jinja2.Environment:
     import jinja2
 
     return jinja2.Environment(
@@ -32,7 +35,7 @@ def _environment():
 def render_text(template: str, **context: Any) -> str:
     """Render ``template`` (a path under templates/) with ``context``."""
     log.debug("render %s", template)
-    return _environment().get_template(template).render(**context)
+    return str(_environment().get_template(template).render(**context))
 
 
 def render_json(template: str, **context: Any) -> Any:

@@ -172,7 +172,9 @@ def _package_files(
         return {"package.json": dumps(render_json("package/camera/package.json.j2", **ctx))}
     if package_type == "Datasink":
         return {"package.json": dumps(render_json("package/datasink/package.json.j2", **ctx))}
-    files = {"package.json": dumps(render_json("package/package.json.j2", **ctx))}
+    files: dict[str, str | bytes] = {
+        "package.json": dumps(render_json("package/package.json.j2", **ctx))
+    }
     if package_type == "Model":
         files["descriptor.json"] = dumps(render_json("package/model/descriptor.json.j2"))
         return files

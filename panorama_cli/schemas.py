@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -35,7 +36,7 @@ NV_ACCELERATORS_HELP = (
 
 
 @cache
-def _validator(kind: str):
+def _validator(kind: str) -> Any:
     import jsonschema
 
     schema = json.loads((data_dir("schemas") / f"{kind}.schema.json").read_text(encoding="utf-8"))
@@ -47,7 +48,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _message(error) -> str:
+def _message(error: Any) -> str:
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         kind = error.instance.get("interface", error.instance.get("type"))
         return f"{_short(error.instance)} matches none of the allowed forms" + (
@@ -55,7 +56,7 @@ def _message(error) -> str:
         )
     if error.validator in ("pattern", "enum", "const", "type", "maxLength", "minLength"):
         return f"value {_short(error.instance)} is invalid: {error.message.split(' is ')[-1]}"
-    return error.message
+    return str(error.message)
 
 
 def check(kind: str, data: Any, file: str) -> list[Problem]:
@@ -96,17 +97,17 @@ def _names_key(error: Any, key: str) -> bool:
     )
 
 
-def _closest_alternative(error, best_match):
+def _closest_alternative(error: Any, best_match: Callable[[Any], Any]) -> Any:
     """For a failed oneOf/anyOf, the error of the branch the document most likely meant.
 
     The branch with the fewest errors wins; on a tie, one whose errors are not about the
     discriminating constant (e.g. ``"type": "int32"``) wins.
     """
-    branches: dict[int, list] = {}
+    branches: dict[int, list[Any]] = {}
     for sub in error.context:
         branches.setdefault(sub.schema_path[0], []).append(sub)
 
-    def rank(item):
+    def rank(item: tuple[int, list[Any]]) -> tuple[int, bool]:
         subs = item[1]
         return (len(subs), any(s.validator in ("const", "enum") for s in subs))
 

@@ -140,13 +140,13 @@ def package_problems(project: Project, package: Package, hashes: dict[Path, str]
                 "keep one definition",
             )
         seen.add(interface["name"])
-        asset = interface.get("asset")
-        if asset is not None and asset not in asset_names:
+        named = interface.get("asset")
+        if named is not None and named not in asset_names:
             add(
                 ptr + "/asset",
-                f"interface {interface['name']!r} names asset {asset!r}, which the "
+                f"interface {interface['name']!r} names asset {named!r}, which the "
                 "package does not define",
-                asset_hint(project, package, asset),
+                asset_hint(project, package, str(named)),
             )
         for direction in ("inputs", "outputs"):
             ports = [p["name"] for p in interface.get(direction, [])]

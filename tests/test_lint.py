@@ -56,3 +56,14 @@ def test_backpack_speaks_to_its_users():
             if re.search(r"\bseeds?\b", line, re.IGNORECASE):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_mypy_strict_on_the_library_modules():
+    """Type check ([tool.mypy] in pyproject.toml: strict on panorama_cli's library modules)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

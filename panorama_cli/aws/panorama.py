@@ -79,7 +79,7 @@ def _call_or_none(operation: Any, **params: Any) -> dict[str, Any] | None:
 
 def _call_raw(operation: Any, **params: Any) -> dict[str, Any]:
     log.debug("Panorama %s %s", getattr(operation, "__name__", operation), sorted(params))
-    response = operation(**params)
+    response: dict[str, Any] = operation(**params)
     response.pop("ResponseMetadata", None)
     return response
 
