@@ -10,6 +10,7 @@ it stops every app (SIGINT, SIGTERM, SIGKILL), flushes the HDMI files and writes
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -22,6 +23,8 @@ from typing import Any
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan
 from panorama_cli.project import Project
+
+log = logging.getLogger(__name__)
 
 #: notify(event, data): "note" {text}, "output" {node, line}, "status" {cameras, elapsed_s},
 #: "started" {run_dir, nodes}, "stopping" {reason}.
@@ -197,6 +200,8 @@ class _Run:
                 kind, node = self.events.get(timeout=0.1)
             except queue.Empty:
                 kind, node = "", ""
+            if kind:
+                log.debug("run: %s %s", kind, node)
             if kind == "inputs-ended" and node not in finished:
                 finished.add(node)
                 threading.Thread(target=self._stop_node, args=(node,), daemon=True).start()

@@ -14,6 +14,7 @@ pid namespace, even children that left the process group).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun import sandbox
+
+log = logging.getLogger(__name__)
 
 #: Environment variables that carry AWS credentials or point at them.
 _AWS_CREDENTIAL_VARS = (
@@ -161,6 +164,7 @@ class AppProcess:
         self.started_at: float | None = None
         self.stop_requested = False
         self._new_root: Path | None = None
+        self._stop_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the entry in its sandbox.
@@ -191,6 +195,7 @@ class AppProcess:
         self._group = self._read_group(read_fd)
 
     def _start(self, argv: list[str], fds: tuple[int, ...]) -> None:
+        log.debug("node %s: %s", self.spec.node, " ".join(argv))
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -261,14 +266,20 @@ class AppProcess:
         self.stop_requested = True
         if self._proc is None:
             return None
+        with self._stop_lock:  # one ladder at a time: a second stop waits for the first
+            self._ladder(grace_s)
+        return self._proc.returncode
+
+    def _ladder(self, grace_s: float) -> None:
+        assert self._proc is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
             if self._proc.poll() is not None:
                 break
+            log.debug("node %s: %s to process group %s", self.spec.node, sig.name, self._group)
             self._signal_group(sig)
             if self.wait(grace_s) is not None:
                 break
         self.kill()
-        return self._proc.returncode
 
     def kill(self) -> None:
         """SIGKILL the app's group and the sandbox (its pid namespace goes with it)."""
