@@ -208,3 +208,100 @@ def test_end_of_input_ends_the_run(tmp_path):
     assert result.report["exit_reason"] == "end-of-input" and result.exit_status == 0
     assert result.report["cameras"]["front_camera"]["frames"] == 3
     assert [int(f[30, 30, 0]) for f in result.hdmi_frames["front_camera"]] == [0, 40, 80]
+
+
+PEOPLE_COUNTER = """
+import panoramasdk
+from backpack.yolox import PERSON, detect, letterbox
+
+
+class PeopleCounter(panoramasdk.node):
+    def __init__(self):
+        self.threshold = self.inputs.threshold.get() / 100.0
+
+    def process(self):
+        streams = self.inputs.video_in.get()
+        for stream in streams:
+            tensor, ratio = letterbox(stream.image)
+            (output,) = self.call({"images": tensor}, "detector")
+            people = detect(output, ratio, classes=(PERSON,), score_threshold=self.threshold)
+            for person in people:
+                stream.add_rect(*person.normalized(stream.image.shape))
+            stream.add_label("people: %d" % len(people), 0.05, 0.05)
+        self.outputs.video_out.put(streams)
+
+
+if __name__ == "__main__":
+    app = PeopleCounter()
+    while True:
+        app.process()
+"""
+
+
+def test_people_counter_with_yolox_nano_and_backpack(tmp_path):
+    from panorama_cli import backpack_injection
+    from tests.localrun.helpers import ACCOUNT, _dump, require
+    from tests.support.paths import SHARED
+
+    yolox = require(SHARED / "models" / "yolox_nano" / "yolox_nano.onnx")
+    root = make_project(tmp_path, PEOPLE_COUNTER)
+    package = root / "packages" / f"{ACCOUNT}-APP-1.0"
+    for rel, data in backpack_injection.package_files().items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_bytes(data)
+    model = root / "packages" / f"{ACCOUNT}-YOLOX-1.0"
+    _dump(
+        model / "package.json",
+        {
+            "nodePackage": {
+                "envelopeVersion": "2021-01-01",
+                "name": "YOLOX",
+                "version": "1.0",
+                "assets": [],
+                "interfaces": [
+                    {
+                        "name": "interface",
+                        "category": "ml_model",
+                        "asset": "model_asset",
+                        "inputs": [{"name": "video_in", "type": "media"}],
+                        "outputs": [{"name": "video_out", "type": "media"}],
+                    }
+                ],
+            }
+        },
+    )
+    _dump(
+        model / "descriptor.json",
+        {
+            "mlModelDescriptor": {
+                "envelopeVersion": "2021-01-01",
+                "framework": "ONNX",
+                "inputs": [{"name": "images", "shape": [1, 3, 416, 416]}],
+            }
+        },
+    )
+    graph_path = root / "graphs" / "app" / "graph.json"
+    graph = json.loads(graph_path.read_text())
+    graph["nodeGraph"]["packages"].append({"name": f"{ACCOUNT}::YOLOX", "version": "1.0"})
+    graph["nodeGraph"]["nodes"].append(
+        {"name": "detector", "interface": f"{ACCOUNT}::YOLOX.interface"}
+    )
+    graph_path.write_text(json.dumps(graph, indent=4))
+    result = run_project(
+        root,
+        frames=3,
+        cameras={"front_camera": video()},
+        models={"detector": yolox},
+        grace_s=0.5,
+    )
+    report = result.report
+    assert report["exit_reason"] == "frames", result.console
+    assert report["models"]["detector"]["calls"] == 3
+    assert report["models"]["detector"]["mean_ms"] > 0
+    for notes in result.annotations["front_camera"]:
+        rects, (label,) = notes["rects"], notes["labels"]
+        assert len(rects) >= 2 and label == (f"people: {len(rects)}", 0.05, 0.05)
+        assert all(
+            0 <= left < right <= 1 and 0 <= top < bottom <= 1 for left, top, right, bottom in rects
+        )
+    assert (result.run_dir / "hdmi" / "front_camera.mp4").stat().st_size > 1000
