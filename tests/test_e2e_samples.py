@@ -35,6 +35,7 @@ from panorama_cli.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli
 from tests.support.paths import APPS, REPO
+from tests.support.shared import require
 
 ACCOUNT = "210987654321"
 SAMPLE_ACCOUNT = "123456789012"
@@ -84,6 +85,7 @@ def sha256_of(path: Path) -> str:
 def copy_sample(name: str, dest: Path) -> Path:
     """Copy a read-only shared sample into ``dest`` and make the copy writable."""
     root = dest / name
+    require(APPS / name)
     shutil.copytree(APPS / name, root)
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -197,6 +199,7 @@ def official_schema_for(path: Path) -> str:
 
 def test_official_schema_oracle_is_not_vacuous() -> None:
     """The official-schema validator resolves the relative $refs and does reject things."""
+    require(APPS / "aws-panorama-sample")
     graph = load(APPS / "aws-panorama-sample" / "graphs" / "my-app" / "graph.json")
     assert official.errors(official.GRAPH, graph) == []
     broken = json.loads(json.dumps(graph))
@@ -430,6 +433,7 @@ def test_sample_code_runs_its_local_check_on_the_host(tmp_path: Path) -> None:
     folder.mkdir()
     shutil.copyfile(SAMPLE_CODE_DIR / "application.py", folder / "application.py")
     classes = APPS / "aws-panorama-sample" / "packages" / f"{SAMPLE_ACCOUNT}-SAMPLE_CODE-1.0"
+    require(classes)
     shutil.copyfile(classes / "squeezenet_classes.json", folder / "squeezenet_classes.json")
     env = {**os.environ, "PANORAMA_LOCAL_CHECK": "1"}
     ok = subprocess.run(

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from panorama_cli.project import Project
 from panorama_cli.validation import validate_project
 from tests.support.paths import APPS
+from tests.support.shared import require
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
@@ -65,6 +66,7 @@ def _mutate(value, path, replacement):
 
 def _setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz") / "app"
+    require(APPS / "debug-server")
     shutil.copytree(APPS / "debug-server", root)
     for path in root.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -7,10 +7,12 @@ import pytest
 from tests.support import official
 from tests.support.paths import APPS
 from tests.support.project_helpers import load, run, snapshot
+from tests.support.shared import require
 
 
 def copy_app(name, tmp_path):
     root = tmp_path / name
+    require(APPS / name)
     shutil.copytree(APPS / name, root)
     for path in root.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)

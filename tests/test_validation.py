@@ -8,6 +8,7 @@ import pytest
 from tests.support import official
 from tests.support.paths import APPS
 from tests.support.project_helpers import load, run
+from tests.support.shared import require
 
 ACCOUNT = "111122223333"
 
@@ -238,6 +239,7 @@ def test_duplicate_node_and_routing_rule(app):
 def test_official_samples_as_given(tmp_path, app_name):
     """Before import the samples are valid but for the two things they really lack."""
     root = tmp_path / app_name
+    require(APPS / app_name)
     shutil.copytree(APPS / app_name, root)
     for path in root.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
