@@ -22,7 +22,7 @@ from panorama_cli import names, schemas
 from panorama_cli.appgraph import OVERRIDES_FOLDER, AppGraph, override_candidates
 from panorama_cli.aws import panorama as api
 from panorama_cli.errors import UserError
-from panorama_cli.manifests import loads
+from panorama_cli.manifests import decode, loads, read_regular
 from panorama_cli.polling import poll
 from panorama_cli.project import Project
 
@@ -61,10 +61,7 @@ def compact(data: Any) -> str:
 def _payload(path: Path, project: Project, kind: str) -> tuple[str, dict[str, Any]]:
     """Read and check one manifest; returns (compact payload text, parsed)."""
     rel = project.rel(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read {rel}: {exc.strerror or exc}") from exc
+    text = decode(read_regular(path, rel), rel)  # regular files of bounded size only
     data = loads(text, rel)
     problems = schemas.check(kind, data, rel)
     if problems:

@@ -13,7 +13,7 @@ from typing import Any
 
 from panorama_cli import schemas
 from panorama_cli.errors import UserError
-from panorama_cli.manifests import loads
+from panorama_cli.manifests import decode, loads, read_regular
 from panorama_cli.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -94,13 +94,10 @@ def read_for_asset(path: Path, where: str, kind: str) -> tuple[bytes, dict[str, 
             a placeholder left, or a schema violation (file#pointer).
     """
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(
-            f"{where}: cannot read the descriptor ({exc.strerror})",
-            hint=f"a {kind} descriptor.json is needed here",
-        ) from None
-    data = loads(raw.decode("utf-8", errors="replace"), where)
+        raw = read_regular(path, where)  # a FIFO or /dev/zero is refused, not read
+    except UserError as exc:
+        raise UserError(exc.message, hint=f"a {kind} descriptor.json is needed here") from None
+    data = loads(decode(raw, where), where)
     if not isinstance(data, dict) or kind not in data:
         raise UserError(
             f"{where}: not a {kind} descriptor (no {kind})",

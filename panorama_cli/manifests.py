@@ -1,6 +1,8 @@
 """Reading and writing manifests (graph.json, package.json, descriptor.json, override.json).
 
-* Reads report malformed JSON as ``file:line:column: message``.
+* Reads (:mod:`panorama_cli.strict_json`) report malformed JSON as ``file:line:column:
+  message``, read only regular files of bounded size, and refuse NaN/Infinity and duplicate
+  keys.
 * Writes keep key order, use a 4-space indent and a trailing newline, and are atomic: the text
   goes to a temp file beside the target, is fsync'ed, then renamed over it.
 * :class:`Transaction` groups the writes of one command so that either all of them land or,
@@ -21,38 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.strict_json import (  # noqa: F401 - the manifest reading API lives here too
+    MAX_MANIFEST_BYTES,
+    decode,
+    load_json,
+    loads,
+    read_regular,
+)
 
 log = logging.getLogger(__name__)
-
-
-def load_json(path: Path) -> Any:
-    """Parse the JSON file at ``path``, preserving key order.
-
-    Raises:
-        UserError: ``path:line:col: <reason>`` for malformed JSON, or a missing/unreadable file.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from None
-    return loads(text, path)
-
-
-def loads(text: str, path: Path | str = "<string>") -> Any:
-    """Parse JSON text; errors name ``path:line:col``.
-
-    Raises:
-        UserError: for malformed JSON.
-    """
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}",
-            hint="fix the syntax at that position (a trailing comma or a missing quote is typical)",
-        ) from None
 
 
 def dumps(data: Any) -> str:

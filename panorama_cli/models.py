@@ -60,13 +60,37 @@ def check_model_descriptor(path: Path, project: Project) -> bytes:
     return raw
 
 
-def _check_gzip(path: Path, source: str) -> None:
+def check_model_archive(path: Path, source: str) -> None:
+    """Refuse a model file that is not a gzip'd tar holding at least one regular file.
+
+    The archive is listed while streaming (never extracted), up to its first regular file,
+    so a large model costs one short read; a 2-byte file, gzip that is not tar, or a huge
+    file of zeros behind the gzip magic fails fast.
+
+    Args:
+        path: the local archive (a regular file).
+        source: its name for the message (the local path or the s3:// URI).
+
+    Raises:
+        UserError: not gzip, not tar, truncated, or no regular file in it.
+    """
+    import tarfile
+    import zlib
+
+    hint = "package the model files with `tar czf model.tar.gz <files>`"
     with open(path, "rb") as fh:
         if fh.read(2) != GZIP_MAGIC:
-            raise UserError(
-                f"{source} is not a .tar.gz archive",
-                hint="package the model files with `tar czf model.tar.gz <files>`",
-            )
+            raise UserError(f"{source} is not a .tar.gz archive (no gzip header)", hint=hint)
+        fh.seek(0)
+        try:
+            with tarfile.open(fileobj=fh, mode="r|gz") as tar:
+                for member in tar:
+                    if member.isreg():
+                        return
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{source} is not a .tar.gz archive ({reason})", hint=hint) from None
+    raise UserError(f"{source} holds no file (an empty .tar.gz archive)", hint=hint)
 
 
 def _store_from_s3(
@@ -87,7 +111,7 @@ def _store_from_s3(
             os.close(fd)
             tmp = Path(tmp_name)
         s3.download(uri, tmp, session=session_factory(), progress=progress, on_size=on_size)
-        _check_gzip(tmp, uri)
+        check_model_archive(tmp, uri)
         digest = sha256_file(tmp)
         target = assets_dir / f"{digest}.tar.gz"
         existed = os.path.lexists(target)
@@ -135,11 +159,12 @@ def add_raw_model(
     graph = project.load_graph_for_update() if packages else None
     if local_path is not None:
         local_path = Path(local_path)
-        if not local_path.is_file():
+        if not local_path.is_file():  # a FIFO or a device is not a model file either
             raise UserError(
-                f"{local_path}: no such model file", hint="pass the path of a .tar.gz archive"
+                f"{local_path}: no such model file (or not a regular file)",
+                hint="pass the path of a .tar.gz archive",
             )
-        _check_gzip(local_path, str(local_path))
+        check_model_archive(local_path, str(local_path))
     tx = Transaction()
     with rollback_new_assets(project.assets_dir) as new:
         if local_path is not None:

@@ -398,9 +398,27 @@ class Project:
         return self.load_package(candidate, for_update=True)
 
     def read_settings(self) -> dict[str, Any]:
-        """Project settings written by init-project (``.panorama-cli.json``); {} if none."""
+        """Project settings written by init-project (``.panorama-cli.json``); {} if none.
+
+        Raises:
+            UserError: the file is not a JSON object, or ``accountId`` is not a string.
+        """
         path = self.root / SETTINGS_FILE
-        return load_json(path) if path.is_file() else {}
+        if not os.path.lexists(path):
+            return {}
+        data = load_json(path)
+        if not isinstance(data, dict):
+            raise UserError(
+                f"{SETTINGS_FILE}: settings must be a JSON object",
+                hint='e.g. {"accountId": "123456789012"}',
+            )
+        account = data.get("accountId")
+        if account is not None and not isinstance(account, str):
+            raise UserError(
+                f"{SETTINGS_FILE}#/accountId: must be a string, not {type(account).__name__}",
+                hint='write it in quotes, e.g. "accountId": "123456789012"',
+            )
+        return data
 
 
 def resolve_account_id(
