@@ -9,7 +9,9 @@ travel on the socket: each (camera, consumer port) has a :class:`FrameRing`, a
 
 Messages from the app: ``hello {node, pid}``, ``get {port, timeout}``,
 ``put {port, media: [{ref, labels, rects}]}``, ``call {model, inputs, timeout}``,
-``stats {stats: [(kind, seconds)]}``.
+``stats {stats: [(kind, seconds)]}``. Model inputs and outputs travel as
+(dtype, shape, bytes) (:func:`pack_array`), never as numpy pickles, so an app running an
+older numpy under ``--python`` reads them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+def pack_array(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
+    """An ndarray as (dtype, shape, bytes) on the wire: no numpy pickle, so the app's numpy
+    (an old one under ``--python``) need not match the runner's."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    return (array.dtype.str, tuple(int(d) for d in array.shape), array.tobytes())
+
+
+def unpack_array(packed: tuple[str, tuple[int, ...], bytes]) -> np.ndarray:
+    """The ndarray of :func:`pack_array` (read-only, no copy)."""
+    import numpy as np
+
+    dtype, shape, data = packed
+    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
 
 
 class Session:

@@ -21,7 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.channel import FrameRing, Session
+from panorama_cli.localrun.channel import FrameRing, Session, pack_array, unpack_array
 from panorama_cli.localrun.feeds import CameraFeed, Ended, NodeStats, SinkWorker
 
 if TYPE_CHECKING:
@@ -279,8 +279,10 @@ class Router:
         if "media" in inputs:
             ring = self._by_name[inputs["media"][0]]
             payload: Any = ring.view(inputs["media"][1])
+        elif "array" in inputs:
+            payload = unpack_array(inputs["array"])
         else:
-            payload = inputs.get("array", inputs.get("dict"))
+            payload = {k: unpack_array(v) for k, v in (inputs.get("dict") or {}).items()}
         timeout = message.get("timeout")
         try:
             if timeout is None:
@@ -296,4 +298,4 @@ class Router:
         except TypeError as exc:
             session.reply(message, error="type", message=str(exc))
             return
-        session.reply(message, outputs=tuple(outputs))
+        session.reply(message, outputs=tuple(pack_array(o) for o in outputs))

@@ -31,6 +31,7 @@ class Application(panoramasdk.node):
                 "stream": stream.stream_id,
                 "types": [type(o).__name__ for o in (out_a, out_b, out_c)],
                 "a": out_a[0].tolist(), "b": out_b[0].tolist(), "c_shape": list(out_c[0].shape),
+                "writeable": bool(out_a[0].flags.writeable), "dtype": str(out_a[0].dtype),
             })
         try:
             self.call({"wrong_name": np.zeros((1, 3, 224, 224), np.float32)}, "model_node")
@@ -100,6 +101,7 @@ def test_two_cameras_through_the_official_multicam_override_with_a_model(tmp_pat
     assert first["types"] == ["tuple", "tuple", "tuple"]
     assert first["a"] == [[2.0, 2.0, 2.0]] and first["b"] == first["a"]
     assert first["c_shape"] == [1, 3]
+    assert first["writeable"] is True and first["dtype"] == "float32"
     assert "wrong_name" in state["bad_name"]
     assert (result.run_dir / "hdmi" / "CAMERA_B.mp4").stat().st_size > 1000
 

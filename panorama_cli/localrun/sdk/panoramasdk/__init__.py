@@ -183,13 +183,31 @@ def _attach(instance):
         instance.__dict__[direction + "s"] = _Ports(hello["node"], direction, ports, where)
 
 
+def _pack(array):
+    """An ndarray as (dtype, shape, bytes): no numpy pickle, so the runner's numpy version
+    need not match the app's."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise TypeError("node.call(): arrays of Python objects cannot be model inputs")
+    return (array.dtype.str, tuple(int(d) for d in array.shape), array.tobytes())
+
+
+def _unpack(packed):
+    import numpy as np
+
+    dtype, shape, data = packed
+    return np.frombuffer(bytearray(data), dtype=np.dtype(dtype)).reshape(shape)
+
+
 def _call_inputs(inputs):
     import numpy as np
 
     if isinstance(inputs, media):
         return {"media": inputs._info["ref"]}
     if isinstance(inputs, np.ndarray):
-        return {"array": inputs}
+        return {"array": _pack(inputs)}
     if isinstance(inputs, dict):
         converted = {}
         for key, value in inputs.items():
@@ -201,7 +219,7 @@ def _call_inputs(inputs):
                         key, type(value).__name__
                     )
                 )
-            converted[str(key)] = value
+            converted[str(key)] = _pack(value)
         return {"dict": converted}
     raise TypeError(
         "node.call(): inputs must be a dict of numpy arrays, a numpy array or a media, not "
@@ -267,4 +285,4 @@ class node(object):
         except KeyboardInterrupt:
             raise KeyboardInterrupt() from None
         connection.record("call", time.perf_counter() - start)
-        return tuple(reply["outputs"])
+        return tuple(_unpack(output) for output in reply["outputs"])
