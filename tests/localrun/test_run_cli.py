@@ -160,3 +160,18 @@ def test_unopenable_camera_fails_before_the_run_folder(tmp_path):
     assert result.exit_code == 1 and "missing.avi" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (root / ".panorama-run").exists()
+
+
+def test_without_json_the_apps_output_a_timings_table_and_the_next_step(tmp_path):
+    app = PASS_THROUGH.replace(
+        "    app = Application()", "    print('app says hi')\n    app = Application()"
+    )
+    root = make_project(tmp_path, app)
+    result = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={video()}", "--frames", "2", "--fast"], cwd=root
+    )
+    assert result.exit_code == 0, result.describe()
+    assert "app says hi" in result.stderr and "app says hi" not in result.stdout
+    assert "timings" in result.stdout and "code_node get()" in result.stdout
+    assert "camera front_camera" in result.stdout and "2 frames" in result.stdout
+    assert "run ended (frames)" in result.stderr and "report.json" in result.stderr
