@@ -196,11 +196,13 @@ class ModelNode:
         feed = self._feed(inputs)
         if not self._identity:
             feed = {self._to_model[n]: v for n, v in feed.items()}
+        prepared = time.perf_counter() - start
         if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             raise TimeoutError(f"model node {self.name}: busy for more than {timeout:g} s")
         try:
+            start = time.perf_counter()  # waiting for another call is not this call's latency
             outputs = self.impl.run(feed)
-            self._latency_ms.append((time.perf_counter() - start) * 1000.0)
+            self._latency_ms.append((prepared + time.perf_counter() - start) * 1000.0)
         finally:
             self._lock.release()
         return outputs
@@ -210,7 +212,8 @@ class ModelNode:
     @property
     def stats(self) -> dict[str, Any]:
         """``{"backend", "calls", "mean_ms", "p50_ms", "p95_ms"}`` over every call so far
-        (milliseconds from receiving the inputs to having the outputs)."""
+        (milliseconds checking/converting the inputs plus running the model; time spent
+        waiting for another call on the same model is not counted)."""
         import numpy as np
 
         with self._lock:
