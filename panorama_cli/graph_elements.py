@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from panorama_cli.node_kinds import NodeKind
-from panorama_cli.project import Package
+from panorama_cli.node_package import Package
 
 log = logging.getLogger(__name__)
 

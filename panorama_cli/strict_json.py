@@ -10,6 +10,7 @@ JSON: deploy would send them), duplicate keys (the last one would silently win).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
 
 #: Largest manifest or descriptor read, bytes: far above any real one (the official sample's
 #: largest is a few KiB), far below what would exhaust memory.
