@@ -1,0 +1,96 @@
+"""The runner's parts on their own: socket path, frame rings, parameter typing, report stats."""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panorama_cli.errors import UserError
+from panorama_cli.localrun.channel import (
+    MAX_SOCKET_PATH,
+    FrameRing,
+    pack_array,
+    socket_path,
+    unpack_array,
+)
+from panorama_cli.localrun.plan import parameter_value, parse_binding
+from panorama_cli.localrun.report import percentile, summary_ms
+
+
+def test_socket_path_stays_under_the_unix_limit(tmp_path):
+    short = socket_path(tmp_path)
+    assert short == tmp_path / "ctl.sock"
+    deep = tmp_path / ("d" * 120)
+    far = socket_path(deep)
+    assert len(str(far)) <= MAX_SOCKET_PATH and far.parent.name.startswith("pcr-")
+    far.parent.rmdir()
+
+
+def test_frame_ring_slots_are_shared_memory_and_held_slots_are_skipped():
+    ring = FrameRing((4, 6, 3), slots=3, stream="cam")
+    try:
+        first = ring.write(np.full((4, 6, 3), 1, np.uint8))
+        ring.hold(first)
+        second = ring.write(np.full((4, 6, 3), 2, np.uint8))
+        third = ring.write(np.full((4, 6, 3), 3, np.uint8))
+        fourth = ring.write(np.full((4, 6, 3), 4, np.uint8))  # wraps, skipping the held slot
+        assert (first, second, third) == (0, 1, 2) and fourth == 1
+        assert int(ring.view(first)[0, 0, 0]) == 1
+        with open(f"/dev/shm/{ring.name}", "r+b") as f:  # what the SDK maps
+            mapped = mmap.mmap(f.fileno(), 0)
+        view = np.ndarray((4, 6, 3), np.uint8, buffer=mapped, offset=ring.offset(fourth))
+        assert int(view[3, 5, 2]) == 4
+        view[0, 0, 0] = 99  # the app draws in place: the runner sees it
+        assert int(ring.view(fourth)[0, 0, 0]) == 99
+        del view
+        mapped.close()
+        ring.release(first)
+    finally:
+        ring.close()
+    assert not Path(f"/dev/shm/{ring.name}").exists()
+
+
+def test_arrays_travel_without_numpy_pickles():
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # not contiguous
+    packed = pack_array(array)
+    assert packed[:2] == ("<f4", (3, 2)) and isinstance(packed[2], bytes)
+    assert (unpack_array(packed) == array).all()
+
+
+@pytest.mark.parametrize(
+    "type_name, text, value",
+    [
+        ("float32", "60", 60.0),
+        ("float32", 60, 60.0),
+        ("int32", "7", 7),
+        ("boolean", "true", True),
+        ("boolean", "0", False),
+        ("string", "us-west-2", "us-west-2"),
+    ],
+)
+def test_parameter_values_are_typed_by_the_interface(type_name, text, value):
+    typed = parameter_value(type_name, text, "--param p")
+    assert typed == value and type(typed) is type(value)
+
+
+@pytest.mark.parametrize("type_name, text", [("int32", "1.5"), ("float32", "x"), ("boolean", "2")])
+def test_bad_parameter_values_are_one_line(type_name, text):
+    with pytest.raises(UserError, match=f"is not a {type_name} value"):
+        parameter_value(type_name, text, "--param p")
+
+
+def test_bindings_need_node_equals_value():
+    assert parse_binding("cam=rtsp://a/b?x=1", "--camera") == ("cam", "rtsp://a/b?x=1")
+    with pytest.raises(UserError, match="expected NODE=VALUE"):
+        parse_binding("just-a-file.avi", "--camera")
+
+
+def test_timing_summaries_in_milliseconds():
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    stats = summary_ms([0.001] * 19 + [0.021])
+    assert stats["count"] == 20 and stats["p50"] == 1.0 and stats["mean"] == 2.0
+    assert stats["p95"] == pytest.approx(2.0, abs=1e-9)
+    assert summary_ms([]) == {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0}
