@@ -307,3 +307,44 @@ def test_people_counter_with_yolox_nano_and_backpack(tmp_path):
             0 <= left < right <= 1 and 0 <= top < bottom <= 1 for left, top, right, bottom in rects
         )
     assert (result.run_dir / "hdmi" / "front_camera.mp4").stat().st_size > 1000
+
+
+RTSP_APP = """
+import json
+import panoramasdk
+
+node = panoramasdk.node()
+seen = []
+while True:
+    streams = node.inputs.video_in.get()
+    seen += [[s.stream_id, s.stream_uri, list(s.image.shape)] for s in streams]
+    json.dump(seen, open("/opt/aws/panorama/storage/seen.json", "w"))
+    node.outputs.video_out.put(streams)
+"""
+
+
+def test_rtsp_camera_on_localhost(tmp_path, gst_rtsp):
+    from backpack.rtsp import RTSPSkyLine
+    from tests.test_localrun_sources import Producer, free_port
+
+    video()
+    sky = RTSPSkyLine(
+        None, "cam", port=free_port(), host="127.0.0.1", fps=10, width=320, height=240
+    )
+    sky.start_streaming()
+    url = sky.url.replace("rtsp://", "rtsp://viewer:hunter2@")
+    root = make_project(tmp_path, RTSP_APP, params={})
+    try:
+        with Producer(sky, fps=10):
+            result = run_project(
+                root, frames=5, cameras={"front_camera": url}, fast=False, grace_s=0.5
+            )
+    finally:
+        sky.stop_streaming()
+    assert result.report["exit_reason"] == "frames", result.console
+    assert result.report["cameras"]["front_camera"]["frames"] == 5
+    seen = json.loads((result.run_dir / "storage" / "seen.json").read_text())
+    redacted = sky.url.replace("rtsp://", "rtsp://viewer:***@")
+    assert seen == [["front_camera", redacted, [240, 320, 3]]] * 5
+    assert "hunter2" not in json.dumps(result.report) + result.console
+    assert result.report["hdmi"]["front_camera"]["frames"] == 5
