@@ -347,3 +347,28 @@ def test_rtsp_that_does_not_answer_is_one_line():
         f"rtsp://admin:***@127.0.0.1:{port}/none: cannot open the RTSP stream"
     )
     assert "secret" not in message and "\n" not in message
+
+
+def test_rtsp_camera_that_stays_away_gives_up_or_stops_promptly(gst_rtsp):
+    require(VIDEO)
+    from backpack.rtsp import RTSPSkyLine
+    from panorama_cli.localrun.live_sources import RtspSource
+
+    sky = RTSPSkyLine(
+        None, "cam", port=free_port(), host="127.0.0.1", fps=10, width=160, height=120
+    )
+    sky.start_streaming()
+    with Producer(sky, fps=10):
+        camera = Camera("cam", open_source(sky.url), fast=False, max_frames=None)
+        gives_up = RtspSource(sky.url, reconnect_for=1.0)
+        camera.start()
+        assert camera.get(timeout=10).image.shape == (120, 160, 3)
+        sky.stop_streaming()
+        time.sleep(2.0)  # the reader drains what FFMPEG buffered, then reconnects in a loop
+        started = time.monotonic()
+        camera.stop(timeout=5)
+        assert not camera._thread.is_alive() and time.monotonic() - started < 2.5
+        with pytest.raises(UserError, match="stream lost and not back after 1 s of reconnecting"):
+            for _ in range(100):
+                gives_up.read()
+        gives_up.close()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -56,6 +57,7 @@ class RtspSource:
         self._conn_first: float | None = None  # stream time of this connection's first frame
         self._last_pts = -1.0
         self._closed = False
+        self._interrupted = threading.Event()
         try:
             container = self._connect()
         except Exception as exc:
@@ -105,15 +107,17 @@ class RtspSource:
         """Next frame; reconnects on loss. pts follows the stream's timestamps within a
         connection and the wall clock across reconnects.
 
+        Returns None once closed or :meth:`interrupt`-ed (also in the middle of reconnecting).
+
         Raises:
-            UserError: the stream stayed lost for ``reconnect_for`` seconds, or the source
-                was closed.
+            UserError: the stream stayed lost for ``reconnect_for`` seconds.
         """
         import av
         from tenacity import (
             Retrying,
             retry_if_exception_type,
             stop_after_delay,
+            stop_when_event_set,
             wait_exponential,
         )
 
@@ -121,19 +125,23 @@ class RtspSource:
         try:
             av_frame = self._next_av_frame()
         except lost:
-            if self._closed:
+            if self._closed or self._interrupted.is_set():
                 return None
             try:
                 for attempt in Retrying(
                     retry=retry_if_exception_type(lost),
                     wait=wait_exponential(multiplier=0.25, max=4.0),
-                    stop=stop_after_delay(self.reconnect_for),
+                    stop=stop_after_delay(self.reconnect_for)
+                    | stop_when_event_set(self._interrupted),
+                    sleep=self._interrupted.wait,
                     reraise=True,
                 ):
                     with attempt:
                         self._connect()
                         av_frame = self._next_av_frame()
             except lost as exc:
+                if self._interrupted.is_set():
+                    return None
                 raise UserError(
                     f"{self.uri}: stream lost and not back after {self.reconnect_for:g} s "
                     f"of reconnecting ({_reason(exc)})"
@@ -157,8 +165,15 @@ class RtspSource:
         self._index += 1
         return frame
 
+    def interrupt(self) -> None:
+        """Makes a :meth:`read` blocked in reconnecting return None soon (any thread); a read
+        waiting for a packet returns within ``read_timeout``."""
+        self._interrupted.set()
+
     def close(self) -> None:
+        """Closes the connection; call it from the reading thread (or when no read runs)."""
         self._closed = True
+        self._interrupted.set()
         self._close_container()
 
 
@@ -250,7 +265,8 @@ class GstSource:
         self._offset = 0.0
         self._first_pts: int | None = None
         self._last_pts = -1.0
-        self._closing = False
+        self._closing = False  # interrupt() or close() called: reads return None
+        self._stopped = False
         self._start()
         self._peeked: Frame | None = self._pull()  # learn size/fps before the first read
 
@@ -371,10 +387,15 @@ class GstSource:
         self._pass_index += 1
         return frame
 
+    def interrupt(self) -> None:
+        """Makes a waiting :meth:`read` return None within ``pull_timeout`` (any thread)."""
+        self._closing = True
+
     def close(self) -> None:
         """Stops the pipeline; safe from another thread than the reader's."""
-        if not self._closing:
-            self._closing = True
+        self._closing = True
+        if not self._stopped:
+            self._stopped = True
             self._pipeline.set_state(self._gst.State.NULL)
 
 

@@ -216,6 +216,9 @@ class Camera:
         the background; it is a daemon thread and closes the source when it returns.
         """
         self._stop.set()
+        interrupt = getattr(self.source, "interrupt", None)
+        if interrupt is not None:  # e.g. an RTSP source in the middle of reconnecting
+            interrupt()
         with self._cond:
             self._queue.clear()
             self._cond.notify_all()

@@ -87,6 +87,10 @@ class FrameSource(Protocol):
         ...
 
 
+# Live sources also have ``interrupt()``: from any thread, makes a blocked ``read`` (waiting
+# for a frame, or reconnecting) return None soon; :meth:`Camera.stop` calls it when present.
+
+
 def redact_uri(uri: str) -> str:
     """``uri`` with passwords replaced by ``***``: ``rtsp://u:pw@h/`` → ``rtsp://u:***@h/``.
 
