@@ -32,6 +32,8 @@ def test_wheel_contents(wheel):
         "backpack/__init__.py",
         "backpack/data/panorama/2019-07-24/service-2.json",
         "backpack/data/panorama/2019-07-24/paginators-1.json",
+        "panorama_cli/localrun/sdk/panoramasdk/__init__.py",  # the SDK apps import under `run`
+        "panorama_cli/localrun/_unshare_root.py",
     ):
         assert required in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
