@@ -13,7 +13,7 @@ import pytest
 
 from panorama_cli.appgraph import AppGraph, NodeKind, find_override_files
 from panorama_cli.errors import UserError
-from panorama_cli.project import ModelInput, Project, RuntimeEntry
+from panorama_cli.project import Project, RuntimeEntry
 from tests.support.paths import APPS
 from tests.support.shared import require
 
@@ -80,23 +80,6 @@ def test_sample_kinds_ports_values(tmp_path):
     assert graph.edges_from("detection_threshold")[0].producer_port is None
     assert graph.routing_rules == () and dict(graph.inbound_ports) == {}
     assert [n.name for n in graph.nodes_of(NodeKind.CAMERA)] == ["camera_node"]
-
-
-def test_sample_packages_on_the_model(tmp_path):
-    project = copy_app(SAMPLE, tmp_path)
-    code = project.load_package(project.packages_dir / "123456789012-SAMPLE_CODE-1.0")
-    model = project.load_package(project.packages_dir / "123456789012-SQUEEZENET_PYTORCH-1.0")
-    assert code.kind == NodeKind.BUSINESS_LOGIC and model.kind == NodeKind.MODEL
-    assert code.runtime_entry == RuntimeEntry("python3", "/panorama/application.py")
-    assert code.model_descriptor is None and model.runtime_entry is None
-    descriptor = model.model_descriptor
-    assert descriptor is not None and descriptor.framework == "PYTORCH"
-    assert descriptor.inputs == (ModelInput("data", (1, 3, 224, 224)),)
-    assert descriptor.precision_mode == "FP16"
-    archive, digest = model.model_asset() or (None, None)
-    assert digest == "fd1aef48acc3350a5c2673adacffab06af54c3f14da6fe4a8be24cac687a386e"
-    assert archive == project.assets_dir / f"{digest}.tar.gz"
-    assert code.model_asset() is None
 
 
 def test_sample_multicam_override_one_camera_becomes_two(tmp_path):
@@ -331,18 +314,6 @@ def test_schema_invalid_graph_raises(handmade):
     write(handmade.graph_path, data)
     with pytest.raises(UserError, match=r"graph.json#/nodeGraph/nodes/0"):
         AppGraph.load(handmade)
-
-
-def test_reading_a_package_never_changes_it(handmade):
-    folder = handmade.packages_dir / f"{ACCOUNT}-cam-1.0"
-    package = handmade.load_package(folder)
-    before = json.dumps(package.data)
-    assert package.assets() == [] and package.asset("x") is None and package.kind
-    assert package.model_asset() is None and package.runtime_entry is None
-    assert json.dumps(package.data) == before and "assets" not in package.body
-    package.add_asset({"name": "a", "implementations": []})
-    package.add_interface({"name": "i2", "category": "media_source"})
-    assert package.asset("a") is not None and package.interface("i2") is not None
 
 
 def test_override_files_beside_graph_and_in_deployment_overrides(handmade):
