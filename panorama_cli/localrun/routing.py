@@ -71,6 +71,7 @@ class Router:
         self._business = {b.node.name: b for b in plan.business}
         self._queues: dict[tuple[str, str], queue.Queue[Any]] = {}
         self._ended_nodes: set[str] = set()
+        self._start_wall = time.time()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="localrun-call")
         for b in plan.business:
             for port, spec in b.inputs.items():
@@ -199,8 +200,6 @@ class Router:
             "labels": [],
             "rects": [],
         }
-
-    _start_wall = time.time()
 
     def start_clock(self) -> None:
         """The run's start time (wall clock) that frame time stamps are offset by."""
