@@ -11,7 +11,7 @@ first).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,16 @@ def graph_problems(
         return found
     graph = AppGraph.build(project, path, data, packages=packages)
     log.debug("checking %r", graph)
-    found += package_list_problems(project, graph, packages, broken)
+    notes: list[str] = []
+    overrides = find_override_files(project, notes)
+    in_overrides = {
+        names.split_package_ref(str(ref.get("name")))
+        for path in overrides
+        for ref in _override_packages(path)
+    }
+    found += package_list_problems(
+        project, graph, packages, broken, {p[1] for p in in_overrides if p}
+    )
     found += node_problems(project, graph)
     for edge in graph.edges:
         found += edge_problems(project, graph, edge)
@@ -65,8 +74,6 @@ def graph_problems(
                     "name a node of nodeGraph.nodes",
                 )
             )
-    notes: list[str] = []
-    overrides = find_override_files(project, notes)
     found += [
         Problem(line.split(": ", 1)[0], "", line.split(": ", 1)[1], "", NOTE) for line in notes
     ]
@@ -85,11 +92,27 @@ def load_checked(project: Project, path: Path, kind: str) -> tuple[Any | None, l
     return (None if found else data), found
 
 
+def _override_packages(path: Path) -> list[dict[str, Any]]:
+    """The ``packages`` entries of an override file ([] when it cannot be read)."""
+    try:
+        data = load_json(path)
+    except UserError:
+        return []
+    body = data.get("nodeGraphOverrides") if isinstance(data, dict) else None
+    found = body.get("packages") if isinstance(body, dict) else None
+    return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
+
+
 def package_list_problems(
-    project: Project, graph: AppGraph, packages: Mapping[str, Package], broken: set[str]
+    project: Project,
+    graph: AppGraph,
+    packages: Mapping[str, Package],
+    broken: set[str],
+    in_overrides: Set[str] = frozenset(),
 ) -> list[Problem]:
     """``nodeGraph.packages``: listed once, a folder for each local one, versions agree; every
-    local package listed (a warning)."""
+    local package listed in graph.json or an override file (``in_overrides``: package names),
+    else a warning."""
     path = graph.path
     found: list[Problem] = []
     if not graph.packages:
@@ -152,7 +175,7 @@ def package_list_problems(
                     "rename the folder, or run import-application to set the account",
                 )
             )
-    listed_names = {ref.package_name for ref in graph.packages}
+    listed_names = {ref.package_name for ref in graph.packages} | set(in_overrides)
     for package in packages.values():
         if package.name not in listed_names:
             found.append(

@@ -72,25 +72,32 @@ def test_package_json_without_name_and_version(tmp_path):
 
 
 def test_account_camera_package_without_name_is_a_local_camera(tmp_path):
+    """A camera package kept in packages/, named only by the override file (not graph.json)."""
     root = copy_app(tmp_path)
     folder = root / "packages" / "123456789012-MY_CAMERA-1.0"
     interface = {"name": "MY_CAMERA", "category": "media_source"}
     interface["outputs"] = [{"name": "video_out", "type": "media"}]
     body = {"envelopeVersion": "2021-01-01", "interfaces": [interface]}
     write(folder / "package.json", {"nodePackage": body})
-    graph_path = root / "graphs" / "my-app" / "graph.json"
-    graph = load(graph_path)
-    graph["nodeGraph"]["packages"].append({"name": "123456789012::MY_CAMERA", "version": "1.0"})
-    write(graph_path, graph)
     _code, problems, _ = validate(root)
-    assert sorted(p["pointer"] for p in problems) == AS_GIVEN
+    assert sorted(p["pointer"] for p in problems) == AS_GIVEN  # not even "not listed"
     from panorama_cli.appgraph import AppGraph, NodeKind
 
     project = Project(root)
-    graph_obj = AppGraph.load(project, [graph_path.parent / "override.json"])
-    camera = graph_obj.node("camera_node_override")
+    graph = AppGraph.load(project, [project.graph_path.parent / "override.json"])
+    camera = graph.node("camera_node_override")
     assert camera.is_local and camera.kind == NodeKind.CAMERA
-    assert camera.package_folder == folder
+    assert camera.package_folder == folder and camera.resolved
+    assert [e.consumer for e in graph.edges_from("camera_node_override")] == ["code_node.video_in"]
+    folder.joinpath("package.json").unlink()
+    folder.rmdir()
+    other = root / "packages" / "123456789012-OTHER-1.0"
+    write(other / "package.json", {"nodePackage": body})
+    _code, problems, _ = validate(root)
+    warnings = [p for p in problems if p["severity"] == "warning"]
+    assert [p["message"] for p in warnings] == [
+        "package OTHER is not listed in graphs/my-app/graph.json"
+    ]
 
 
 def test_nameless_package_in_an_unparsable_folder_is_one_clear_error(tmp_path):
