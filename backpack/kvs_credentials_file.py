@@ -77,6 +77,11 @@ def write_private_file(path: Path, text: str) -> None:
         raise
 
 
+def private_credentials_path() -> Path:
+    """``<new 0700 temporary directory>/credentials.txt`` (the directory is created)."""
+    return Path(tempfile.mkdtemp(prefix="backpack-kvs-")) / "credentials.txt"
+
+
 class KVSFileCredentialsHandler(KVSCredentialsHandler):
     """Keeps a kvssink credential file filled with valid temporary credentials.
 
@@ -86,6 +91,9 @@ class KVSFileCredentialsHandler(KVSCredentialsHandler):
 
     Args:
         credentials_path: the file (its directory must exist); written with mode 0600.
+            Default: ``credentials.txt`` in a new private (0700) temporary directory, never a
+            fixed name in a world-writable folder such as /tmp (another user could plant a
+            symlink there or read the file).
         boto3_session: session for STS and credentials; None: ``boto3.Session()``.
         role_arn: role to assume with STS (case 1 of the module docstring).
         role_session_name: ``RoleSessionName`` for AssumeRole.
@@ -110,7 +118,7 @@ class KVSFileCredentialsHandler(KVSCredentialsHandler):
 
     def __init__(
         self,
-        credentials_path: str | os.PathLike[str] = "/tmp/credentials.txt",
+        credentials_path: str | os.PathLike[str] | None = None,
         *,
         boto3_session: Any = None,
         role_arn: str | None = None,
@@ -122,7 +130,9 @@ class KVSFileCredentialsHandler(KVSCredentialsHandler):
         parent_logger: logging.Logger | None = None,
     ) -> None:
         super().__init__(parent_logger=parent_logger)
-        self.credentials_path = Path(credentials_path)
+        self.credentials_path = (
+            Path(credentials_path) if credentials_path is not None else private_credentials_path()
+        )
         self._session = boto3_session
         self.role_arn = role_arn
         self.role_session_name = role_session_name

@@ -184,8 +184,9 @@ def update_backpack(package_folder: Path, *, force: bool = False) -> BackpackUpd
         force: replace a copy that has no stamp or was edited after it was injected.
 
     Raises:
-        UserError: not a container package, an edited/unstamped copy without ``force``, or the
-            shipped backpack is missing. The package is unchanged then.
+        UserError: not a container package, an edited/unstamped copy without ``force``, the
+            shipped backpack is missing, or ``src/`` / ``src/backpack`` is a symlink (writes
+            could land outside the project). The package is unchanged then.
     """
     package_folder = Path(package_folder)
     if not (package_folder / "Dockerfile").is_file() and not (package_folder / "src").is_dir():
@@ -194,6 +195,13 @@ def update_backpack(package_folder: Path, *, force: bool = False) -> BackpackUpd
             hint="pass the folder of a package made by create-package --type Container",
         )
     target = package_folder / TARGET
+    for part in (target.parent, target):  # src/ and src/backpack/
+        if part.is_symlink():
+            raise UserError(
+                f"{part} is a symlink; refusing to write through it (it may lead out of the "
+                "project)",
+                hint="replace the link with a real folder (e.g. cp -rL) and re-run",
+            )
     new, files = bundled()
     old = read_stamp(package_folder)
     if target.exists():

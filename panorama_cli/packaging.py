@@ -213,6 +213,10 @@ def _prepare(panorama: Any, item: _Work, notify: Notify) -> None:
     if missing:
         item.fail(NOT_SENT, f"missing local asset assets/{missing[0].uri}")
         return
+    linked = [f for f in item.planned.files if f.path.is_symlink()]
+    if linked:  # never upload what a link in assets/ points at (it may be outside the project)
+        item.fail(NOT_SENT, f"assets/{linked[0].uri} is a symlink")
+        return
     bucket = item.storage.get("Bucket")
     binaries = str(item.storage.get("BinaryPrefixLocation", "")).strip("/")
     manifests = str(item.storage.get("ManifestPrefixLocation", "")).strip("/")
