@@ -214,6 +214,7 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
         run_dir=Path(options.output_dir) if options.output_dir else default_run_dir(project),
         python=options.python or sys.executable,
     )
+    _note_python_versions(plan)
     for rule in graph.routing_rules:
         plan.notes.append(
             f"networkRoutingRules: node {rule.node} binds its containerPort {rule.container_port}"
@@ -343,3 +344,25 @@ def _business(
         outputs=outputs,
         package_json=project.rel(package.manifest_path),
     )
+
+
+def _note_python_versions(plan: RunPlan) -> None:
+    """A note for each entry that names another python3.X than the one that will run it."""
+    import re
+
+    from panorama_cli.localrun.supervisor import python_version
+
+    wanted = {
+        b.node.name: m.group(1)
+        for b in plan.business
+        if (m := re.fullmatch(r"python(3\.\d+)", Path(b.entry.interpreter).name))
+    }
+    if not wanted:
+        return
+    running = python_version(plan.python)
+    for node, version in wanted.items():
+        if version != running:
+            plan.notes.append(
+                f"node {node}: its entry asks for python{version}; running Python {running} "
+                f"({plan.python}); pass --python to choose another interpreter"
+            )

@@ -97,15 +97,20 @@ def python_version(python: str) -> str:
     return out.stdout.strip()
 
 
+#: python3.X names that resolve to the chosen interpreter (whatever X the app asks for).
+SHIM_MINORS = range(6, 16)
+
+
 def write_shims(bin_dir: Path, python: str) -> None:
-    """``python``, ``python3`` and ``python3.X`` in ``bin_dir`` that exec ``python``.
+    """``python``, ``python3`` and every ``python3.X`` in ``bin_dir``, each exec'ing ``python``.
 
     Shell shims rather than symlinks: a virtual environment's python must be started by its
     own path to find its site-packages.
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
-    version = python_version(python)
-    for name in ("python", "python3", f"python{version}"):
+    names = {"python", "python3", f"python{python_version(python)}"}
+    names.update(f"python3.{minor}" for minor in SHIM_MINORS)
+    for name in sorted(names):
         shim = bin_dir / name
         shim.write_text(f'#!/bin/sh\nexec {_quote(python)} "$@"\n')
         shim.chmod(0o755)

@@ -175,3 +175,18 @@ def test_without_json_the_apps_output_a_timings_table_and_the_next_step(tmp_path
     assert "timings" in result.stdout and "code_node get()" in result.stdout
     assert "camera front_camera" in result.stdout and "2 frames" in result.stdout
     assert "run ended (frames)" in result.stderr and "report.json" in result.stderr
+
+
+def test_python3_x_entry_runs_the_chosen_interpreter_with_a_note(tmp_path):
+    app = """
+    import sys
+    open("/opt/aws/panorama/storage/version", "w").write("%d.%d" % sys.version_info[:2])
+    """
+    root = make_project(
+        tmp_path, app, entry=("python3.8", "/panorama/app.py"), cameras=(), hdmi=False, params={}
+    )
+    out = tmp_path / "out"
+    result = run_cli_subprocess(["run", "--output-dir", str(out)], cwd=root)
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert (out / "storage" / "version").read_text() == running, result.describe()
+    assert f"its entry asks for python3.8; running Python {running}" in result.stderr
