@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import shared
 from tests.support.paths import APPS, VIDEO
 
 ACCOUNT = "123456789012"
@@ -18,13 +19,10 @@ PACKAGE = "APP"
 
 
 def require(path: Path) -> Path:
-    """``path`` (shared test data); skip with one reason when absent, fail under CI=true."""
-    if path.exists():
-        return path
-    message = f"{path} is not here (shared test data)"
-    if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(message + " [required: CI=true]", pytrace=False)
-    pytest.skip(message)
+    """``path`` (shared test data); skip with one reason when absent, fail under CI=true
+    (:func:`tests.support.shared.require`)."""
+    shared.require(path)
+    return path
 
 
 def require_sandbox() -> None:
