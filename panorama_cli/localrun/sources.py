@@ -14,7 +14,7 @@ presentation time in seconds since the stream's first frame, and its 0-based ind
 image sequences are *not live* (the :class:`~panorama_cli.localrun.pacing.Camera` paces them at
 their fps); RTSP, V4L2 and live GStreamer pipelines are *live* (they pace themselves).
 ``uri`` is the display form of the source with any password replaced by ``***``. The live
-sources and the GStreamer source live in :mod:`panorama_cli.localrun.live_sources`.
+sources are in :mod:`.live_sources`, the GStreamer source in :mod:`.gst_source`.
 """
 
 from __future__ import annotations
@@ -279,7 +279,9 @@ def open_source(spec: str, *, loop: bool = False, fps: float | None = None) -> F
         raise UserError("empty camera source", hint="--camera NODE=video.mp4 (or rtsp://...)")
     lowered = spec.lower()
     if lowered.startswith("gst:"):
-        return live_sources.GstSource(spec[4:].strip(), loop=loop)
+        from panorama_cli.localrun.gst_source import GstSource
+
+        return GstSource(spec[4:].strip(), loop=loop)
     if lowered.startswith(("rtsp://", "rtsps://")):
         return live_sources.RtspSource(spec)
     if re.fullmatch(r"/dev/video\d+", spec):
