@@ -9,9 +9,10 @@ travel on the socket: each (camera, consumer port) has a :class:`FrameRing`, a
 
 Messages from the app: ``hello {node, pid}``, ``get {port, timeout}``,
 ``put {port, media: [{ref, labels, rects}]}``, ``call {model, inputs, timeout}``,
-``stats {stats: [(kind, seconds)]}``. Model inputs and outputs travel as
-(dtype, shape, bytes) (:func:`pack_array`), never as numpy pickles, so an app running an
-older numpy under ``--python`` reads them.
+``stats {stats: [(kind, seconds)]}``, ``arena {size}`` (a :class:`CallArena` for large
+model inputs). Model inputs and outputs travel inline as (dtype, shape, bytes) or as
+references into the session's CallArena, never as numpy pickles, so an app running an older
+numpy under ``--python`` reads them.
 """
 
 from __future__ import annotations
@@ -38,32 +39,89 @@ PROTOCOL = 4
 MAX_SOCKET_PATH = 100
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
+def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
+    """Exactly ``size`` bytes (None when the peer closed), received into one buffer."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = sock.recv_into(view[got:])
+        if not count:
             return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        got += count
+    return buffer
 
 
-def pack_array(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
-    """An ndarray as (dtype, shape, bytes) on the wire: no numpy pickle, so the app's numpy
-    (an old one under ``--python``) need not match the runner's."""
+#: Arrays up to this size travel inline on the socket; larger ones through a CallArena.
+INLINE_BYTES = 1 << 16
+
+
+def align(size: int) -> int:
+    """``size`` rounded up to 64 bytes (cache line; numpy alignment)."""
+    return (size + 63) & ~63
+
+
+def pack_array(array: np.ndarray) -> tuple[Any, ...]:
+    """An ndarray inline on the wire: ("b", dtype, shape, bytes). No numpy pickle, so the
+    app's numpy (an old one under ``--python``) need not match the runner's."""
     import numpy as np
 
     array = np.ascontiguousarray(array)
-    return (array.dtype.str, tuple(int(d) for d in array.shape), array.tobytes())
+    return ("b", array.dtype.str, tuple(int(d) for d in array.shape), array.tobytes())
 
 
-def unpack_array(packed: tuple[str, tuple[int, ...], bytes]) -> np.ndarray:
-    """The ndarray of :func:`pack_array` (read-only, no copy)."""
+class CallArena:
+    """One session's shared-memory scratch for ``node.call`` arrays larger than
+    :data:`INLINE_BYTES`: the app writes inputs from offset 0, the runner writes outputs
+    after them; on the wire they are ("s", dtype, shape, arena name, offset).
+
+    Args:
+        size: bytes.
+    """
+
+    def __init__(self, size: int):
+        from multiprocessing import shared_memory
+
+        self._shm = shared_memory.SharedMemory(create=True, size=size)
+        self.name = self._shm.name
+        self.size = size
+
+    def view(self, dtype: str, shape: tuple[int, ...], offset: int) -> np.ndarray:
+        """The array at ``offset`` (a view into shared memory).
+
+        Raises:
+            ValueError: it does not fit in the arena.
+        """
+        import numpy as np
+
+        return np.ndarray(shape, dtype=np.dtype(dtype), buffer=self._shm.buf, offset=offset)
+
+    def close(self) -> None:
+        try:
+            self._shm.close()
+        except BufferError:  # a view is still alive; the unlink below still frees the name
+            pass
+        try:
+            self._shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def unpack_array(packed: tuple[Any, ...], arena: CallArena | None) -> np.ndarray:
+    """The ndarray of an inline or arena reference (no copy: read-only or a shared view).
+
+    Raises:
+        ValueError: an arena reference that is not this session's arena.
+    """
     import numpy as np
 
-    dtype, shape, data = packed
-    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+    if packed[0] == "b":
+        _, dtype, shape, data = packed
+        return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+    _, dtype, shape, name, offset = packed
+    if arena is None or name != arena.name:
+        raise ValueError(f"node.call(): unknown shared memory {name!r}")
+    return arena.view(dtype, tuple(shape), int(offset))
 
 
 class Session:

@@ -147,7 +147,9 @@ class _Run:
             on_first_frame=self._first_frame,
             keep_frames=self.options.keep_frames,
         )
-        self.server = ControlServer(socket_path(plan.run_dir), self.router)
+        self.server = ControlServer(
+            socket_path(plan.run_dir), self.router, on_close=self.router.session_closed
+        )
         uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
         several = len(plan.business) > 1
         for business in plan.business:

@@ -21,7 +21,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.channel import FrameRing, Session, pack_array, unpack_array
+from panorama_cli.localrun.channel import (
+    INLINE_BYTES,
+    CallArena,
+    FrameRing,
+    Session,
+    align,
+    pack_array,
+    unpack_array,
+)
 from panorama_cli.localrun.feeds import CameraFeed, Ended, NodeStats, SinkWorker
 
 if TYPE_CHECKING:
@@ -72,6 +80,7 @@ class Router:
         self._queues: dict[tuple[str, str], queue.Queue[Any]] = {}
         self._ended_nodes: set[str] = set()
         self._start_wall = time.time()
+        self._arenas: dict[Session, CallArena] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="localrun-call")
         for b in plan.business:
             for port, spec in b.inputs.items():
@@ -91,6 +100,10 @@ class Router:
         hdmi = {stream: worker.close() for stream, worker in self.sinks.items()}
         for ring in self._by_name.values():
             ring.close()
+        with self._lock:
+            arenas, self._arenas = list(self._arenas.values()), {}
+        for arena in arenas:
+            arena.close()
         return hdmi
 
     def sink_errors(self) -> list[BaseException]:
@@ -109,6 +122,8 @@ class Router:
             self._put(session, message)
         elif op == "call":
             self._call(session, message)
+        elif op == "arena":
+            self._arena(session, message)
         elif op != "stats":
             session.reply(message, error="runtime", message=f"unknown request {op!r}")
 
@@ -278,10 +293,16 @@ class Router:
         if "media" in inputs:
             ring = self._by_name[inputs["media"][0]]
             payload: Any = ring.view(inputs["media"][1])
-        elif "array" in inputs:
-            payload = unpack_array(inputs["array"])
         else:
-            payload = {k: unpack_array(v) for k, v in (inputs.get("dict") or {}).items()}
+            arena = self._arenas.get(session)
+            try:
+                if "array" in inputs:
+                    payload = unpack_array(inputs["array"], arena)
+                else:
+                    payload = {k: unpack_array(v, arena) for k, v in inputs["dict"].items()}
+            except (ValueError, TypeError) as exc:
+                session.reply(message, error="value", message=str(exc))
+                return
         timeout = message.get("timeout")
         try:
             if timeout is None:
@@ -297,4 +318,60 @@ class Router:
         except TypeError as exc:
             session.reply(message, error="type", message=str(exc))
             return
-        session.reply(message, outputs=tuple(pack_array(o) for o in outputs))
+        session.reply(message, **self._pack_outputs(session, inputs, outputs))
+
+    def _arena(self, session: Session, message: dict[str, Any]) -> None:
+        """A (new, larger) CallArena for this session's large model inputs."""
+        size = max(int(message.get("size", 0)), 1 << 20)
+        arena = self._new_arena(session, size)
+        session.reply(message, name=arena.name, size=arena.size)
+
+    def _new_arena(self, session: Session, size: int) -> CallArena:
+        arena = CallArena(size)
+        with self._lock:
+            old = self._arenas.pop(session, None)
+            self._arenas[session] = arena
+        if old is not None:
+            old.close()  # the app keeps its own mapping of it until it maps the new one
+        return arena
+
+    def session_closed(self, session: Session) -> None:
+        """The app process closed its connection: free its arena."""
+        with self._lock:
+            arena = self._arenas.pop(session, None)
+        if arena is not None:
+            arena.close()
+
+    def _pack_outputs(
+        self, session: Session, inputs: dict[str, Any], outputs: Any
+    ) -> dict[str, Any]:
+        """Outputs inline when small, else in the session's arena after the inputs."""
+        import numpy as np
+
+        arrays = [np.ascontiguousarray(o) for o in outputs]
+        large = sum(align(a.nbytes) for a in arrays if a.nbytes > INLINE_BYTES)
+        if not large:
+            return {"outputs": tuple(pack_array(a) for a in arrays)}
+        refs = [inputs["array"]] if "array" in inputs else list(inputs.get("dict", {}).values())
+        ends = [
+            align(int(ref[4]) + int(np.prod(ref[2])) * np.dtype(ref[1]).itemsize)
+            for ref in refs
+            if ref[0] == "s"
+        ]
+        start = max(ends, default=0)  # the app's inputs come first in the arena
+        arena = self._arenas.get(session)
+        reply: dict[str, Any] = {}
+        if arena is None or start + large > arena.size:
+            arena = self._new_arena(session, max(2 * large, 1 << 20))
+            start = 0
+            reply["arena"] = (arena.name, arena.size)
+        packed = []
+        for array in arrays:
+            if array.nbytes <= INLINE_BYTES:
+                packed.append(pack_array(array))
+                continue
+            arena.view(array.dtype.str, array.shape, start)[...] = array
+            packed.append(("s", array.dtype.str, array.shape, arena.name, start))
+            start += align(array.nbytes)
+        reply["outputs"] = tuple(packed)
+        return reply

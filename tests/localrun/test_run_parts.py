@@ -11,6 +11,7 @@ import pytest
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.channel import (
     MAX_SOCKET_PATH,
+    CallArena,
     FrameRing,
     pack_array,
     socket_path,
@@ -56,8 +57,23 @@ def test_frame_ring_slots_are_shared_memory_and_held_slots_are_skipped():
 def test_arrays_travel_without_numpy_pickles():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # not contiguous
     packed = pack_array(array)
-    assert packed[:2] == ("<f4", (3, 2)) and isinstance(packed[2], bytes)
-    assert (unpack_array(packed) == array).all()
+    assert packed[:3] == ("b", "<f4", (3, 2)) and isinstance(packed[3], bytes)
+    assert (unpack_array(packed, None) == array).all()
+
+
+def test_large_arrays_go_through_the_sessions_arena():
+    arena = CallArena(1 << 20)
+    try:
+        view = arena.view("<f4", (1, 3, 224, 224), 64)
+        view[...] = 2.5
+        same = unpack_array(("s", "<f4", (1, 3, 224, 224), arena.name, 64), arena)
+        assert same.shape == (1, 3, 224, 224) and float(same.mean()) == 2.5
+        with pytest.raises(ValueError, match="unknown shared memory"):
+            unpack_array(("s", "<f4", (1,), "psm_someone_else", 0), arena)
+        del view, same
+    finally:
+        arena.close()
+    assert not Path(f"/dev/shm/{arena.name}").exists()
 
 
 @pytest.mark.parametrize(

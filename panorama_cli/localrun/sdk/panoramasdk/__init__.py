@@ -183,33 +183,65 @@ def _attach(instance):
         instance.__dict__[direction + "s"] = _Ports(hello["node"], direction, ports, where)
 
 
-def _pack(array):
-    """An ndarray as (dtype, shape, bytes): no numpy pickle, so the runner's numpy version
-    need not match the app's."""
+#: Arrays up to this size travel inline on the socket; larger ones through shared memory.
+_INLINE_BYTES = 1 << 16
+
+
+def _align(size):
+    return (size + 63) & ~63
+
+
+def _pack_inputs(arrays, connection):
+    """Model inputs on the wire: ("b", dtype, shape, bytes) inline, or ("s", dtype, shape,
+    arena, offset) in the runner's shared-memory arena; never numpy pickles, so the runner's
+    numpy version need not match the app's."""
     import numpy as np
 
-    array = np.ascontiguousarray(array)
-    if array.dtype.hasobject:
-        raise TypeError("node.call(): arrays of Python objects cannot be model inputs")
-    return (array.dtype.str, tuple(int(d) for d in array.shape), array.tobytes())
+    arrays = [(key, np.ascontiguousarray(value)) for key, value in arrays]
+    for _, array in arrays:
+        if array.dtype.hasobject:
+            raise TypeError("node.call(): arrays of Python objects cannot be model inputs")
+    large = sum(_align(a.nbytes) for _, a in arrays if a.nbytes > _INLINE_BYTES)
+    if large:
+        name, size = connection.arena_for(large)
+        buffer = connection.buffer(name, size)
+    offset, packed = 0, {}
+    for key, array in arrays:
+        shape = tuple(int(d) for d in array.shape)
+        if array.nbytes <= _INLINE_BYTES:
+            packed[key] = ("b", array.dtype.str, shape, array.tobytes())
+            continue
+        np.ndarray(shape, dtype=array.dtype, buffer=buffer, offset=offset)[...] = array
+        packed[key] = ("s", array.dtype.str, shape, name, offset)
+        offset += _align(array.nbytes)
+    return packed
 
 
-def _unpack(packed):
+def _unpack(packed, connection):
+    """An output array (a private, writeable copy)."""
     import numpy as np
 
-    dtype, shape, data = packed
-    return np.frombuffer(bytearray(data), dtype=np.dtype(dtype)).reshape(shape)
+    if packed[0] == "b":
+        _, dtype, shape, data = packed
+        return np.frombuffer(bytearray(data), dtype=np.dtype(dtype)).reshape(shape)
+    _, dtype, shape, name, offset = packed
+    dtype = np.dtype(dtype)
+    size = dtype.itemsize
+    for dim in shape:
+        size *= dim
+    buffer = connection.buffer(name, offset + size)
+    return np.array(np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset))
 
 
-def _call_inputs(inputs):
+def _call_inputs(inputs, connection):
     import numpy as np
 
     if isinstance(inputs, media):
         return {"media": inputs._info["ref"]}
     if isinstance(inputs, np.ndarray):
-        return {"array": _pack(inputs)}
+        return {"array": _pack_inputs([("array", inputs)], connection)["array"]}
     if isinstance(inputs, dict):
-        converted = {}
+        arrays = []
         for key, value in inputs.items():
             if isinstance(value, media):
                 value = value.image
@@ -219,8 +251,8 @@ def _call_inputs(inputs):
                         key, type(value).__name__
                     )
                 )
-            converted[str(key)] = _pack(value)
-        return {"dict": converted}
+            arrays.append((str(key), value))
+        return {"dict": _pack_inputs(arrays, connection)}
     raise TypeError(
         "node.call(): inputs must be a dict of numpy arrays, a numpy array or a media, not "
         "{}".format(type(inputs).__name__)
@@ -279,10 +311,13 @@ class node(object):
                 "{})".format(name, ", ".join(models) or "none")
             )
         start = time.perf_counter()
-        message = {"op": "call", "model": name, "inputs": _call_inputs(inputs), "timeout": time_out}
         try:
+            message = {"op": "call", "model": name, "timeout": time_out}
+            message["inputs"] = _call_inputs(inputs, connection)
             reply = connection.request(message)
         except KeyboardInterrupt:
             raise KeyboardInterrupt() from None
+        if reply.get("arena"):
+            connection.arena = tuple(reply["arena"])
         connection.record("call", time.perf_counter() - start)
-        return tuple(_unpack(output) for output in reply["outputs"])
+        return tuple(_unpack(output, connection) for output in reply["outputs"])

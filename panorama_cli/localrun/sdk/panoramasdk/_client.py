@@ -32,14 +32,15 @@ class NotUnderRunner(RuntimeError):
 
 
 def _recv_exact(sock, size):
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = sock.recv_into(view[got:])
+        if not count:
             raise ConnectionError("the panorama-cli runner closed the connection")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        got += count
+    return buffer
 
 
 class Connection(object):
@@ -54,6 +55,7 @@ class Connection(object):
         self.next_id = 0
         self.pending_stats = []
         self.maps = {}
+        self.arena = None  # (name, size) of the runner's shared memory for large call inputs
         self.broken = False
         self.hello = self.request({"op": "hello", "node": node, "pid": self.pid})
 
@@ -112,6 +114,14 @@ class Connection(object):
             with self.lock:
                 stats, self.pending_stats = self.pending_stats, []
                 self.send({"op": "stats", "stats": stats})
+
+    def arena_for(self, size):
+        """(name, size) of a shared-memory arena of at least ``size`` bytes (asked of the
+        runner when the current one is too small)."""
+        if self.arena is None or self.arena[1] < size:
+            reply = self.request({"op": "arena", "size": 2 * size})
+            self.arena = (reply["name"], reply["size"])
+        return self.arena
 
     def buffer(self, name, size):
         """A writeable memoryview of shared memory segment ``name`` (mapped once)."""
