@@ -47,6 +47,22 @@ def _gi_module(name: str, feature: str) -> ModuleType:
     return importlib.import_module(f"gi.repository.{name}")
 
 
+@lru_cache(maxsize=1)
+def _preload_unwinder() -> None:
+    """Load libgcc_s with RTLD_GLOBAL before GStreamer (once per process).
+
+    libgstreamer links libunwind, and GModule loads it into the process's global scope; a C++
+    library loaded afterwards (onnxruntime, for one) may then bind ``_Unwind_*`` to libunwind
+    instead of libgcc_s and crash (SIGSEGV / abort) on its first C++ exception -- e.g. an
+    invalid model file. Seen with numpy imported first (Debian bookworm, GStreamer 1.22).
+    Loading libgcc_s globally first keeps those symbols bound to it. No-op where it is absent.
+    """
+    try:
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        pass
+
+
 def gst(feature: str) -> tuple[Any, Any, Any]:
     """Import GStreamer for ``feature`` and initialize it (once per process).
 
@@ -59,6 +75,7 @@ def gst(feature: str) -> tuple[Any, Any, Any]:
     Raises:
         MissingDependencyError: PyGObject or a GStreamer typelib is not installed.
     """
+    _preload_unwinder()
     gst_mod = _gi_module("Gst", feature)
     app_mod = _gi_module("GstApp", feature)
     from gi.repository import GLib

@@ -334,3 +334,33 @@ def test_yolox_nano_finds_the_walkers_of_vtest_frame_300(tmp_path):
         assert 0 <= left < right <= 1 and 0 <= top < bottom <= 1
     centers = sorted(round((p.box[0] + p.box[2]) / 2) for p in people)
     assert centers == pytest.approx([202, 252, 311, 330, 596, 630], abs=8)
+
+
+def test_a_bad_model_after_gstreamer_started_is_an_error_not_a_crash(gst, tmp_path):
+    """GStreamer loads libunwind globally; backpack preloads libgcc_s so onnxruntime's C++
+    exceptions still unwind (before, this process died with SIGSEGV)."""
+    import subprocess
+    import sys
+
+    from tests.support.paths import REPO
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    code = (
+        "import numpy\n"  # numpy first: the order that crashed
+        "from backpack._gst import gst\n"
+        "gst('test')\n"
+        "from panorama_cli.errors import UserError\n"
+        "from panorama_cli.localrun.inference import load_model\n"
+        "class Node:\n"
+        "    name = 'm'\n"
+        "try:\n"
+        f"    load_model(Node(), None, model_path={str(bad)!r}, cache_dir={str(tmp_path)!r})\n"
+        "except UserError as exc:\n"
+        "    print(exc.message)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("model node m (bad.onnx): onnxruntime cannot load it (")
