@@ -11,8 +11,8 @@ official release: input ``images`` [1, 3, 416, 416], BGR 0-255, no normalization
     for d in people:
         x1, y1, x2, y2 = d.normalized(frame.shape)         # [0, 1] for media.add_rect
 
-Boxes come back in the pixels of the original frame. OpenCV is needed only by
-:func:`letterbox` (resizing) and is imported there.
+Boxes come back in the pixels of the original frame. :func:`letterbox` resizes with OpenCV
+when it is installed, else with numpy (same bilinear sampling).
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backpack._optional import require
-
-__all__ = ["INPUT_SIZE", "PERSON", "STRIDES", "Detection", "decode", "detect", "letterbox", "nms"]
+__all__ = [
+    "INPUT_SIZE",
+    "PERSON",
+    "STRIDES",
+    "Detection",
+    "decode",
+    "detect",
+    "letterbox",
+    "nms",
+    "resize",
+]
 
 #: Network input (height, width) of YOLOX-nano / -tiny.
 INPUT_SIZE = (416, 416)
@@ -73,14 +81,34 @@ def letterbox(image: np.ndarray, size: tuple[int, int] = INPUT_SIZE) -> tuple[np
         ``(tensor, ratio)``: float32 [1, 3, height, width] (BGR, 0-255) and the scale from
         original pixels to network pixels (divide network boxes by it).
     """
-    cv2 = require("cv2", "backpack.yolox.letterbox")
     height, width = size
     ratio = min(height / image.shape[0], width / image.shape[1])
     new_w, new_h = int(image.shape[1] * ratio), int(image.shape[0] * ratio)
     canvas = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas[:new_h, :new_w] = resize(image, new_w, new_h)
     tensor = np.ascontiguousarray(canvas.transpose(2, 0, 1)[np.newaxis], dtype=np.float32)
     return tensor, ratio
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of an H×W×3 uint8 image: OpenCV when installed, else numpy (an image
+    without OpenCV, such as the local base image, still runs detector apps)."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
+    src_h, src_w = image.shape[:2]
+    ys = np.clip((np.arange(height) + 0.5) * (src_h / height) - 0.5, 0, src_h - 1)
+    xs = np.clip((np.arange(width) + 0.5) * (src_w / width) - 0.5, 0, src_w - 1)
+    y0, x0 = ys.astype(np.int64), xs.astype(np.int64)
+    y1, x1 = np.minimum(y0 + 1, src_h - 1), np.minimum(x0 + 1, src_w - 1)
+    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    img = image.astype(np.float32)
+    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
+    bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
+    return np.asarray(np.clip(top * (1 - wy) + bottom * wy + 0.5, 0, 255), dtype=np.uint8)
 
 
 _GRIDS: dict[tuple[tuple[int, int], tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}

@@ -64,7 +64,7 @@ def import_application(project: Project, account: str) -> ImportResult:
         UserError: invalid account id, a manifest malformed / schema-invalid, or a target
             folder exists. Nothing is changed then.
     """
-    names.check(names.ACCOUNT_ID, account)
+    names.check(names.USER_ACCOUNT_ID, account)
     result = ImportResult(account)
     tx = Transaction()
     graph_path = project.graph_path

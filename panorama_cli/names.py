@@ -47,6 +47,9 @@ ASSET_NAME = NameRule("asset name", r"[a-zA-Z0-9\-_]+", 255, "people_counter_bin
 NODE_NAME = NameRule("node name", r"[a-zA-Z0-9\-_]+", 128, "front_door_camera")
 PORT_NAME = NameRule("port name", r"[a-zA-Z0-9_]+", 50, "video_in")
 ACCOUNT_ID = NameRule("account id", r"[0-9A-Za-z_]+", 12, "123456789012")
+#: An account id a user gives (--account-id, PANORAMA_ACCOUNT_ID, settings): 12 digits, as AWS
+#: account ids are. ACCOUNT_ID stays the service model's looser pattern for names read back.
+USER_ACCOUNT_ID = NameRule("account id", r"[0-9]{12}", 12, "123456789012")
 PROJECT_NAME = NameRule("project name", r"[a-zA-Z0-9\-_]+", 128, "example_project")
 
 DEVICE_ID = NameRule("device id", r"[a-zA-Z0-9\-_]+", 255, "device-0123456789abcdefghijklmn")

@@ -211,19 +211,29 @@ def resolve_account_id(
     Raises:
         UserError: none of them gives one, or the value is not a valid account id.
     """
-    candidate = explicit or os.environ.get("PANORAMA_ACCOUNT_ID")
-    if not candidate and project is not None:
+    hint = (
+        "pass --account-id 123456789012, or set PANORAMA_ACCOUNT_ID, or give the project one "
+        "with `panorama-cli init-project --account-id 123456789012` inside it; AWS credentials "
+        "(STS) are the third way"
+    )
+    given = explicit or os.environ.get("PANORAMA_ACCOUNT_ID", "").strip()
+    if given:
+        return names.check(names.USER_ACCOUNT_ID, given)
+    if project is not None:
         try:
             accounts = project.graph_accounts()
         except UserError:
             accounts = []
-        candidate = accounts[0] if accounts else project.read_settings().get("accountId")
-    if not candidate and lookup is not None:
-        candidate = lookup()
-    if not candidate:
-        raise UserError(
-            "no account id",
-            hint="pass --account-id 123456789012, set PANORAMA_ACCOUNT_ID, or configure AWS "
-            "credentials so STS can tell it",
-        )
-    return names.check(names.ACCOUNT_ID, str(candidate))
+        if accounts:
+            return names.check(names.ACCOUNT_ID, accounts[0])
+        stored = project.read_settings().get("accountId")
+        if stored:
+            return names.check(names.USER_ACCOUNT_ID, stored)
+    if lookup is not None:
+        try:
+            found = lookup()
+        except UserError as exc:
+            raise UserError(f"no account id ({exc.message})", hint=hint) from None
+        if found:
+            return names.check(names.USER_ACCOUNT_ID, str(found))
+    raise UserError("no account id", hint=hint)

@@ -40,7 +40,7 @@ def init_project(parent: Path, name: str, account_id: str | None = None) -> Proj
     """
     names.check(names.PROJECT_NAME, name)
     if account_id is not None:
-        names.check(names.ACCOUNT_ID, account_id)
+        names.check(names.USER_ACCOUNT_ID, account_id)
     root = Path(parent) / name
     if root.exists():
         raise UserError(f"{root} already exists", hint="choose another --name or remove the folder")
@@ -62,6 +62,38 @@ def init_project(parent: Path, name: str, account_id: str | None = None) -> Proj
         _remove_tree(staging)
         raise
     return Project(root)
+
+
+def set_account_id(project: Project, account_id: str) -> bool:
+    """Record ``account_id`` in the project's settings (``.panorama-cli.json``), atomically.
+
+    Returns:
+        False when the project had that account already (nothing written).
+
+    Raises:
+        UserError: not 12 digits, or graph.json already lists packages of another account
+            (import-application --account-id rewrites those).
+    """
+    names.check(names.USER_ACCOUNT_ID, account_id)
+    try:
+        accounts = project.graph_accounts()
+    except UserError:
+        accounts = []
+    others = [a for a in accounts if a != account_id]
+    if others:
+        raise UserError(
+            f"graph.json lists packages of account {others[0]}",
+            hint=f"run `panorama-cli import-application --account-id {account_id}` to rewrite them",
+        )
+    settings = project.read_settings()
+    if settings.get("accountId") == account_id:
+        return False
+    settings["accountId"] = account_id
+    tx = Transaction()
+    tx.write_json(project.root / SETTINGS_FILE, settings)
+    tx.commit()
+    log.debug("account id %s recorded in %s", account_id, SETTINGS_FILE)
+    return True
 
 
 def _remove_tree(path: Path) -> None:

@@ -54,18 +54,18 @@ def test_import_refuses_bad_account_and_conflicts(tmp_path):
     for bad in ("../x", "1234567890123", "a b"):
         result = run(root, "import-application", "--account-id", bad)
         assert result.exit_code == 1 and "invalid account id" in result.stderr
-    (root / "packages" / "555-SAMPLE_CODE-1.0").mkdir()
-    (root / "packages" / "555-SAMPLE_CODE-1.0" / "x").write_text("x")
+    (root / "packages" / "555555555555-SAMPLE_CODE-1.0").mkdir()
+    (root / "packages" / "555555555555-SAMPLE_CODE-1.0" / "x").write_text("x")
     before = snapshot(root)
-    result = run(root, "import-application", "--account-id", "555")
+    result = run(root, "import-application", "--account-id", "555555555555")
     assert result.exit_code == 1 and "already exists" in result.stderr
     assert snapshot(root) == before
 
 
 def test_second_import_is_a_no_op(tmp_path):
     root = copy_app("debug-server", tmp_path)
-    assert run(root, "import-application", "--account-id", "777").exit_code == 0
+    assert run(root, "import-application", "--account-id", "777777777777").exit_code == 0
     before = snapshot(root)
-    result = run(root, "import-application", "--account-id", "777")
+    result = run(root, "import-application", "--account-id", "777777777777")
     assert result.exit_code == 0 and "nothing to do" in result.stderr
     assert snapshot(root) == before
