@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.paths import APPS
@@ -155,6 +155,12 @@ def _fresh(work: Path, app: str, name: str) -> Path:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+# every text break once on a package.json and on graph.json, whatever hypothesis draws
+@example(app="debug-server", pick=5, how="deep", where=[], value=None, n=5000)
+@example(app="debug-server", pick=2, how="utf16", where=[], value=None, n=0)
+@example(app="aws-panorama-sample", pick=2, how="nan", where=[], value=None, n=0)
+@example(app="aws-panorama-sample", pick=8, how="duplicate", where=[], value=None, n=0)
+@example(app="debug-server", pick=4, how="truncate", where=[], value=None, n=37)
 @given(
     app=st.sampled_from(sorted(CODE_PKG)),
     pick=st.integers(0, 100),
