@@ -211,10 +211,10 @@ def resolve_account_id(
     Raises:
         UserError: none of them gives one, or the value is not a valid account id.
     """
+    message = "no account id: pass --account-id or set PANORAMA_ACCOUNT_ID"
     hint = (
-        "pass --account-id 123456789012, or set PANORAMA_ACCOUNT_ID, or give the project one "
-        "with `panorama-cli init-project --account-id 123456789012` inside it; AWS credentials "
-        "(STS) are the third way"
+        "e.g. --account-id 123456789012; `panorama-cli init-project --account-id "
+        "123456789012` inside the project records it; the third way is AWS credentials (STS)"
     )
     given = explicit or os.environ.get("PANORAMA_ACCOUNT_ID", "").strip()
     if given:
@@ -233,7 +233,7 @@ def resolve_account_id(
         try:
             found = lookup()
         except UserError as exc:
-            raise UserError(f"no account id ({exc.message})", hint=hint) from None
+            raise UserError(message, hint=f"{hint}: {exc.message}") from None
         if found:
             return names.check(names.USER_ACCOUNT_ID, str(found))
-    raise UserError("no account id", hint=hint)
+    raise UserError(message, hint=hint)
