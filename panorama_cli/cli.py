@@ -34,6 +34,10 @@ COMMANDS = {
     "deploy": "deploy",
     "status": "status",
     "run": "run",
+    "add-edge": "add_edge",
+    "remove-edge": "remove_edge",
+    "remove-node": "remove_node",
+    "remove-package": "remove_package",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -93,6 +97,19 @@ class LazyGroup(click.Group):
             return None
         command: click.Command = importlib.import_module(f"panorama_cli.commands.{module}").cli
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click's, with "did you mean" for a mistyped command."""
+        import difflib
+
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")
+        return super().resolve_command(ctx, args)
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

@@ -18,6 +18,7 @@ from typing import Any
 from panorama_cli import names, schemas
 from panorama_cli.appgraph import AppGraph, Edge, Node, find_override_files
 from panorama_cli.errors import UserError
+from panorama_cli.graph_warnings import wiring_warnings
 from panorama_cli.manifests import load_json, pointer
 from panorama_cli.node_kinds import NodeKind
 from panorama_cli.problems import ERROR, NOTE, WARNING, Problem
@@ -61,6 +62,7 @@ def graph_problems(
         project, graph, packages, broken, {p[1] for p in in_overrides if p}
     )
     found += node_problems(project, graph)
+    found += wiring_warnings(project, graph)
     for edge in graph.edges:
         found += edge_problems(project, graph, edge)
     for rule in graph.routing_rules:

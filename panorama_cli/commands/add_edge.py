@@ -1,0 +1,34 @@
+"""``add-edge``: connect two nodes of the application graph."""
+
+import click
+
+from panorama_cli import console
+from panorama_cli.commands._shared import locked
+
+PRODUCER_HELP = "NODE.PORT of an output, or NODE for a parameter (value) node."
+CONSUMER_HELP = "NODE.PORT of an input."
+
+
+@click.command(
+    "add-edge",
+    epilog="""\b
+Examples:
+  panorama-cli add-edge --producer front_camera.video_out --consumer code_node.video_in
+  panorama-cli add-edge --producer code_node.video_out --consumer hdmi_output.video_in
+  panorama-cli add-edge --producer threshold --consumer code_node.threshold""",
+)
+@click.option("--producer", required=True, help=PRODUCER_HELP)
+@click.option("--consumer", required=True, help=CONSUMER_HELP)
+def cli(producer: str, consumer: str) -> None:
+    """Add an edge PRODUCER -> CONSUMER to graph.json (checked as validate checks edges)."""
+    from panorama_cli.graph_changes import add_edge
+    from panorama_cli.project import Project
+
+    project = Project.discover()
+    with locked(project):
+        added = add_edge(project, producer, consumer)
+    graph = project.rel(project.graph_path)
+    if added:
+        console.success(f"Added edge {producer} -> {consumer} to {graph}", "panorama-cli validate")
+    else:
+        console.info(f"{graph} has edge {producer} -> {consumer} already; nothing to do")

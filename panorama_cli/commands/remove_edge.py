@@ -1,0 +1,29 @@
+"""``remove-edge``: disconnect two nodes of the application graph."""
+
+import click
+
+from panorama_cli import console
+from panorama_cli.commands._shared import locked
+from panorama_cli.commands.add_edge import CONSUMER_HELP, PRODUCER_HELP
+
+
+@click.command(
+    "remove-edge",
+    epilog="""\b
+Example:
+  panorama-cli remove-edge --producer threshold --consumer code_node.threshold""",
+)
+@click.option("--producer", required=True, help=PRODUCER_HELP)
+@click.option("--consumer", required=True, help=CONSUMER_HELP)
+def cli(producer: str, consumer: str) -> None:
+    """Remove the edge PRODUCER -> CONSUMER from graph.json."""
+    from panorama_cli.graph_changes import remove_edge
+    from panorama_cli.project import Project
+
+    project = Project.discover()
+    with locked(project):
+        remove_edge(project, producer, consumer)
+    console.success(
+        f"Removed edge {producer} -> {consumer} from {project.rel(project.graph_path)}",
+        "panorama-cli validate",
+    )
