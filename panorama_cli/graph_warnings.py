@@ -73,7 +73,9 @@ def wiring_warnings(project: Project, graph: AppGraph) -> list[Problem]:
                 file,
                 sink.pointer,
                 f"no edge reaches a data sink ({', '.join(s.name for s in sinks)})",
-                _ADD_EDGE.format(producer="<code node>.video_out", consumer=f"{sink.name}.{sink_port}"),
+                _ADD_EDGE.format(
+                    producer="<code node>.video_out", consumer=f"{sink.name}.{sink_port}"
+                ),
                 WARNING,
             )
         )
