@@ -244,3 +244,58 @@ def make_chain_project(parent: Path, apps: Mapping[str, str], name: str = "chain
         },
     )
     return root
+
+
+def add_model_node(
+    root: Path, node: str, input_name: str, shape: Sequence[int], package: str = "MODEL"
+) -> None:
+    """Add a local ml-model package (ONNX descriptor, one input) and its node ``node`` to the
+    project's graph (the model file itself comes with ``--model``)."""
+    folder = root / "packages" / f"{ACCOUNT}-{package}-1.0"
+    _dump(
+        folder / "package.json",
+        {
+            "nodePackage": {
+                "envelopeVersion": "2021-01-01",
+                "name": package,
+                "version": "1.0",
+                "assets": [],
+                "interfaces": [
+                    {
+                        "name": "interface",
+                        "category": "ml_model",
+                        "asset": "model_asset",
+                        "inputs": [{"name": "video_in", "type": "media"}],
+                        "outputs": [{"name": "video_out", "type": "media"}],
+                    }
+                ],
+            }
+        },
+    )
+    _dump(
+        folder / "descriptor.json",
+        {
+            "mlModelDescriptor": {
+                "envelopeVersion": "2021-01-01",
+                "framework": "ONNX",
+                "inputs": [{"name": input_name, "shape": list(shape)}],
+            }
+        },
+    )
+    [graph_path] = (root / "graphs").glob("*/graph.json")
+    graph = json.loads(graph_path.read_text())
+    graph["nodeGraph"]["packages"].append({"name": f"{ACCOUNT}::{package}", "version": "1.0"})
+    graph["nodeGraph"]["nodes"].append(
+        {"name": node, "interface": f"{ACCOUNT}::{package}.interface"}
+    )
+    graph_path.write_text(json.dumps(graph, indent=4))
+
+
+def inject_backpack(root: Path) -> None:
+    """Put backpack into the app package's src/ (as create-package does)."""
+    from panorama_cli import backpack_injection
+
+    package = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
+    for rel, data in backpack_injection.package_files().items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_bytes(data)

@@ -241,54 +241,13 @@ if __name__ == "__main__":
 
 
 def test_people_counter_with_yolox_nano_and_backpack(tmp_path):
-    from panorama_cli import backpack_injection
-    from tests.localrun.helpers import ACCOUNT, _dump, require
+    from tests.localrun.helpers import add_model_node, inject_backpack, require
     from tests.support.paths import SHARED
 
     yolox = require(SHARED / "models" / "yolox_nano" / "yolox_nano.onnx")
     root = make_project(tmp_path, PEOPLE_COUNTER)
-    package = root / "packages" / f"{ACCOUNT}-APP-1.0"
-    for rel, data in backpack_injection.package_files().items():
-        (package / rel).parent.mkdir(parents=True, exist_ok=True)
-        (package / rel).write_bytes(data)
-    model = root / "packages" / f"{ACCOUNT}-YOLOX-1.0"
-    _dump(
-        model / "package.json",
-        {
-            "nodePackage": {
-                "envelopeVersion": "2021-01-01",
-                "name": "YOLOX",
-                "version": "1.0",
-                "assets": [],
-                "interfaces": [
-                    {
-                        "name": "interface",
-                        "category": "ml_model",
-                        "asset": "model_asset",
-                        "inputs": [{"name": "video_in", "type": "media"}],
-                        "outputs": [{"name": "video_out", "type": "media"}],
-                    }
-                ],
-            }
-        },
-    )
-    _dump(
-        model / "descriptor.json",
-        {
-            "mlModelDescriptor": {
-                "envelopeVersion": "2021-01-01",
-                "framework": "ONNX",
-                "inputs": [{"name": "images", "shape": [1, 3, 416, 416]}],
-            }
-        },
-    )
-    graph_path = root / "graphs" / "app" / "graph.json"
-    graph = json.loads(graph_path.read_text())
-    graph["nodeGraph"]["packages"].append({"name": f"{ACCOUNT}::YOLOX", "version": "1.0"})
-    graph["nodeGraph"]["nodes"].append(
-        {"name": "detector", "interface": f"{ACCOUNT}::YOLOX.interface"}
-    )
-    graph_path.write_text(json.dumps(graph, indent=4))
+    inject_backpack(root)
+    add_model_node(root, "detector", "images", (1, 3, 416, 416))
     result = run_project(
         root,
         frames=3,
