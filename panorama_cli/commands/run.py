@@ -49,17 +49,29 @@ def _bindings(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option(
     "--model", "models", multiple=True, metavar="NODE=PATH", help="Model file of a model node."
 )
-@click.option("--frames", type=click.IntRange(min=1), help="Frames per camera, then stop.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Seconds, then stop.")
+@click.option(
+    "--frames", type=click.IntRange(min=1), metavar="N", help="Frames per camera, then stop."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Seconds, then stop.",
+)
 @click.option("--fast", is_flag=True, help="Every frame, as fast as the app takes them.")
 @click.option("--loop", is_flag=True, help="Restart video files at their end.")
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Run folder (default: .panorama-run/<timestamp>/ in the project).",
 )
 @click.option(
-    "--snapshot-every", type=click.IntRange(min=0), default=0, help="Also save every Nth HDMI PNG."
+    "--snapshot-every",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Also save every Nth HDMI frame as PNG.",
 )
 @json_option(text="Print report.json on stdout.")
 @click.option("--python", metavar="PATH", help="Interpreter for python3 in the app.")
