@@ -190,3 +190,21 @@ def test_python3_x_entry_runs_the_chosen_interpreter_with_a_note(tmp_path):
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert (out / "storage" / "version").read_text() == running, result.describe()
     assert f"its entry asks for python3.8; running Python {running}" in result.stderr
+
+
+def test_graph_flag_runs_another_graph_file(tmp_path):
+    root = make_project(tmp_path, PASS_THROUGH)
+    graph = json.loads((root / "graphs" / "app" / "graph.json").read_text())
+    for node in graph["nodeGraph"]["nodes"]:
+        if node["name"] == "threshold":
+            node["value"] = 12.5
+    other = tmp_path / "other-graph.json"
+    other.write_text(json.dumps(graph))
+    out = tmp_path / "out"
+    result = run_cli_subprocess(
+        ["run", "--graph", str(other), "--camera", f"front_camera={video()}", "--frames", "1",
+         "--fast", "--output-dir", str(out)],
+        cwd=root / "packages",  # from a sub-folder of the project
+    )  # fmt: skip
+    assert result.exit_code == 0, result.describe()
+    assert json.loads((out / "storage" / "state.json").read_text())["threshold"] == 12.5
