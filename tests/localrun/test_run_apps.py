@@ -191,3 +191,33 @@ def test_get_in_one_thread_put_in_another(tmp_path):
     result = run_project(root, frames=8, cameras={"front_camera": video()}, grace_s=0.5)
     assert result.report["exit_reason"] == "frames", result.console
     assert result.report["hdmi"]["front_camera"]["frames"] == 8
+
+
+POOL = """
+import multiprocessing
+import panoramasdk
+
+
+def paint(stream):
+    stream.image[:4, :4] = 77  # in another process: the same shared-memory pixels
+    stream.add_label("from a child", 0.5, 0.5)
+    return stream
+
+
+if __name__ == "__main__":
+    node = panoramasdk.node()
+    with multiprocessing.Pool(1) as pool:
+        while True:
+            streams = node.inputs.video_in.get()
+            assert streams[0].image.shape == (576, 768, 3)  # mapped here first
+            streams = pool.map(paint, streams)
+            node.outputs.video_out.put(streams)
+"""
+
+
+def test_media_sent_to_a_multiprocessing_pool_shares_its_pixels(tmp_path):
+    root = make_project(tmp_path, POOL, params={})
+    result = run_project(root, frames=3, cameras={"front_camera": video()}, grace_s=0.5)
+    assert result.report["exit_reason"] == "frames", result.console
+    assert all((f[:4, :4] == 77).all() for f in result.hdmi_frames["front_camera"])
+    assert result.annotations["front_camera"][2]["labels"] == [("from a child", 0.5, 0.5)]

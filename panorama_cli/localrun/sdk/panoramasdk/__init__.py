@@ -50,6 +50,12 @@ class media(object):
             self._image = np.ndarray(shape, dtype=np.uint8, buffer=buffer, offset=info["offset"])
         return self._image
 
+    def __getstate__(self):
+        # sent to another app process (multiprocessing): it maps the same shared memory
+        state = dict(self.__dict__)
+        state["_image"] = None
+        return state
+
     @property
     def is_cached(self):
         return bool(self._info.get("is_cached", False))
