@@ -17,6 +17,8 @@ Examples:
   panorama-cli run --override graphs/my-app/override-multicam.json \\
       --camera CAMERA_A=rtsp://user:pw@10.0.0.5/stream --camera CAMERA_B=/dev/video0
   panorama-cli run --camera cam=clips/ --param threshold=60 --model model_node=model.onnx --json
+  panorama-cli run --camera cam=vtest.avi --in-container --frames 50   (build-container's image)
+  panorama-cli run --camera cam=vtest.avi --device cuda --model model_node=model.onnx
 """
 
 
@@ -76,6 +78,30 @@ def _bindings(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @json_option(text="Print report.json on stdout.")
 @click.option("--python", metavar="PATH", help="Interpreter for python3 in the app.")
 @click.option("--aws-profile", metavar="NAME", help="Pass AWS credentials of this profile.")
+@click.option(
+    "--in-container",
+    is_flag=True,
+    help="Run each business-logic node in its image (build-container's, or --image) via Docker.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="[NODE=]IMAGE",
+    help="With --in-container: the image of every node, or of NODE (repeatable).",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(["linux/amd64", "linux/arm64"]),
+    help="With --in-container: the platform the images must be (arm64 runs under qemu).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where model nodes run; cuda with --in-container also passes the GPUs to the app.",
+)
 def cli(
     graph: Path | None,
     overrides: tuple[Path, ...],
@@ -91,6 +117,10 @@ def cli(
     as_json: bool,
     python: str | None,
     aws_profile: str | None,
+    in_container: bool,
+    images: tuple[str, ...],
+    platform: str | None,
+    device: str,
 ) -> None:
     """Run the application graph here: each business-logic node's entry as a real process
     (/panorama = its src/), cameras from video/RTSP/devices, models in the runner, HDMI to
@@ -117,6 +147,10 @@ def cli(
         snapshot_every=snapshot_every,
         python=python,
         aws_profile=aws_profile,
+        in_container=in_container,
+        images=_images(images, in_container, platform),
+        platform=platform,
+        device=device,
     )
     view = _LiveView(as_json)
     try:
@@ -135,6 +169,12 @@ def cli(
             f"in {_rel(result.run_dir / 'logs', project.root)}/"
         )
         sys.exit(result.exit_status)  # click would swallow its own Exit (standalone_mode=False)
+
+
+def _images(values: tuple[str, ...], in_container: bool, platform: str | None) -> dict[str, str]:
+    from panorama_cli.localrun.container_images import parse_images
+
+    return parse_images(values, in_container=in_container, platform=platform)
 
 
 def _rel(path: Path, root: Path) -> str:

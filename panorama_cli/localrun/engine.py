@@ -83,6 +83,7 @@ class _Run:
         self.apps: dict[str, Any] = {}
         self.router: Any = None
         self.server: Any = None
+        self.containers: Any = None  # container_app.ContainerRuntime with --in-container
 
     # -- set up ------------------------------------------------------------------------------
     def load_models(self) -> None:
@@ -99,7 +100,11 @@ class _Run:
                 package,
                 model_path=Path(path) if path else None,
                 cache_dir=project.root / MODEL_CACHE,
+                device=self.options.device,
             )
+        from panorama_cli.localrun.devices import require_models_on
+
+        require_models_on(self.options.device, self.models)
 
     def open_cameras(self) -> None:
         if not self.plan.cameras:
@@ -174,7 +179,8 @@ class _Run:
                 },
                 aws_profile=self.options.aws_profile,
             )
-            self.apps[name] = AppProcess(spec, logs / "console.log", self._output)
+            make = AppProcess if self.containers is None else self.containers.app
+            self.apps[name] = make(spec, logs / "console.log", self._output)
         self.router.start_clock()
         for app in self.apps.values():
             app.start()
@@ -265,6 +271,8 @@ class _Run:
         finally:
             if self.server is not None:
                 self.server.close()
+            if self.containers is not None:
+                self.containers.close()
         return hdmi
 
     def exit_code(self, reason: str) -> int | None:
@@ -313,6 +321,10 @@ def run_application(
     try:
         run.load_models()
         run.open_cameras()  # a model or camera problem: one line, no run folder yet
+        if options.in_container:  # a missing image too
+            from panorama_cli.localrun.container_images import prepare_containers
+
+            run.containers = prepare_containers(plan, notify)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         for folder in ("logs", "storage"):
             (plan.run_dir / folder).mkdir(exist_ok=True)

@@ -48,6 +48,11 @@ class RunOptions:
         aws_profile: pass AWS credentials with this profile (None: no credentials).
         grace_s: seconds between SIGINT, SIGTERM and SIGKILL when stopping the app.
         keep_frames: keep a copy of every HDMI frame and its overlays in memory (Python API).
+        in_container: run each business-logic node in its image (:mod:`.container_app`).
+        images: ``--image``: node -> image ("" -> every node); default: build-container's.
+        platform: ``--platform`` the images must be (None: each image's own).
+        device: ``"cpu"`` or ``"cuda"``: where model nodes run (:mod:`.devices`); with
+            ``in_container``, cuda also passes the GPUs to the containers.
     """
 
     graph: Path | None = None
@@ -65,6 +70,10 @@ class RunOptions:
     aws_profile: str | None = None
     grace_s: float = 2.0
     keep_frames: bool = False
+    in_container: bool = False
+    images: Mapping[str, str] = field(default_factory=dict)
+    platform: str | None = None
+    device: str = "cpu"
 
 
 @dataclass
@@ -214,6 +223,8 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
         run_dir=Path(options.output_dir) if options.output_dir else default_run_dir(project),
         python=options.python or sys.executable,
     )
+    if options.in_container:  # the image's python3 runs; ports: container_images.port_notes
+        return plan
     _note_python_versions(plan)
     for rule in graph.routing_rules:
         plan.notes.append(

@@ -9,7 +9,8 @@
   "wall_s": float,                  # run start to everything stopped
   "cameras": {node: {"frames": int, "dropped": int, "fps": float}},   # fps: first..last delivered
   "nodes": {node: {"get_ms": STATS, "put_ms": STATS, "call_ms": STATS}},  # as the app saw them
-  "models": {node: {"backend": str, "calls": int, "mean_ms": float, "p95_ms": float}},
+  "models": {node: {"backend": str, "device": "cpu" | "cuda", "calls": int, "mean_ms": float,
+             "p95_ms": float}},
   "hdmi": {stream_id: {"frames": int, "path": "hdmi/<stream_id>.mp4" | null}}
 }
 STATS = {"count": int, "mean": float, "p50": float, "p95": float}   (milliseconds)
@@ -100,8 +101,12 @@ def build_report(
 
 def _model_entry(model: Any) -> dict[str, Any]:
     stats = dict(getattr(model, "stats", {}) or {})
+    from panorama_cli.localrun.devices import device_of
+
+    backend = str(getattr(model, "backend", "unknown"))
     return {
-        "backend": getattr(model, "backend", "unknown"),
+        "backend": backend,
+        "device": device_of(backend),
         "calls": int(stats.get("calls", 0)),
         "mean_ms": round(float(stats.get("mean_ms", 0.0)), 4),
         "p95_ms": round(float(stats.get("p95_ms", 0.0)), 4),

@@ -1,0 +1,351 @@
+"""``run --in-container``: a business-logic node's descriptor entry in its image, as on the
+device, through the Docker SDK.
+
+The container gets, as on the appliance:
+
+* ``/panorama`` from the image itself (what build-container put there, not src/);
+* ``/opt/aws/panorama/logs`` and ``/opt/aws/panorama/storage`` bind-mounted from the run
+  folder's ``logs/`` and ``storage/``;
+* the simulated ``panoramasdk`` (``panorama_cli/localrun/sdk``) mounted read-only at
+  :data:`SDK_TARGET` and first on ``PYTHONPATH`` (it imports on Python >= 3.7 with numpy);
+* the runner's control socket bind-mounted at :data:`SOCKET_TARGET` (a Unix socket, no TCP
+  port) and the host's IPC namespace (``--ipc=host``), so the frame rings and call arenas in
+  ``/dev/shm/psm_*`` are the same memory on both sides;
+* ``AppGraph_Uid`` and the node name in its environment, ``docker-init`` as PID 1 so that
+  SIGINT/SIGTERM reach the entry, the routing rules' ports, and with ``--device cuda`` every
+  GPU (Docker device requests, ``--gpus all``).
+
+Every container carries panorama-cli's labels (owner pid and host): the runner removes it at
+the end whatever happened (end of input, app crash, Ctrl-C, SIGTERM), and the next run (or
+any panorama-cli command that makes containers) removes those of a runner that was killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from panorama_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from panorama_cli.localrun.container_images import NodeImage
+    from panorama_cli.localrun.supervisor import AppSpec
+
+log = logging.getLogger(__name__)
+
+SDK_DIR = Path(__file__).resolve().parent / "sdk"
+SDK_TARGET = "/opt/panorama-cli/sdk"
+SOCKET_TARGET = "/run/panorama-cli/ctl.sock"
+LOGS = "/opt/aws/panorama/logs"
+STORAGE = "/opt/aws/panorama/storage"
+AWS_TARGET = "/opt/panorama-cli/aws"
+ROLE = "run-app"
+#: Labels naming the node and the run folder (docker ps --filter label=panorama-cli.run=DIR).
+NODE_LABEL = "panorama-cli.node"
+RUN_LABEL = "panorama-cli.run"
+#: Seconds long-lived streams (logs, wait) may stay silent.
+STREAM_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def container_environment(spec: AppSpec, target: NodeImage) -> dict[str, str]:
+    """The entry's environment in the container: the runner's variables translated to the
+    container's paths (socket, SDK first on the image's PYTHONPATH), no AWS credentials
+    unless ``spec.aws_profile`` (then the runner's ~/.aws, read-only, and that profile)."""
+    env = {k: v for k, v in spec.env.items() if k not in ("PYTHONPATH",)}
+    env["PANORAMA_LOCALRUN_SOCKET"] = SOCKET_TARGET
+    env["PYTHONPATH"] = ":".join(p for p in (SDK_TARGET, target.python_path) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    if spec.aws_profile is not None:
+        env["AWS_PROFILE"] = spec.aws_profile
+        env["AWS_SHARED_CREDENTIALS_FILE"] = f"{AWS_TARGET}/credentials"
+        env["AWS_CONFIG_FILE"] = f"{AWS_TARGET}/config"
+    return env
+
+
+def container_mounts(spec: AppSpec, socket_path: Path) -> list[Any]:
+    """Bind mounts: logs, storage (read-write), the SDK (read-only), the control socket,
+    and ~/.aws read-only when credentials are passed."""
+    from docker.types import Mount
+
+    mounts = [
+        Mount(LOGS, str(spec.logs), type="bind"),
+        Mount(STORAGE, str(spec.storage), type="bind"),
+        Mount(SDK_TARGET, str(SDK_DIR), type="bind", read_only=True),
+        Mount(SOCKET_TARGET, str(socket_path), type="bind"),
+    ]
+    aws = Path.home() / ".aws"
+    if spec.aws_profile is not None and aws.is_dir():
+        mounts.append(Mount(AWS_TARGET, str(aws), type="bind", read_only=True))
+    return mounts
+
+
+class ContainerRuntime:
+    """The Docker side of one ``--in-container`` run: the clients and each node's image.
+
+    Args:
+        client: a connected ``docker.DockerClient`` (API calls).
+        images: node name -> :class:`~.container_images.NodeImage`.
+        run_dir: the run folder (label :data:`RUN_LABEL` of every container).
+        gpu: pass every GPU to the containers (``--device cuda``).
+    """
+
+    def __init__(
+        self, client: Any, images: dict[str, NodeImage], *, run_dir: Path, gpu: bool = False
+    ):
+        from panorama_cli import docker_engine
+
+        self.client = client
+        self.run_dir = run_dir
+        self.images = images
+        self.gpu = gpu
+        self.streams = docker_engine.connect(timeout_s=STREAM_TIMEOUT_S)
+
+    def app(
+        self, spec: AppSpec, console_log: Path, on_output: Callable[[str, str], None] | None = None
+    ) -> ContainerApp:
+        """A :class:`ContainerApp` for ``spec`` (the supervisor's AppProcess signature)."""
+        return ContainerApp(self, self.images[spec.node], spec, console_log, on_output)
+
+    def close(self) -> None:
+        for client in (self.client, self.streams):
+            try:
+                client.close()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
+                log.debug("closing a Docker client: %s", exc)
+
+
+class ContainerApp:
+    """One business-logic node running in its container (see the module docstring); the
+    same methods as :class:`~.supervisor.AppProcess`: start, poll, wait, stop, kill.
+
+    Attributes:
+        started_at: ``time.monotonic()`` when the container was started.
+        startup_s: seconds from asking for the container to it running (create + start).
+    """
+
+    def __init__(
+        self,
+        runtime: ContainerRuntime,
+        target: NodeImage,
+        spec: AppSpec,
+        console_log: Path,
+        on_output: Callable[[str, str], None] | None,
+    ):
+        self.runtime = runtime
+        self.target = target
+        self.spec = spec
+        self.console_log = console_log
+        self._on_output = on_output
+        self.container: Any = None
+        self.started_at: float | None = None
+        self.startup_s: float | None = None
+        self.stop_requested = False
+        self._exit: int | None = None
+        self._exited = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._stop_lock = threading.Lock()
+        self._removed = False
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    def _command(self) -> list[str]:
+        return [self.spec.interpreter, self.spec.entry]
+
+    def start(self) -> None:
+        """Create and start the container; its output goes to the console log.
+
+        Raises:
+            UserError: the container cannot be created or started (an engine error, a
+                hostPort in use, no GPU runtime for ``--device cuda``, the entry's program
+                missing in the image): one line.
+        """
+        import docker
+
+        from panorama_cli import docker_engine
+
+        spec, target = self.spec, self.target
+        for folder in (spec.logs, spec.storage):
+            folder.mkdir(parents=True, exist_ok=True)
+        socket_path = Path(spec.env["PANORAMA_LOCALRUN_SOCKET"])
+        options: dict[str, Any] = {
+            "environment": container_environment(spec, target),
+            "mounts": container_mounts(spec, socket_path),
+            "ipc_mode": "host",
+            "init": True,
+            "working_dir": "/panorama",
+            "ports": {f"{c}/tcp": ("127.0.0.1", h) for c, h in target.ports.items()},
+            "labels": {
+                docker_engine.CONTAINER_LABEL: ROLE,
+                docker_engine.OWNER_PID_LABEL: str(os.getpid()),
+                docker_engine.HOST_LABEL: socket.gethostname(),
+                NODE_LABEL: spec.node,
+                RUN_LABEL: str(self.runtime.run_dir),
+            },
+            "name": f"panorama-cli-run-{_safe(spec.node)}-{uuid.uuid4().hex[:8]}",
+        }
+        if self.runtime.gpu:
+            from panorama_cli.localrun.devices import docker_gpu_request
+
+            options["device_requests"] = docker_gpu_request()
+        asked = time.monotonic()
+        log.debug("node %s: container of %s: %s", spec.node, target.image, self._command())
+        try:
+            self.container = self.runtime.client.containers.create(
+                target.image_id, self._command(), platform=target.platform, **options
+            )
+        except docker.errors.APIError as exc:
+            raise UserError(
+                f"node {spec.node}: cannot create a container of {target.image}: "
+                f"{_first_line(exc)}",
+                hint=f"check the image (docker image inspect {target.image})",
+            ) from None
+        try:
+            self.container.start()
+        except docker.errors.APIError as exc:
+            self._remove()
+            raise _start_error(spec.node, target, self._command(), exc) from None
+        self.started_at = time.monotonic()
+        self.startup_s = self.started_at - asked
+        log.debug(
+            "node %s: container %s running after %.3f s", spec.node, self.name, self.startup_s
+        )
+        for work in (self._pump, self._wait_exit):
+            thread = threading.Thread(target=work, name=f"app-{spec.node}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.container, "name", "") or "")
+
+    def _pump(self) -> None:
+        """Copy the container's stdout+stderr, line by line, to the console log."""
+        stream = self.runtime.streams.api.logs(
+            self.container.id, stdout=True, stderr=True, stream=True, follow=True
+        )
+        pending = b""
+        with open(self.console_log, "ab") as out:
+            try:
+                for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        self._line(out, raw + b"\n")
+            except Exception as exc:  # noqa: BLE001 - the engine went away; the wait says so
+                log.debug("node %s: log stream ended: %s", self.spec.node, exc)
+            if pending:
+                self._line(out, pending + b"\n")
+
+    def _line(self, out: Any, raw: bytes) -> None:
+        out.write(raw)
+        out.flush()
+        if self._on_output is not None:
+            self._on_output(self.spec.node, raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _wait_exit(self) -> None:
+        try:
+            result = self.runtime.streams.api.wait(self.container.id)
+            self._exit = int(result.get("StatusCode", 125))
+        except Exception as exc:  # noqa: BLE001 - removed under us, or the engine stopped
+            log.debug("node %s: waiting for the container: %s", self.spec.node, exc)
+            self._exit = 125 if self._exit is None else self._exit
+        self._exited.set()
+
+    def poll(self) -> int | None:
+        """The entry's exit status (128+N: ended by signal N), or None while it runs."""
+        return self._exit if self._exited.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.container is None:
+            return None
+        self._exited.wait(timeout)
+        return self.poll()
+
+    def _signal(self, sig: str) -> None:
+        try:
+            self.container.kill(signal=sig)
+        except Exception as exc:  # noqa: BLE001 - it exited in between: nothing to signal
+            log.debug("node %s: %s: %s", self.spec.node, sig, exc)
+
+    def stop(self, grace_s: float = 2.0) -> int | None:
+        """SIGINT, SIGTERM (``grace_s`` apart), SIGKILL, then remove the container.
+
+        Returns:
+            The entry's exit status.
+        """
+        self.stop_requested = True
+        if self.container is None:
+            return None
+        with self._stop_lock:  # one ladder at a time: a second stop waits for the first
+            for sig in ("SIGINT", "SIGTERM"):
+                if self._exited.is_set():
+                    break
+                log.debug("node %s: %s to container %s", self.spec.node, sig, self.name)
+                self._signal(sig)
+                if self._exited.wait(grace_s):
+                    break
+            self.kill()
+        return self.poll()
+
+    def kill(self) -> None:
+        """SIGKILL the container (everything in it) and remove it."""
+        if self.container is None:
+            return
+        if not self._exited.is_set():
+            self._signal("SIGKILL")
+            self._exited.wait(10)
+        self._remove()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _remove(self) -> None:
+        if self._removed:
+            return
+        try:
+            self.runtime.client.api.remove_container(self.container.id, force=True)
+        except Exception as exc:  # noqa: BLE001 - gone already; leftovers go next run
+            if "No such container" not in str(exc):
+                log.warning("could not remove container %s: %s", self.name, _first_line(exc))
+        self._removed = True
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)[:40] or "node"
+
+
+def _start_error(node: str, target: NodeImage, command: list[str], exc: Exception) -> UserError:
+    message = _first_line(exc)
+    if "could not select device driver" in message or "nvidia" in message.lower():
+        return UserError(
+            f"node {node}: --device cuda: the Docker engine cannot pass a GPU to containers "
+            f"({message})",
+            hint="install the NVIDIA Container Toolkit and restart Docker, or leave out "
+            "--device cuda",
+        )
+    if "port is already allocated" in message or "address already in use" in message:
+        return UserError(
+            f"node {node}: a hostPort of its networkRoutingRules is in use ({message})",
+            hint="stop what listens there or change hostPort (an override file)",
+        )
+    if "executable file not found" in message or "no such file or directory" in message:
+        return UserError(
+            f"node {node}: {command[0]} (the descriptor's entry.path) is not in image "
+            f"{target.image} ({message})",
+            hint="install it in the Dockerfile or fix descriptor.json runtimeDescriptor.entry",
+        )
+    return UserError(f"node {node}: cannot start a container of {target.image}: {message}")
