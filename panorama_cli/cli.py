@@ -38,6 +38,7 @@ COMMANDS = {
     "remove-edge": "remove_edge",
     "remove-node": "remove_node",
     "remove-package": "remove_package",
+    "base-image": "base_image",
 }
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

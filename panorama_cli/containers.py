@@ -137,6 +137,7 @@ def build_container(
     local_image: bool = False,
     on_log: Callable[[str], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> ContainerResult:
     """Build the package's Dockerfile for ``platform`` and store the image as the asset.
 
@@ -148,6 +149,8 @@ def build_container(
         build_args: Dockerfile ARGs, e.g. ``{"BASE_IMAGE": "..."}``.
         local_image: accepted for upstream compatibility; the base image is never pulled.
         on_log: receives each build log line; progress: bytes of filesystem exported.
+        on_note: receives the line saying the local base image stands in for the
+            Dockerfile's default one (panorama_cli.base_image.with_local_base).
 
     Raises:
         UserError: invalid inputs, a failing build, Docker unreachable. The project is
@@ -161,6 +164,11 @@ def build_container(
             hint="create one (create-package --type Container writes a starter)",
         )
     platforms.check_platform(platform)
+    from panorama_cli.base_image import with_local_base
+
+    build_args = with_local_base(
+        package.folder / "Dockerfile", dict(build_args or {}), platform, on_note=on_note
+    )
     image = docker_engine.build_image(
         package.folder,
         tag=image_tag(package, asset_name),

@@ -226,7 +226,9 @@ def build_image(
                         pending = ""
                     detail = item.get("errorDetail") or {}
                     error = _first_line(detail.get("message") or item.get("error") or "unknown")
-                    raise _build_failure(error, step, list(tail), dockerfile_path)
+                    raise _build_failure(
+                        error, step, list(tail), dockerfile_path, dict(build_args or {})
+                    )
             if pending:
                 emit(pending)
         except docker.errors.APIError as exc:
@@ -259,14 +261,22 @@ def build_image(
             client.close()
 
 
-def _build_failure(error: str, step: str, tail: list[str], dockerfile_path: Path) -> BuildFailed:
+def _build_failure(
+    error: str, step: str, tail: list[str], dockerfile_path: Path, build_args: dict[str, str]
+) -> BuildFailed:
     from_step = step.split(" : ", 1)[-1].strip().upper().startswith("FROM ")
     if from_step or "pull access denied" in error or "manifest unknown" in error:
         base = step.split(" : ", 1)[-1].strip()[5:].split()[0] if from_step else "the base image"
+        if "BASE_IMAGE" in base:  # FROM ${BASE_IMAGE}: name the image it stood for
+            from panorama_cli.base_image import dockerfile_default_base
+
+            chosen = build_args.get("BASE_IMAGE") or dockerfile_default_base(dockerfile_path)
+            base = chosen or "the base image"
         return BuildFailed(
             f"docker build failed at {step or 'FROM'}: {error}",
-            hint=f"{base} must exist locally for the build's platform (builds never pull): "
-            f"build or docker load it first, or change FROM in {dockerfile_path}",
+            hint=f"{base} is not in the local engine for this platform (builds use local "
+            "images only): make one with `panorama-cli base-image --platform <platform>`, "
+            "or pass --base-image IMAGE (--build-arg BASE_IMAGE=IMAGE) naming a local image",
             step=step,
             log_tail=tail,
         )

@@ -229,7 +229,9 @@ def test_account_id_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("PANORAMA_ACCOUNT_ID")
     assert run(project, "create-package", "--name", "b").exit_code == 0  # from graph.json
     assert (project / "packages" / "222233334444-b-1.0").is_dir()
-    assert run(project, "create-package", "--name", "c", "--account-id", "999999999999").exit_code == 0
+    assert (
+        run(project, "create-package", "--name", "c", "--account-id", "999999999999").exit_code == 0
+    )
     assert (project / "packages" / "999999999999-c-1.0").is_dir()
 
 

@@ -6,11 +6,31 @@ from panorama_cli import console
 from panorama_cli.commands._shared import json_option, locked, show_warnings
 
 
-@click.command("build-container")
+@click.command(
+    "build-container",
+    epilog="""\b
+Examples:
+  panorama-cli build-container --container-asset-name code_asset \\
+      --package-path packages/123456789012-people_counter-1.0
+  panorama-cli build-container --container-asset-name code_asset \\
+      --package-path packages/123456789012-people_counter-1.0 \\
+      --platform linux/amd64 --base-image panorama-cli/base:bookworm-amd64""",
+)
 @click.option("--container-asset-name", required=True, help="Asset name of the container.")
-@click.option("--package-path", required=True, help="The container package folder.")
 @click.option(
-    "--local-image", is_flag=True, help="Build from a base image already in the local engine."
+    "--package-path", "--packages-path", required=True, help="The container package folder."
+)
+@click.option(
+    "--local-image",
+    is_flag=True,
+    hidden=True,
+    help="Deprecated: builds always use local images (nothing is pulled).",
+)
+@click.option(
+    "--base-image",
+    metavar="IMAGE",
+    help="A local base image (same as --build-arg BASE_IMAGE=IMAGE); default: the "
+    "Dockerfile's, else the one `panorama-cli base-image` makes.",
 )
 @click.option("--platform", default="linux/arm64", show_default=True, help="Target platform.")
 @click.option(
@@ -21,13 +41,19 @@ from panorama_cli.commands._shared import json_option, locked, show_warnings
     help="Dockerfile ARG (repeatable), e.g. BASE_IMAGE=my/base:1.",
 )
 @json_option()
-def cli(container_asset_name, package_path, local_image, platform, build_args, as_json) -> None:
+def cli(
+    container_asset_name, package_path, local_image, base_image, platform, build_args, as_json
+) -> None:
     """Build the Dockerfile, export the image filesystem as assets/<sha256>.tar.gz."""
     from panorama_cli.containers import build_container, parse_build_args
     from panorama_cli.project import Project
 
+    if local_image:
+        console.warning("--local-image is deprecated and does nothing: builds never pull")
     project = Project.discover()
     args = parse_build_args(build_args)
+    if base_image:
+        args["BASE_IMAGE"] = base_image
     with locked(project), console.transfer(f"export {container_asset_name}") as (advance, _):
         result = build_container(
             project,
@@ -38,6 +64,7 @@ def cli(container_asset_name, package_path, local_image, platform, build_args, a
             local_image=local_image,
             on_log=console.log_line,
             progress=advance,
+            on_note=console.info,
         )
     report(project, result, container_asset_name, as_json)
 
