@@ -218,6 +218,7 @@ class ContainerApp:
             self.container.start()
         except docker.errors.APIError as exc:
             self._remove()
+            self.container = None  # never ran: nothing to stop
             raise _start_error(spec.node, target, self._command(), exc) from None
         self.started_at = time.monotonic()
         self.startup_s = self.started_at - asked
