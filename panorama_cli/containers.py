@@ -37,6 +37,8 @@ class ContainerResult:
     descriptor: StoredAsset
     registration: asset_registry.Registration
     warnings: list[str] = field(default_factory=list)
+    #: the image id is the one the package's current asset was exported from: nothing done
+    unchanged: bool = False
 
 
 def check_runtime_descriptor(package: Package, project: Project) -> bytes:
@@ -105,11 +107,21 @@ def _store_and_register(
     platform: str | None,
     progress: Callable[[int], None] | None,
 ) -> ContainerResult:
+    from panorama_cli import image_cache
+    from panorama_cli.export_normalize import normalized
+
+    with image_cache.engine() as client:
+        mtime = image_cache.created_epoch(client, image)
     tx = Transaction()
     with rollback_new_assets(project.assets_dir) as new:
         with docker_engine.export_filesystem(image, platform=platform) as chunks:
             asset = new.add(
-                store_stream(chunks, project.assets_dir, suffix=".tar.gz", progress=progress)
+                store_stream(
+                    normalized(chunks, mtime=mtime),  # the same image gives the same bytes
+                    project.assets_dir,
+                    suffix=".tar.gz",
+                    progress=progress,
+                )
             )
         descriptor = new.add(store_bytes(raw, project.assets_dir, suffix=".json"))
         [registration] = asset_registry.register(
@@ -124,7 +136,40 @@ def _store_and_register(
         )
         tx.on_commit(new.keep)
         tx.commit()
+    if image.startswith("sha256:"):
+        image_cache.remember(image, asset.uri)
     return ContainerResult(image, asset, descriptor, registration, tx.warnings)
+
+
+def _unchanged(
+    project: Project, package: Package, raw: bytes, asset_name: str, image_id: str
+) -> ContainerResult | None:
+    """The result of a rebuild whose image the package's current asset was exported from
+    (same descriptor too), or None when something has to be exported."""
+    import hashlib
+
+    from panorama_cli import image_cache
+
+    uri = image_cache.asset_for(image_id)
+    existing = package.asset(asset_name)
+    impls = existing.get("implementations") if existing else None
+    if not uri or not isinstance(impls, list) or len(impls) != 1:
+        return None
+    descriptor_uri = f"{hashlib.sha256(raw).hexdigest()}.json"
+    current = impls[0]
+    files = [project.assets_dir / uri, project.assets_dir / descriptor_uri]
+    if (
+        current.get("assetUri") != uri
+        or current.get("descriptorUri") != descriptor_uri
+        or not all(f.is_file() and not f.is_symlink() for f in files)
+        or not any(i.get("asset") == asset_name for i in package.interfaces())
+    ):
+        return None
+    asset = StoredAsset(uri.split(".")[0], files[0], files[0].stat().st_size, created=False)
+    descriptor = StoredAsset(descriptor_uri[:-5], files[1], files[1].stat().st_size, created=False)
+    log.debug("image %s is the one %s was exported from: nothing to do", image_id, uri)
+    registration = asset_registry.Registration(package.name)
+    return ContainerResult(image_id, asset, descriptor, registration, unchanged=True)
 
 
 def build_container(
@@ -164,22 +209,28 @@ def build_container(
             hint="create one (create-package --type Container writes a starter)",
         )
     platforms.check_platform(platform)
+    from panorama_cli import image_cache
     from panorama_cli.base_image import with_local_base
 
     build_args = with_local_base(
         package.folder / "Dockerfile", dict(build_args or {}), platform, on_note=on_note
     )
+    tag = image_tag(package, asset_name)
+    with image_cache.engine() as client:
+        previous = image_cache.image_id_of(client, tag)
     image = docker_engine.build_image(
         package.folder,
-        tag=image_tag(package, asset_name),
+        tag=tag,
         platform=platform,
         build_args=build_args,
         on_log=on_log,
     )
-    result = _store_and_register(
+    result = _unchanged(project, package, raw, asset_name, image) or _store_and_register(
         project, package, graph, raw, asset_name, image, platform, progress
     )
-    result.image = image_tag(package, asset_name)
+    with image_cache.engine() as client:
+        image_cache.remove_superseded(client, previous, image)
+    result.image = tag
     return result
 
 

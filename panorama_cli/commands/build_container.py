@@ -82,8 +82,16 @@ def report(project, result, asset_name: str, as_json: bool) -> None:
                 "interfaceAdded": reg.interface_added,
                 "nodeAdded": reg.node_added,
                 "superseded": reg.superseded,
+                "unchanged": result.unchanged,
             }
         )
+    if result.unchanged:
+        console.success(
+            f"Container asset {asset_name} of {reg.package} is current (same image): "
+            f"assets/{result.asset.uri}; nothing exported, package.json unchanged",
+            "panorama-cli validate",
+        )
+        return
     action = "Replaced" if reg.replaced else "Added"
     console.success(
         f"{action} container asset {asset_name} of {reg.package}: "
