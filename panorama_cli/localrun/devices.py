@@ -87,7 +87,8 @@ def onnxruntime_cuda_problem(gpu: Callable[[], str | None] = nvidia_gpu_problem)
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return (
             f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (the CPU build is "
-            "installed): pip install 'panorama-cli[gpu]' (onnxruntime-gpu)"
+            "installed): pip uninstall onnxruntime, then pip install 'panorama-cli[gpu]' "
+            "(onnxruntime-gpu)"
         )
     return gpu()
 
