@@ -129,9 +129,14 @@ def cli(ctx: click.Context, debug: bool, profile: str | None, region: str | None
       panorama-cli add-panorama-package --type camera --name front_door_camera
       panorama-cli add-raw-model --model-asset-name model --model-local-path m.tar.gz ...
       panorama-cli build-container --container-asset-name code --package-path packages/...
+      panorama-cli add-edge --producer front_door_camera.video_out --consumer code_node.video_in
       panorama-cli validate
+      panorama-cli run --camera front_door_camera=video.mp4 --frames 100
 
-    Shell completion (bash): eval "$(_PANORAMA_CLI_COMPLETE=bash_source panorama-cli)"
+    \b
+    A sample that runs on video: panorama-cli init-project --sample people-counter
+    Shell completion (bash; zsh: zsh_source, fish: fish_source):
+      eval "$(_PANORAMA_CLI_COMPLETE=bash_source panorama-cli)"
     """
     from panorama_cli import console
 
