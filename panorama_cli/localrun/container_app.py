@@ -236,12 +236,12 @@ class ContainerApp:
 
     def _pump(self) -> None:
         """Copy the container's stdout+stderr, line by line, to the console log."""
-        stream = self.runtime.streams.api.logs(
-            self.container.id, stdout=True, stderr=True, stream=True, follow=True
-        )
         pending = b""
         with open(self.console_log, "ab") as out:
             try:
+                stream = self.runtime.streams.api.logs(
+                    self.container.id, stdout=True, stderr=True, stream=True, follow=True
+                )
                 for chunk in stream:
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
@@ -310,9 +310,9 @@ class ContainerApp:
         if not self._exited.is_set():
             self._signal("SIGKILL")
             self._exited.wait(10)
-        self._remove()
-        for thread in self._threads:
+        for thread in self._threads:  # the log stream ends with the container's last line
             thread.join(timeout=5)
+        self._remove()
 
     def _remove(self) -> None:
         if self._removed:

@@ -5,7 +5,7 @@ python3-numpy from apt: the SDK's only dependency) is built for linux/amd64 unde
 build-container gives it (so the run finds it by default) and for linux/arm64 (run under
 qemu, named with --image). Each run reads vtest.avi; the app writes what it saw into
 /opt/aws/panorama/storage, which is the run folder's storage/. After every run (frames,
-crash, SIGINT, a failed start) no container labelled with the run folder is left; a
+crash, SIGINT, SIGTERM, a failed start) no container labelled with the run folder is left; a
 SIGKILLed runner's container is removed by the next run. An app serving HTTP answers on the
 routing rule's hostPort.
 """
@@ -134,9 +134,7 @@ def _build(root: Path, tag: str, arch: str, base: str) -> str:
 @pytest.fixture(scope="module")
 def amd64_image(project: Path, base_image_amd64: str) -> str:
     """build-container's tag for the package (``panorama-cli/<folder>:code_asset``)."""
-    package = Project(project).load_package(
-        project / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
-    )  # fmt: skip
+    package = Project(project).load_package(project / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0")
     return _build(project, containers.image_tag(package, ASSET), "amd64", base_image_amd64)
 
 
@@ -223,18 +221,20 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout_s: float = 60) ->
         time.sleep(0.1)
 
 
-def test_real_sigint_leaves_no_container(app_project, amd64_image, docker_client, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_real_signal_leaves_no_container(app_project, amd64_image, docker_client, tmp_path, sig):
     out = tmp_path / "out"
     proc = _start(app_project, out)
     try:
         _wait_for(out / "storage" / "state.json", proc)
         assert len(_left(docker_client, out)) == 1
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
+    if sig == signal.SIGINT:
+        assert proc.returncode == 0, stderr
     assert json.loads((out / "report.json").read_text())["exit_reason"] == "interrupted"
     assert _left(docker_client, out) == []
 
