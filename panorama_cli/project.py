@@ -172,6 +172,16 @@ class Project:
                 f"{path}: not a package folder of this project",
                 hint=f"use a folder under {self.rel(self.packages_dir)}/",
             )
+        if not candidate.exists():
+            import difflib
+
+            have = [p.name for p in self.package_folders()]
+            close = difflib.get_close_matches(candidate.name, have, n=1, cutoff=0.6)
+            listing = ", ".join(f"packages/{n}" for n in have) or "none"
+            raise UserError(
+                f"{path}: no such package folder",
+                hint=f"did you mean packages/{close[0]}?" if close else f"packages: {listing}",
+            )
         return self.load_package(candidate, for_update=True)
 
     def read_settings(self) -> dict[str, Any]:

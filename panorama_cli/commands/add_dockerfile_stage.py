@@ -8,8 +8,16 @@ from panorama_cli.commands._shared import locked
 STAGES = ("gstreamer", "rtsp", "kvs")
 
 
-@click.command("add-dockerfile-stage")
-@click.option("--package-path", required=True, help="The container package folder.")
+@click.command(
+    "add-dockerfile-stage",
+    epilog="""\b
+Example:
+  panorama-cli add-dockerfile-stage --package-path packages/123456789012-app-1.0 \\
+      --stage rtsp""",
+)
+@click.option(
+    "--package-path", "--packages-path", required=True, help="The container package folder."
+)
 @click.option(
     "--stage",
     "stages",

@@ -6,13 +6,20 @@ from panorama_cli import console
 from panorama_cli.commands._shared import locked
 
 
-@click.command("add-panorama-package")
+@click.command(
+    "add-panorama-package",
+    epilog="""\b
+Examples:
+  panorama-cli add-panorama-package --type camera --name front_door_camera
+  panorama-cli add-panorama-package --type data_sink --name hdmi_output""",
+)
 @click.option(
     "--type",
     "package_type",
     required=True,
-    type=click.Choice(["camera", "data_sink"]),
-    help="camera: abstract RTSP camera; data_sink: HDMI output.",
+    type=click.Choice(["camera", "data_sink", "datasink"], case_sensitive=False),
+    callback=lambda _ctx, _param, value: "data_sink" if value == "datasink" else value,
+    help="camera: abstract RTSP camera; data_sink (or datasink): HDMI output.",
 )
 @click.option("--name", required=True, help="Node name in graph.json.")
 def cli(package_type: str, name: str) -> None:
@@ -27,7 +34,7 @@ def cli(package_type: str, name: str) -> None:
     if added:
         console.success(
             f"Added {package_type} node {name} to {project.rel(project.graph_path)}",
-            f'connect "{name}.{port}" with an edge in graph.json, then panorama-cli validate',
+            f"connect {name}.{port} with panorama-cli add-edge, then panorama-cli validate",
         )
     else:
         console.info(f"Node {name} is already in {project.rel(project.graph_path)}; nothing to do")

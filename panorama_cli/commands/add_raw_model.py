@@ -8,7 +8,15 @@ from panorama_cli import console
 from panorama_cli.commands._shared import aws_session_factory, json_option, locked, show_warnings
 
 
-@click.command("add-raw-model")
+@click.command(
+    "add-raw-model",
+    epilog="""\b
+Example:
+  panorama-cli add-raw-model --model-asset-name detector_model \\
+      --model-local-path model.tar.gz \\
+      --descriptor-path packages/123456789012-detector-1.0/descriptor.json \\
+      --packages-path packages/123456789012-detector-1.0""",
+)
 @click.option("--model-asset-name", required=True, help="Asset name of the model.")
 @click.option("--model-s3-uri", help="s3://bucket/key of the model .tar.gz.")
 @click.option(
@@ -24,6 +32,8 @@ from panorama_cli.commands._shared import aws_session_factory, json_option, lock
 )
 @click.option(
     "--packages-path",
+    "--package-path",
+    "packages_path",
     multiple=True,
     help="Package folder to add the asset to (repeatable). Without it the asset JSON is printed.",
 )

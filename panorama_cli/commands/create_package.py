@@ -9,13 +9,20 @@ from panorama_cli.commands._shared import locked
 TYPES = ("Container", "Model", "Camera", "Datasink")
 
 
-@click.command("create-package")
+@click.command(
+    "create-package",
+    epilog="""\b
+Examples:
+  panorama-cli create-package --name people_counter
+  panorama-cli create-package --name people_counter --gstreamer --rtsp
+  panorama-cli create-package --name detector --type Model""",
+)
 @click.option("--name", required=True, help="Package name.")
 @click.option(
     "--type",
     "package_type",
-    type=click.Choice(TYPES, case_sensitive=False),
-    help="Package type (default Container).",
+    type=click.Choice([*TYPES, "data_sink"], case_sensitive=False),
+    help="Package type (default Container); data_sink is Datasink.",
 )
 @click.option(
     "--version", default="1.0", show_default=True, help="Package version <major>.<minor>."
@@ -64,7 +71,8 @@ def cli(
     legacy = "Camera" if legacy_camera else "Model" if legacy_model else None
     if legacy and package_type and package_type.lower() != legacy.lower():
         raise click.UsageError(f"--type {package_type} contradicts the legacy switch")
-    chosen = next(t for t in TYPES if t.lower() == (package_type or legacy or "Container").lower())
+    wanted = (package_type or legacy or "Container").lower().replace("_", "")
+    chosen = next(t for t in TYPES if t.lower() == wanted)
     stages = tuple(s for s, on in (("gstreamer", gstreamer), ("rtsp", rtsp), ("kvs", kvs)) if on)
     if chosen != "Container" and (stages or no_backpack):
         raise click.UsageError("--no-backpack, --gstreamer, --rtsp and --kvs need --type Container")
@@ -87,7 +95,7 @@ def cli(
         "Model": f"fill in {where}/descriptor.json, then panorama-cli add-raw-model "
         f"--model-asset-name {name}_model --model-local-path <model.tar.gz> "
         f"--descriptor-path {where}/descriptor.json --packages-path {where}",
-    }.get(chosen, "connect its node with edges in graph.json, then panorama-cli validate")
+    }.get(chosen, "connect its node with panorama-cli add-edge, then panorama-cli validate")
     console.success(
         f"Created {chosen} package {created.package_ref} {version} in {where}", next_step
     )

@@ -8,7 +8,12 @@ from panorama_cli import console
 from panorama_cli.commands._shared import json_option, poll_options
 
 
-@click.command("deploy")
+@click.command(
+    "deploy",
+    epilog="""\b
+Example:
+  panorama-cli deploy --device-id device-0123 --name people_counter --wait""",
+)
 @click.option("--device-id", required=True, help="The Panorama appliance, e.g. device-0123...")
 @click.option("--name", required=True, help="Application instance name.")
 @click.option("--description", default="", help="Application instance description.")

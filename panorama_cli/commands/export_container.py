@@ -6,10 +6,18 @@ from panorama_cli import console
 from panorama_cli.commands._shared import json_option, locked
 
 
-@click.command("export-container")
+@click.command(
+    "export-container",
+    epilog="""\b
+Example:
+  panorama-cli export-container --container-asset-name code_asset \\
+      --container-image-uri my/app:1.0 --package-path packages/123456789012-app-1.0""",
+)
 @click.option("--container-asset-name", required=True, help="Asset name of the container.")
 @click.option("--container-image-uri", required=True, help="Image in the local engine.")
-@click.option("--package-path", required=True, help="The container package folder.")
+@click.option(
+    "--package-path", "--packages-path", required=True, help="The container package folder."
+)
 @json_option()
 def cli(container_asset_name, container_image_uri, package_path, as_json) -> None:
     """Export IMAGE's filesystem as assets/<sha256>.tar.gz and register it."""

@@ -6,7 +6,12 @@ from panorama_cli import console
 from panorama_cli.commands._shared import aws_session_factory, locked
 
 
-@click.command("import-application")
+@click.command(
+    "import-application",
+    epilog="""\b
+Example:
+  panorama-cli import-application --account-id 123456789012""",
+)
 @click.option("--account-id", help="Target account (default: PANORAMA_ACCOUNT_ID, then STS).")
 @click.pass_context
 def cli(ctx, account_id: str | None) -> None:

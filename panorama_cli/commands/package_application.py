@@ -6,9 +6,17 @@ from panorama_cli import console
 from panorama_cli.commands._shared import json_option, poll_options
 
 
-@click.command("package-application")
+@click.command(
+    "package-application",
+    epilog="""\b
+Examples:
+  panorama-cli package-application
+  panorama-cli package-application --packages-path packages/123456789012-app-1.0 --no-wait""",
+)
 @click.option(
     "--packages-path",
+    "--package-path",
+    "packages_path",
     multiple=True,
     help="Package folder to send (repeatable). Default: every package under packages/.",
 )

@@ -55,7 +55,13 @@ def finish_wait(session, instance_id: str, poll_interval: float, timeout: float,
     console.success(f"{instance_id}: {status}")
 
 
-@click.command("status")
+@click.command(
+    "status",
+    epilog="""\b
+Examples:
+  panorama-cli status --device-id device-0123
+  panorama-cli status applicationInstance-0123 --wait""",
+)
 @click.argument("application_instance_id", required=False)
 @click.option("--device-id", help="Only this device's application instances (list mode).")
 @click.option("--wait", is_flag=True, help="Wait until the deployment ends (needs an id).")

@@ -6,8 +6,15 @@ from panorama_cli import console
 from panorama_cli.commands._shared import json_option, locked
 
 
-@click.command("update-backpack")
-@click.option("--package-path", required=True, help="The container package folder.")
+@click.command(
+    "update-backpack",
+    epilog="""\b
+Example:
+  panorama-cli update-backpack --package-path packages/123456789012-app-1.0""",
+)
+@click.option(
+    "--package-path", "--packages-path", required=True, help="The container package folder."
+)
 @click.option(
     "--force",
     is_flag=True,

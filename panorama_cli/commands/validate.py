@@ -6,7 +6,13 @@ from panorama_cli import console
 from panorama_cli.commands._shared import json_option
 
 
-@click.command("validate")
+@click.command(
+    "validate",
+    epilog="""\b
+Examples:
+  panorama-cli validate
+  panorama-cli validate --json""",
+)
 @json_option("the problems")
 def cli(as_json: bool) -> None:
     """Check every manifest and the application graph; exit 1 on errors."""
