@@ -11,7 +11,8 @@ Usage: ./install.sh [--dev] [--help]
              `panorama-cli` command into ${PANORAMA_CLI_BIN:-~/.local/bin}
              (/usr/local/bin instead when run as root and that is on PATH).
   --dev      Create ./.venv in the repository with `pip install -e '.[test]'`
-             (the project, editable, plus pytest, hypothesis, ruff, moto).
+             (the project, editable, plus pytest, hypothesis, ruff, moto); names (and as
+             root installs) the Debian packages PyGObject builds against.
   -h, --help Show this help.
 
 Re-running is safe: the venv is reused and the install upgraded.
@@ -62,7 +63,19 @@ make_venv() { # $1 = venv dir; reuse it when healthy, (re)create otherwise
     "$venv/bin/python" -m pip install --quiet --progress-bar off --upgrade pip
 }
 
+# PyGObject (in the test extras) builds from source against these Debian/Ubuntu packages.
+PYGOBJECT_APT="pkg-config libgirepository1.0-dev libcairo2-dev gir1.2-gstreamer-1.0 python3-dev"
+
 if [[ $mode == dev ]]; then
+    if ! pkg-config --exists girepository-1.0 cairo 2>/dev/null; then
+        say "PyGObject needs system packages; run first: sudo apt-get install -y $PYGOBJECT_APT"
+        if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            say "installing them (root): apt-get install -y $PYGOBJECT_APT"
+            # shellcheck disable=SC2086  # a list of package names
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PYGOBJECT_APT \
+                || say "apt-get install failed (try apt-get update first); pip may fail on PyGObject"
+        fi
+    fi
     venv="$repo/.venv"
     make_venv "$venv"
     say "pip install -e '.[test]' (editable, with test tools)"

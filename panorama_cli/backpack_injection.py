@@ -265,12 +265,26 @@ def stale_problem(package_folder: Path, rel_folder: str) -> Problem | None:
     Args:
         package_folder: the package folder; rel_folder: the same, as reported (project-relative).
     """
+    stamp_file = f"{rel_folder}/{TARGET.as_posix()}/{STAMP}"
+    stamped_copy = read_stamp(package_folder)
+    target = package_folder / TARGET
+    if stamped_copy is not None and target.is_dir() and not target.is_symlink():
+        if content_sha256(collect(target)) != stamped_copy.sha256:
+            return Problem(
+                stamp_file,
+                "/contentSha256",
+                f"backpack in {rel_folder}/{TARGET.as_posix()} was edited after it was "
+                "injected (its files no longer match its stamp)",
+                "keep your changes in your own modules, or `panorama-cli update-backpack "
+                f"--package-path {rel_folder} --force` to restore it",
+                WARNING,
+            )
     found = outdated(package_folder)
     if found is None:
         return None
     stamped, shipped = found
     return Problem(
-        f"{rel_folder}/{TARGET.as_posix()}/{STAMP}",
+        stamp_file,
         "/contentSha256",
         f"backpack {stamped.label} in the package is not the backpack {shipped.label} "
         "that this panorama-cli ships",

@@ -305,6 +305,23 @@ def test_update_backpack_refuses_an_edited_copy_unless_forced(project):
     ).read_bytes()
 
 
+def test_validate_warns_on_a_hand_edited_copy_and_force_on_a_current_one_says_current(project):
+    folder = create(project, "app")
+    rel = f"packages/{ACCOUNT}-app-1.0"
+    assert not [p for p in validate_problems(project) if "backpack" in p["message"]]
+    (folder / "src/backpack/__pycache__").mkdir(exist_ok=True)
+    (folder / "src/backpack/__pycache__/geometry.cpython-311.pyc").write_bytes(b"compiled")
+    assert not [p for p in validate_problems(project) if "backpack" in p["message"]]
+    forced = run(project, "update-backpack", "--package-path", rel, "--force")
+    assert forced.exit_code == 0 and "is current" in forced.stderr
+    (folder / "src/backpack/geometry.py").write_text("# my local fix\n")
+    result = run(project, "validate", "--json")
+    found = [p for p in json.loads(result.stdout)["problems"] if "backpack" in p["message"]]
+    assert [p["severity"] for p in found] == ["warning"]
+    assert "edited after it was injected" in found[0]["message"]
+    assert "--force" in found[0]["hint"]
+
+
 def test_update_backpack_adds_backpack_to_a_package_without_it(project):
     folder = create(project, "plain", "--no-backpack")
     result = run(project, "update-backpack", "--package-path", str(folder))
