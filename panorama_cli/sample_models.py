@@ -160,7 +160,8 @@ def fix_centerface_shapes(data: bytes, size: tuple[int, int] = CENTERFACE_INPUT)
     except ImportError:
         raise UserError(
             "the face-blur sample needs the onnx package to prepare CenterFace",
-            hint="pip install onnx (into the environment panorama-cli runs in)",
+            hint="pip install 'panorama-cli[samples]' (or pip install onnx) into the "
+            "environment panorama-cli runs in",
         ) from None
     height, width = size
     model = onnx.load_from_string(data)

@@ -90,7 +90,8 @@ def test_installed_wheel_runs(wheel, tmp_path):
     result = cli("validate", "--json", cwd=work / "w")
     assert result.returncode == 1
     problems = json.loads(result.stdout)["problems"]
-    assert [p["pointer"] for p in problems] == ["/nodePackage/interfaces"]
+    errors = [p["pointer"] for p in problems if p["severity"] == "error"]
+    assert errors == ["/nodePackage/interfaces"]  # and a warning: no edges yet
 
 
 def test_help_does_not_import_heavy_modules():
