@@ -1,9 +1,9 @@
 """``panorama-cli run --in-container`` against the real Docker engine: the app in its image.
 
 An app package whose Dockerfile builds FROM the local Debian base (python3, plus
-python3-numpy from apt: the SDK's only dependency) is built for linux/amd64 under the tag
-build-container gives it (so the run finds it by default) and for linux/arm64 (run under
-qemu, named with --image). Each run reads vtest.avi; the app writes what it saw into
+python3-numpy from apt: the SDK's only dependency) is built for linux/amd64 by
+``panorama-cli build-container`` (so the run finds its image by default) and for linux/arm64
+(run under qemu, named with --image). Each run reads vtest.avi; the app writes what it saw into
 /opt/aws/panorama/storage, which is the run folder's storage/. After every run (frames,
 crash, SIGINT, SIGTERM, a failed start) no container labelled with the run folder is left; a
 SIGKILLed runner's container is removed by the next run. An app serving HTTP answers on the
@@ -106,19 +106,17 @@ def _left(docker_client: Any, run_dir: Path) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The app project; its package lists container asset code_asset (as build-container
-    leaves it), src/ is the app, parameter ``mode`` picks frames / crash / http."""
+    """The app project: src/ is the app (parameter ``mode`` picks frames / crash / http), the
+    package has the Dockerfile and declares inboundPorts 8080 and 9090."""
     root = make_project(
         tmp_path_factory.mktemp("run-container"), APP, params={"mode": ("string", "frames")}
     )
     package_dir = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
     (package_dir / "Dockerfile").write_text(DOCKERFILE)
     manifest = json.loads((package_dir / "package.json").read_text())
-    body = manifest["nodePackage"]
-    body["assets"] = [
-        {"name": ASSET, "implementations": [{"type": "container", "assetUri": "x.tar.gz"}]}
-    ]
-    body["interfaces"][0]["network"] = {"inboundPorts": [{"port": 8080}, {"port": 9090}]}
+    manifest["nodePackage"]["interfaces"][0]["network"] = {
+        "inboundPorts": [{"port": 8080}, {"port": 9090}]
+    }
     (package_dir / "package.json").write_text(json.dumps(manifest, indent=4))
     return root
 
@@ -133,9 +131,18 @@ def _build(root: Path, tag: str, arch: str, base: str) -> str:
 
 @pytest.fixture(scope="module")
 def amd64_image(project: Path, base_image_amd64: str) -> str:
-    """build-container's tag for the package (``panorama-cli/<folder>:code_asset``)."""
-    package = Project(project).load_package(project / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0")
-    return _build(project, containers.image_tag(package, ASSET), "amd64", base_image_amd64)
+    """The image ``panorama-cli build-container`` makes (and registers as asset code_asset)."""
+    package_dir = project / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
+    result = run_cli_subprocess(
+        ["build-container", "--container-asset-name", ASSET, "--json",
+         "--package-path", str(package_dir.relative_to(project)), "--platform", "linux/amd64",
+         "--base-image", base_image_amd64],
+        cwd=project,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.describe()
+    package = Project(project).load_package(package_dir)
+    assert result.json()["image"] == containers.image_tag(package, ASSET)
+    return str(result.json()["image"])
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +151,11 @@ def arm64_image(project: Path, base_image_arm64: str) -> str:
 
 
 @pytest.fixture
-def app_project(project: Path, tmp_path: Path) -> Iterator[Path]:
-    """A copy of the project whose src/ no longer runs: the image's /panorama must."""
+def app_project(project: Path, amd64_image: str, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the built project (without the exported filesystem asset, which run does
+    not read) whose src/ no longer runs: the image's /panorama must."""
     root = tmp_path / "proj"
-    shutil.copytree(project, root)
+    shutil.copytree(project, root, ignore=shutil.ignore_patterns("*.tar.gz"))
     src = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0" / "src" / "app.py"
     src.write_text("raise SystemExit('src/ is not what runs in the container')\n")
     yield root
