@@ -310,6 +310,18 @@ def test_missing_image_and_gpu_request_are_one_line(
         missing.stderr
     )
     assert not (tmp_path / "a").exists()
+    unbuilt = make_project(tmp_path / "unbuilt", APP, params={"mode": ("string", "frames")})
+    manifest_path = unbuilt / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0" / "package.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["nodePackage"]["interfaces"][0]["asset"] = "never_built"  # no such image
+    manifest_path.write_text(json.dumps(manifest))
+    none = _run(unbuilt, tmp_path / "b")
+    assert none.exit_code == 1
+    assert "node code_node: no image of packages/123456789012-APP-1.0 in the Docker engine" in (
+        none.stderr
+    )
+    assert "panorama-cli build-container --container-asset-name never_built" in none.stderr
+    assert "Traceback" not in none.stderr and not (tmp_path / "b").exists()
     out = tmp_path / "gpu"
     gpu = _run(app_project, out, "--frames", "2", "--device", "cuda")
     if gpu.exit_code == 0:  # an engine with the NVIDIA runtime: the app simply ran
@@ -317,4 +329,73 @@ def test_missing_image_and_gpu_request_are_one_line(
     else:
         assert "cannot pass a GPU to containers" in gpu.stderr, gpu.describe()
         assert "Traceback" not in gpu.stderr
+    assert _left(docker_client, out) == []
+
+
+FIRST = """
+import json
+import numpy as np
+import panoramasdk
+
+node = panoramasdk.node()
+means = []
+while True:
+    streams = node.inputs.video_in.get()
+    for stream in streams:
+        data = (stream.image[:224, :224].transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+        out = node.call({"data": data}, "model_node")  # 600 KB: the call arena in /dev/shm
+        means.append(round(float(out[0].ravel()[0]), 4))
+        stream.image[-8:, -8:] = 255
+    node.outputs.video_out.put(streams)
+    json.dump({"means": means}, open("/opt/aws/panorama/storage/first.json", "w"))
+"""
+
+SECOND = """
+import json
+import panoramasdk
+
+node = panoramasdk.node()
+white = []
+while True:
+    streams = node.inputs.video_in.get()
+    white += [bool((s.image[-8:, -8:] == 255).all()) for s in streams]
+    node.outputs.video_out.put(streams)
+    json.dump({"white": white}, open("/opt/aws/panorama/storage/second.json", "w"))
+"""
+
+
+def test_two_nodes_in_two_containers_with_a_model_call(base_image_amd64, docker_client, tmp_path):
+    from tests.localrun.helpers import add_model_node, make_chain_project
+    from tests.support.onnx_models import pool_model
+
+    root = make_chain_project(tmp_path, {"first": FIRST, "second": SECOND})
+    add_model_node(root, "model_node", "data", (1, 3, 224, 224))
+    images = []
+    for index, node in enumerate(("first", "second")):
+        package_dir = root / "packages" / f"{ACCOUNT}-STAGE{index}-1.0"
+        (package_dir / "Dockerfile").write_text(DOCKERFILE)
+        tag = f"panorama-cli-test/run-chain:{node}"
+        docker_engine.build_image(
+            package_dir,
+            tag=tag,
+            platform="linux/amd64",
+            build_args={"BASE_IMAGE": base_image_amd64},
+        )
+        images += ["--image", f"{node}={tag}"]
+    out = tmp_path / "out"
+    result = run_cli_subprocess(
+        ["run", "--camera", f"cam={video()}", "--in-container", "--fast", "--frames", "4",
+         "--model", f"model_node={pool_model(tmp_path / 'pool.onnx')}", "--json",
+         "--output-dir", str(out), *images],
+        cwd=root,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.describe()
+    report = result.json()
+    assert report["models"]["model_node"]["calls"] == 4
+    assert report["models"]["model_node"]["device"] == "cpu"
+    first = json.loads((out / "storage" / "first" / "first.json").read_text())
+    second = json.loads((out / "storage" / "second" / "second.json").read_text())
+    assert len(first["means"]) == 4 and all(0.0 < m < 1.0 for m in first["means"])
+    assert second["white"] == [True] * 4  # first's drawing reached second through /dev/shm
+    assert (out / "logs" / "second" / "console.log").is_file()
     assert _left(docker_client, out) == []
