@@ -123,8 +123,8 @@ def cli(
     device: str,
 ) -> None:
     """Run the application graph here: each business-logic node's entry as a real process
-    (/panorama = its src/), cameras from video/RTSP/devices, models in the runner, HDMI to
-    hdmi/<stream_id>.mp4, and report.json in the run folder.
+    (/panorama = its src/; with --in-container, in its image), cameras from video/RTSP/devices,
+    models in the runner, HDMI to hdmi/<stream_id>.mp4, and report.json in the run folder.
 
     Ends at --frames/--duration/end of input/Ctrl-C (exit 0) or when the app exits (its
     status, at least 1).

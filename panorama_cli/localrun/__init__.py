@@ -18,7 +18,8 @@ Module map: plan (graph + flags -> RunPlan), engine (the run), supervisor (app p
 stop ladder), sandbox (bubblewrap / unshare mount namespace), channel (socket +
 shared-memory frame rings), routing (the runner's answers to the SDK), feeds (camera fan-out,
 HDMI encoder threads), report (report.json), sources/pacing (cameras), inference (model
-nodes), sinks (HDMI mp4).
+nodes), sinks (HDMI mp4), container_images / container_app (``--in-container``: each node in
+its image through Docker), devices (``--device cuda``).
 """
 
 from __future__ import annotations
