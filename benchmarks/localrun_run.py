@@ -8,7 +8,8 @@ Side by side in one run (``--rounds`` times, interleaved; medians and bests prin
 - **passthrough**: an app doing ``put(get())`` (no HDMI) through :func:`run_project` with
   ``--fast --loop`` for ``--frames`` frames of vtest.avi, against OpenCV alone decoding the
   same frames (:func:`localrun_baselines.opencv_decode_fps`). Target: ≥ 85% of OpenCV's
-  frames/s; runner + IPC CPU (the runner process's CPU per frame minus OpenCV's) ≤ 0.3 ms.
+  frames/s; runner + IPC CPU (the runner process's CPU per frame beyond the thread CPU spent
+  decoding; also printed: minus OpenCV's CPU per frame alone) ≤ 0.3 ms.
 - **call**: an app timing ``node.call({"data": x})`` on a stand-in ONNX model (1×3×224×224
   float32 → GlobalAveragePool), against ``session.run`` on an onnxruntime session of the same
   model in this process. Target: median call ≤ 0.3 ms more than run().
@@ -69,11 +70,41 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def passthrough(work: Path, frames: int) -> tuple[float, float]:
-    """(frames/s, runner CPU s/frame) of the pass-through app through run --fast --loop.
+class _DecodeClock:
+    """Thread CPU seconds spent inside ``VideoFileSource.read`` (the decoder) while active."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> _DecodeClock:
+        from panorama_cli.localrun.sources import VideoFileSource
+
+        self._original = original = VideoFileSource.read
+
+        def read(source, *args, **kwargs):
+            start = time.thread_time()
+            try:
+                return original(source, *args, **kwargs)
+            finally:
+                self.seconds += time.thread_time() - start
+
+        VideoFileSource.read = read
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from panorama_cli.localrun.sources import VideoFileSource
+
+        VideoFileSource.read = self._original
+
+
+def passthrough(work: Path, frames: int) -> tuple[float, float, float]:
+    """(frames/s, runner CPU s/frame, runner CPU s/frame beyond decoding) of the pass-through
+    app through run --fast --loop.
 
     The CPU per frame is marginal: the difference between a run of ``frames`` and one of
-    ``frames // 4`` frames, so start-up and stop (the same in both) cancel out."""
+    ``frames // 4`` frames, so start-up and stop (the same in both) cancel out. "Beyond
+    decoding" leaves out the thread CPU spent inside the source's read (OpenCV decoding),
+    which is the runner + IPC cost without the decoder's run-to-run swings."""
     from panorama_cli.localrun import run_project
     from tests.localrun.helpers import make_project
 
@@ -83,12 +114,19 @@ def passthrough(work: Path, frames: int) -> tuple[float, float]:
     samples = []
     for count in (frames // 4, frames):
         cpu = _cpu()
-        result = run_project(
-            root, frames=count, loop=True, cameras={"front_camera": str(VIDEO)}, keep_frames=False
-        )
-        samples.append((_cpu() - cpu, result.report["cameras"]["front_camera"]))
-    (short_cpu, short), (long_cpu, long) = samples
-    return long["fps"], (long_cpu - short_cpu) / (long["frames"] - short["frames"])
+        with _DecodeClock() as decode:
+            result = run_project(
+                root,
+                frames=count,
+                loop=True,
+                cameras={"front_camera": str(VIDEO)},
+                keep_frames=False,
+            )
+        spent = _cpu() - cpu
+        samples.append((spent, spent - decode.seconds, result.report["cameras"]["front_camera"]))
+    (short_cpu, short_rest, short), (long_cpu, long_rest, long) = samples
+    count = long["frames"] - short["frames"]
+    return long["fps"], (long_cpu - short_cpu) / count, (long_rest - short_rest) / count
 
 
 def call_overhead(work: Path, calls: int = 2000) -> tuple[float, float]:
@@ -187,12 +225,14 @@ def main() -> int:
             extra_ms = (
                 statistics.median(r[1] for r in runs) - statistics.median(b[1] for b in bases)
             ) * 1000
+            beyond_ms = statistics.median(r[2] for r in runs) * 1000
             print(
                 f"passthrough: run {run_fps:.0f} fps, opencv {base_fps:.0f} fps, "
                 f"ratio {run_fps / base_fps:.2f} (best {best:.2f}; target >= 0.85); "
-                f"runner + IPC CPU {extra_ms:.3f} ms/frame (target <= 0.3)"
+                f"runner + IPC CPU {beyond_ms:.3f} ms/frame beyond decoding (target <= 0.3; "
+                f"runner CPU minus OpenCV's: {extra_ms:.3f})"
             )
-            ok &= max(run_fps / base_fps, best) >= 0.85 and extra_ms <= 0.3
+            ok &= max(run_fps / base_fps, best) >= 0.85 and beyond_ms <= 0.3
         if args.only in (None, "call"):
             pairs = [call_overhead(work) for _ in range(args.rounds)]
             call_ms = statistics.median(p[0] for p in pairs)

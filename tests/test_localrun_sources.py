@@ -372,3 +372,66 @@ def test_rtsp_camera_that_stays_away_gives_up_or_stops_promptly(gst_rtsp):
             for _ in range(100):
                 gives_up.read()
         gives_up.close()
+
+
+# -- decoding into given buffers (the runner's shared-memory slots) ---------------------------
+def write_video(path: Path, count: int, fps: float = 25.0) -> Path:
+    """A lossless (FFV1) 64x48 video whose frame i is filled with the value i (count <= 256)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (64, 48))
+    assert writer.isOpened()
+    for i in range(count):
+        writer.write(np.full((48, 64, 3), i, np.uint8))
+    writer.release()
+    return path
+
+
+def test_video_file_decodes_into_a_buffer_of_its_size_only(tmp_path):
+    video = write_video(tmp_path / "v.avi", 3)
+    source = open_source(str(video))
+    out = np.zeros((48, 64, 3), np.uint8)
+    frame = source.read(out=out)
+    assert frame.image is out and int(out[47, 63, 2]) == 0
+    frame = source.read(out=out)
+    assert frame.image is out and (out == 1).all()
+    small = np.zeros((8, 8, 3), np.uint8)
+    frame = source.read(out=small)  # another size: the source allocates, the buffer is untouched
+    assert frame.image is not small and frame.image.shape == (48, 64, 3)
+    assert (frame.image == 2).all() and not small.any()
+    assert source.read(out=out) is None
+    source.close()
+
+
+def test_camera_decodes_into_claimed_slots_and_gives_back_the_dropped_ones(tmp_path):
+    from panorama_cli.localrun.channel import FrameRing
+
+    video = write_video(tmp_path / "v.avi", 30, fps=50)
+    ring = FrameRing((48, 64, 3), slots=8)
+    given_back: list[int | None] = []
+
+    def unclaim(image: np.ndarray) -> None:
+        given_back.append(ring.slot_of(image))
+        ring.unclaim(image)
+
+    camera = Camera("cam", open_source(str(video)), fast=False, max_frames=None)
+    camera.read_into(ring.claim_view, unclaim)
+    camera.start()
+    try:
+        got = []
+        while (frame := camera.get(timeout=5)) is not None:
+            slot = ring.slot_of(frame.image)
+            assert slot is not None  # decoded in place: no copy
+            got.append(int(frame.image[0, 0, 0]))
+            assert got[-1] == frame.index
+            time.sleep(0.06)  # 3 source frames per frame taken: the camera drops
+        stats = camera.stats
+        assert stats.dropped > 0 and stats.frames + stats.dropped == 30
+        assert got == sorted(got) and got[-1] == 29
+        # every dropped frame's slot came back, and the buffer claimed for end of input
+        assert len(given_back) == stats.dropped + 1 and None not in given_back
+        with pytest.raises(RuntimeError, match="already started"):
+            camera.read_into(ring.claim_view, ring.unclaim)
+    finally:
+        camera.stop()
+        ring.close()

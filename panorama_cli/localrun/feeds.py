@@ -37,6 +37,15 @@ class CameraFeed:
             c: collections.deque(maxlen=_QUEUE_FRAMES) for c in consumers
         }
 
+    @property
+    def started(self) -> bool:
+        """Whether the camera has started (on the first :meth:`next`)."""
+        return self._started
+
+    def sole_consumer(self) -> tuple[str, str] | None:
+        """The (node, port) this camera feeds when it feeds only one, else None."""
+        return next(iter(self._backlog)) if len(self._backlog) == 1 else None
+
     def next(self, consumer: tuple[str, str], deadline: float | None, stop: threading.Event):
         """The next frame for ``consumer`` (node, port).
 

@@ -8,10 +8,13 @@ inserted before the appsink, so any raw video works (e.g. ``gst:videotestsrc ! a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.sources import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class GstSource:
@@ -158,8 +161,9 @@ class GstSource:
         self._last_pts = pts
         return pts
 
-    def read(self) -> Frame | None:
-        """Next frame; at the end of a finite pipeline, None (or a restart with ``loop``)."""
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        """Next frame; at the end of a finite pipeline, None (or a restart with ``loop``).
+        ``out`` is ignored (the appsink's buffer is copied into a new array)."""
         if self._closing:
             return None
         frame, self._peeked = self._peeked, None

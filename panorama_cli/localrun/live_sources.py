@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.sources import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class RtspSource:
@@ -103,9 +106,10 @@ class RtspSource:
             raise EOFError("not connected")
         return next(self._frames)
 
-    def read(self) -> Frame | None:
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
         """Next frame; reconnects on loss. pts follows the stream's timestamps within a
-        connection and the wall clock across reconnects.
+        connection and the wall clock across reconnects. ``out`` is ignored (PyAV converts
+        into a new array).
 
         Returns None once closed or :meth:`interrupt`-ed (also in the middle of reconnecting).
 
@@ -201,11 +205,12 @@ class V4L2Source:
         self._index = 0
         self._t0: float | None = None
 
-    def read(self) -> Frame | None:
-        """Next frame; None when the device stops delivering."""
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        """Next frame; None when the device stops delivering. Decoded into ``out`` when its
+        shape matches (see :meth:`.sources.FrameSource.read`)."""
         if self._capture is None:
             return None
-        ok, image = self._capture.read()
+        ok, image = self._capture.read() if out is None else self._capture.read(image=out)
         if not ok:
             return None
         now = time.monotonic()

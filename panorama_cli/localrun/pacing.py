@@ -13,6 +13,9 @@ Two modes (``panorama-cli run`` default vs ``--fast``):
 ``max_frames`` (``--frames N``) ends the feed after N frames were *delivered*; end of input
 (after ``--loop`` handling in the source) ends it otherwise. A source error is re-raised by
 :meth:`Camera.get` once the frames read before it were delivered.
+
+:meth:`Camera.read_into` lets the reader decode into buffers the consumer provides (the
+runner's shared-memory ring slots), so a frame is never copied on its way to the app.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from panorama_cli.localrun.sources import Frame, FrameSource
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Frames the reader decodes ahead of the consumer in fast mode.
 FAST_QUEUE = 4
@@ -91,7 +99,36 @@ class Camera:
         self._ended = False  # the reader has put its last frame
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._claim: Callable[[], np.ndarray | None] | None = None
+        self._unclaim: Callable[[np.ndarray], None] | None = None
         self.start_t: float | None = None
+
+    @property
+    def lead(self) -> int:
+        """Frames the reader holds at most beyond the one last delivered: the queue plus the
+        one it is decoding (or waiting to queue)."""
+        return self._capacity + 1
+
+    def read_into(
+        self,
+        claim: Callable[[], np.ndarray | None],
+        unclaim: Callable[[np.ndarray], None],
+    ) -> None:
+        """Decode every frame into a buffer from ``claim()`` (call before :meth:`start`).
+
+        Args:
+            claim: gives the buffer for the next frame (H×W×3 uint8, the source's frame size),
+                or None to let the source allocate. The reader calls it from its thread.
+            unclaim: takes back a frame's image that will not be delivered (dropped when the
+                app is behind, or not decoded into the buffer: end of input, another size).
+                Called with any frame's image, claimed or not.
+
+        A delivered frame's buffer belongs to the consumer from then on; the camera holds at
+        most :attr:`lead` claimed buffers that were not delivered.
+        """
+        if self._thread is not None:
+            raise RuntimeError(f"camera {self.node} already started")
+        self._claim, self._unclaim = claim, unclaim
 
     # -- reader side ----------------------------------------------------------------------
     def start(self) -> None:
@@ -126,7 +163,7 @@ class Camera:
         while not self._stop.is_set():
             if self.fast and self.max_frames is not None and read >= self.max_frames:
                 return
-            frame = self.source.read()
+            frame = self._read()
             if frame is None:
                 return
             read += 1
@@ -139,8 +176,19 @@ class Camera:
             if not self._offer(frame):
                 return
 
+    def _read(self) -> Frame | None:
+        """The source's next frame, into a claimed buffer when :meth:`read_into` gave one."""
+        out = self._claim() if self._claim is not None else None
+        if out is None:
+            return self.source.read()
+        frame = self.source.read(out=out)
+        if (frame is None or frame.image is not out) and self._unclaim is not None:
+            self._unclaim(out)
+        return frame
+
     def _offer(self, frame: Frame) -> bool:
         """Queues ``frame``; False when the feed is over (stopped or enough delivered)."""
+        dropped = None
         with self._cond:
             if self.fast:
                 while len(self._queue) >= self._capacity and not self._done_locked():
@@ -148,11 +196,13 @@ class Camera:
             if self._done_locked():
                 return False
             if len(self._queue) >= self._capacity:
-                self._queue.popleft()
+                dropped = self._queue.popleft()
                 self.stats.dropped += 1
             self._queue.append(frame)
             self._cond.notify()
-            return True
+        if dropped is not None and self._unclaim is not None:
+            self._unclaim(dropped.image)
+        return True
 
     def _done_locked(self) -> bool:
         return self._stop.is_set() or (

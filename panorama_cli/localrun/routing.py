@@ -2,8 +2,9 @@
 
 :class:`Router` is the :class:`~panorama_cli.localrun.channel.ControlServer` handler. A
 ``get`` on a media input takes the next frame of every producer the edges connect (a camera
-feed, or another business-logic node's output queue), copies camera frames into that port's
-:class:`~panorama_cli.localrun.channel.FrameRing` and answers with where they are. A ``put``
+feed, or another business-logic node's output queue) and answers with where its pixels are in
+that port's :class:`~panorama_cli.localrun.channel.FrameRing`: a camera that feeds one port
+decodes straight into the ring's slots (no copy); otherwise the frame is copied in. A ``put``
 routes the media references to data sinks (one encoder thread per stream) or to the input
 queues of downstream nodes. A ``call`` runs the model node in this process. When a node asks
 for a frame that will never come (its inputs ended), the router tells the engine instead of
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from panorama_cli.localrun.plan import RunPlan
 
 _POLL_S = 0.2
+#: A delivered frame's pixels stay valid until this many more frames reach the same port.
+RING_SLOTS = 8
 
 
 class Router:
@@ -78,6 +81,7 @@ class Router:
         self._by_name: dict[str, FrameRing] = {}
         self._business = {b.node.name: b for b in plan.business}
         self._queues: dict[tuple[str, str], queue.Queue[Any]] = {}
+        self._producers: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
         self._ended_nodes: set[str] = set()
         self._start_wall = time.time()
         self._arenas: dict[Session, CallArena] = {}
@@ -149,7 +153,9 @@ class Router:
         node, port = session.node or "", str(message.get("port"))
         timeout = message.get("timeout")
         deadline = None if timeout is None else time.monotonic() + float(timeout)
-        producers = self.plan.media_producers(node, port)
+        producers = self._producers.get((node, port))
+        if producers is None:
+            producers = self._producers[(node, port)] = self.plan.media_producers(node, port)
         media = []
         try:
             if not producers:
@@ -180,14 +186,39 @@ class Router:
                 raise TimeoutError("no camera is connected to this input")
         raise Ended()
 
-    def _ring(self, key: tuple[str, str, str], image: np.ndarray) -> FrameRing:
+    def _ring(self, key: tuple[str, str, str], shape: tuple[int, ...], extra: int = 0) -> FrameRing:
+        """``key``'s ring for frames of ``shape``; a new one when the size changed. ``extra``:
+        slots beyond :data:`RING_SLOTS` (kept by a replacement ring)."""
         ring = self._rings.get(key)
-        if ring is None or not ring.fits(image):
-            ring = FrameRing(image.shape, stream=key[0])
+        if ring is None or ring.shape != tuple(shape):
+            if ring is not None:
+                extra = max(extra, ring.slots - RING_SLOTS)
+            ring = FrameRing(shape, slots=RING_SLOTS + extra, stream=key[0])
             with self._lock:
                 self._rings[key] = ring
                 self._by_name[ring.name] = ring
         return ring
+
+    def _decode_into_ring(self, key: tuple[str, str, str], feed: CameraFeed) -> None:
+        """Before a camera that feeds only this port starts: its reader decodes into the
+        port's ring (slots for the frames it reads ahead, too), so frames are not copied."""
+        size = getattr(feed.camera.source, "size", None)
+        if feed.started or feed.sole_consumer() != key[1:] or not size:
+            return
+        camera = feed.camera
+        shape = (int(size[1]), int(size[0]), 3)
+        self._ring(key, shape, extra=camera.lead)
+
+        def claim() -> np.ndarray | None:
+            ring = self._rings.get(key)
+            return None if ring is None else ring.claim_view()
+
+        def unclaim(image: np.ndarray) -> None:
+            ring = self._rings.get(key)
+            if ring is not None:
+                ring.unclaim(image)
+
+        camera.read_into(claim, unclaim)
 
     def _camera_media(
         self, node: str, port: str, camera: str, deadline: float | None
@@ -195,10 +226,16 @@ class Router:
         import numpy as np
 
         feed = self.feeds[camera]
+        key = (camera, node, port)
+        if key not in self._rings:
+            self._decode_into_ring(key, feed)
         frame = feed.next((node, port), deadline, self.stop)
-        image = np.ascontiguousarray(frame.image, dtype=np.uint8)
-        ring = self._ring((camera, node, port), image)
-        slot = ring.write(image)
+        image = frame.image
+        ring = self._ring(key, image.shape)
+        slot = ring.slot_of(image)
+        if slot is None:  # not decoded into the ring: copy
+            image = np.ascontiguousarray(image, dtype=np.uint8)
+            slot = ring.write(image)
         stamp = self._start_wall + float(frame.pts)
         seconds = int(stamp)
         time_stamp = (seconds, int((stamp - seconds) * 1e6))

@@ -74,8 +74,14 @@ class FrameSource(Protocol):
     live: bool
     """True when the source paces itself (RTSP, V4L2, live GStreamer); False for files."""
 
-    def read(self) -> Frame | None:
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
         """The next frame; None at the end of input (after ``loop`` handling).
+
+        Args:
+            out: where to decode the frame if the source can (H×W×3 uint8, C-contiguous, the
+                frame's size): a frame decoded into it has ``out`` as its ``image``. A source
+                that cannot, or a frame of another size, ignores it (check
+                ``frame.image is out``). The runner passes a shared-memory slot, saving a copy.
 
         Raises:
             UserError: the source broke (unreadable image, lost stream that did not come back).
@@ -161,12 +167,15 @@ class VideoFileSource:
             )
         return capture
 
-    def read(self) -> Frame | None:
-        """Next frame (see :class:`FrameSource`); pts from the container's timestamps."""
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        """Next frame (see :class:`FrameSource`); pts from the container's timestamps.
+
+        ``out``: OpenCV decodes into it when its shape and dtype match the frame
+        (``VideoCapture.read(image=out)``), else into a new array."""
         cv2 = self._cv2
         if self._capture is None:
             return None
-        ok, image = self._capture.read()
+        ok, image = self._read(out)
         if not ok:
             if not self.loop or self._pass_index == 0:
                 return None
@@ -174,7 +183,7 @@ class VideoFileSource:
             self._capture = self._open()
             self._offset = self._last_pts + 1.0 / self.fps
             self._pass_index = 0
-            ok, image = self._capture.read()
+            ok, image = self._read(out)
             if not ok:
                 return None
         in_pass = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
@@ -186,6 +195,11 @@ class VideoFileSource:
         self._index += 1
         self._pass_index += 1
         return frame
+
+    def _read(self, out: np.ndarray | None) -> tuple[bool, Any]:
+        if out is None:
+            return self._capture.read()
+        return self._capture.read(image=out)
 
     def close(self) -> None:
         if self._capture is not None:
@@ -223,8 +237,8 @@ class ImageSequenceSource:
         self._index = 0
         self._closed = False
 
-    def read(self) -> Frame | None:
-        """Next image; pts = index / fps."""
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        """Next image; pts = index / fps. ``out`` is ignored (``imread`` allocates)."""
         if self._closed or (not self.loop and self._index >= len(self.paths)):
             return None
         path = self.paths[self._index % len(self.paths)]

@@ -110,3 +110,22 @@ def test_timing_summaries_in_milliseconds():
     assert stats["count"] == 20 and stats["p50"] == 1.0 and stats["mean"] == 2.0
     assert stats["p95"] == pytest.approx(2.0, abs=1e-9)
     assert summary_ms([]) == {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0}
+
+
+def test_frame_ring_reuses_given_back_slots_first_and_finds_its_own_views():
+    ring = FrameRing((2, 2, 3), slots=4, stream="cam")
+    try:
+        views = [ring.claim_view() for _ in range(3)]
+        assert [ring.slot_of(v) for v in views] == [0, 1, 2]
+        assert ring.slot_of(views[0].copy()) is None  # same pixels, another array
+        assert ring.slot_of(np.zeros((2, 2, 3), np.uint8)) is None
+        ring.unclaim(views[1])  # dropped, never delivered: reused first
+        ring.unclaim(np.zeros((2, 2, 3), np.uint8))  # not the ring's: ignored
+        assert ring.claim() == 1
+        assert [ring.claim() for _ in range(3)] == [3, 0, 2]  # then least recently claimed
+        ring.hold(1)
+        assert ring.claim() == 3  # a held slot is skipped
+        ring.release(1)
+    finally:
+        ring.close()
+    assert ring.claim_view() is None and ring.slot_of(views[0]) is None
