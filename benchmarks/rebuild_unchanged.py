@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 ACCOUNT = "123456789012"
 PACKAGE = f"packages/{ACCOUNT}-code-1.0"
+UPSTREAM_TAG = "panorama-cli-bench/rebuild-upstream:1"
 
 
 def cli(root: Path, *args: str) -> str:
@@ -56,7 +57,7 @@ def upstream(root: Path, base: str, out: Path) -> tuple[float, str]:
     if not docker or not gzip:
         raise SystemExit("the upstream method needs the docker CLI and gzip on PATH")
     t0 = time.perf_counter()
-    tag = "panorama-cli-bench/rebuild-upstream:1"
+    tag = UPSTREAM_TAG
     subprocess.run(
         [
             docker,
@@ -111,6 +112,7 @@ def main() -> int:
             hashes.add(sha)
             time.sleep(1.1)  # a later second: upstream's export differs
         unchanged = (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
+        subprocess.run(["docker", "rmi", UPSTREAM_TAG], capture_output=True, check=False)
     o, u = statistics.median(ours), statistics.median(ups)
     print(f"base image {args.base}, {args.repeat} rebuilds with nothing changed (median)")
     print(f"  ours      {o:6.2f} s   package.json untouched: {unchanged}")

@@ -9,6 +9,7 @@ superseded image is removed (no dangling images).
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import docker
@@ -28,6 +29,8 @@ def project(tmp_path, base_image_amd64, monkeypatch):
     root = tmp_path / "app"
     made = run_cli(["create-package", "--name", "code", "--no-backpack"], cwd=root)
     assert made.exit_code == 0, made.describe()
+    app = root / "packages" / f"{ACCOUNT}-code-1.0" / "src" / "app.py"
+    app.write_text(app.read_text() + f"\n# {secrets.token_hex(8)}\n")  # an image of its own
     return root
 
 
