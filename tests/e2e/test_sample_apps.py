@@ -248,3 +248,50 @@ def test_centerface_shapes_are_fixed(centerface_source):
         (1, 2, 120, 160),
         (1, 10, 120, 160),
     ]
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path/www``."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_people_counter_model_download_is_checked(http_root, tmp_path, monkeypatch):
+    require(YOLOX)
+    www, url = http_root
+    (www / "yolox_nano.onnx").write_bytes(YOLOX.read_bytes())
+    (www / "tampered.onnx").write_bytes(YOLOX.read_bytes()[:-1] + b"\0")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    monkeypatch.setattr(sample_models, "YOLOX_URL", f"{url}/tampered.onnx")
+    result = run_cli(["init-project", "--sample", "people-counter"], cwd=work)
+    assert result.exit_code == 1 and "is not the pinned" in result.stderr
+    assert list(work.iterdir()) == []
+
+    monkeypatch.setattr(sample_models, "YOLOX_URL", f"{url}/missing.onnx")
+    result = run_cli(["init-project", "--sample", "people-counter"], cwd=work)
+    assert result.exit_code == 1 and "cannot download YOLOX-nano" in result.stderr
+    assert "--model" in result.stderr and list(work.iterdir()) == []
+
+    monkeypatch.setattr(sample_models, "YOLOX_URL", f"{url}/yolox_nano.onnx")
+    result = run_cli(["init-project", "--sample", "people-counter"], cwd=work)
+    assert result.exit_code == 0, result.describe()
+    archives = list((work / "people-counter" / "assets").glob("*.tar.gz"))
+    with tarfile.open(archives[0]) as tar:
+        member = tar.extractfile("yolox_nano.onnx")
+        assert member is not None and member.read() == YOLOX.read_bytes()
