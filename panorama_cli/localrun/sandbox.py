@@ -11,6 +11,11 @@ Two ways to make it, chosen once per machine (:func:`mode`):
 
 Neither touches the host's /panorama or /opt. ``PANORAMA_LOCALRUN_SANDBOX=bwrap|unshare``
 forces one (tests).
+
+/panorama is writable, as the image's own folder is on the device, but the app's writes never
+reach the package's src/: with bubblewrap >= 0.9 it is an overlay of src/ whose writes go to
+an invisible tmpfs (``--overlay-src SRC --tmp-overlay /panorama``); otherwise a copy of src/
+in the run folder (:func:`copy_src`), removed when the app has stopped.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ FORCE_ENV = "PANORAMA_LOCALRUN_SANDBOX"
 _HELPER = Path(__file__).with_name("_unshare_root.py")
 
 #: One step of building the sandbox's root: (kind, source, destination) with kind one of
-#: "dir", "symlink" (source = link text), "bind", "ro-bind", "dev-bind".
+#: "dir", "symlink" (source = link text), "bind", "ro-bind", "dev-bind", and (bubblewrap
+#: only, see :func:`bwrap_overlay`) "tmp-overlay" (source seen through a throwaway overlay).
 Op = tuple[str, str, str]
 
 
@@ -57,10 +63,16 @@ def root_ops(host: str = "/", inside: str = "/") -> list[Op]:
     return ops
 
 
-def app_ops(src: Path, logs: Path, storage: Path) -> list[Op]:
-    """The app's three folders (after :func:`root_ops`, /dev and /proc)."""
+def app_ops(src: Path, logs: Path, storage: Path, *, overlay: bool = False) -> list[Op]:
+    """The app's three folders (after :func:`root_ops`, /dev and /proc).
+
+    Args:
+        src: what /panorama shows: the package's src/ when ``overlay``, else a copy of it
+            (:func:`copy_src`) that is bound read-write.
+        overlay: /panorama is a ``--tmp-overlay`` of ``src`` (bubblewrap >= 0.9 only).
+    """
     return [
-        ("bind", str(src), APP_ROOT),
+        ("tmp-overlay" if overlay else "bind", str(src), APP_ROOT),
         ("bind", str(logs), LOGS),
         ("bind", str(storage), STORAGE),
     ]
@@ -92,6 +104,49 @@ def mode() -> str:
     return ""
 
 
+@cache
+def bwrap_overlay() -> bool:
+    """Whether this machine's bubblewrap mounts overlays (``--overlay-src``/``--tmp-overlay``,
+    bubblewrap >= 0.9, and a kernel that lets it)."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap or not mode().startswith("bwrap"):
+        return False
+    try:
+        usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if "--tmp-overlay" not in usage.stdout + usage.stderr:
+        return False
+    base = [bwrap, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--tmpfs", "/tmp"]
+    return _probe([*base, "--overlay-src", "/etc", "--tmp-overlay", "/tmp/o", "--", "/bin/true"])
+
+
+def copy_src(src: Path, dest: Path) -> Path:
+    """A copy of the package's ``src`` at ``dest`` (replaced if present) for the app to write
+    in: symlinks stay symlinks (they resolve inside the sandbox either way), modes and times
+    are kept; ``dest`` itself is left out when it lies inside ``src``.
+
+    Raises:
+        UserError: src/ cannot be read or the copy cannot be written (one line naming it).
+    """
+    src, dest = Path(src), Path(dest)
+    inside = dest.resolve().is_relative_to(src.resolve())
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        if not inside:
+            return set()
+        return {n for n in names if (Path(folder) / n).resolve() == dest.resolve()}
+
+    try:
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(src, dest, symlinks=True, ignore=skip)
+    except (OSError, shutil.Error) as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UserError(f"{src}: cannot copy it for the app's /panorama: {exc}") from exc
+    return dest
+
+
 def unavailable() -> UserError:
     return UserError(
         "cannot give the app its /panorama: bubblewrap (bwrap) is not installed or cannot "
@@ -108,6 +163,8 @@ def bwrap_argv(ops: list[Op], entry: list[str], info_fd: int, pid_namespace: boo
             args += ["--dir", dest]
         elif kind == "symlink":
             args += ["--symlink", source, dest]
+        elif kind == "tmp-overlay":
+            args += ["--overlay-src", source, "--tmp-overlay", dest]
         else:
             args += [f"--{kind}", source, dest]
     args += ["--dev-bind", "/dev", "/dev"]

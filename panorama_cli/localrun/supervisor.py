@@ -2,7 +2,8 @@
 
 The entry (``python3 /panorama/app.py``, ``bash /panorama/run.sh``) runs as a real process in
 its own session and process group, inside the mount namespace of :mod:`.sandbox` (bubblewrap,
-else ``unshare`` as root) where /panorama is the package's ``src/``, /opt/aws/panorama/logs
+else ``unshare`` as root) where /panorama is the package's ``src/`` (writable, but writes go to
+a throwaway overlay or a copy in the run folder, never to src/), /opt/aws/panorama/logs
 and /opt/aws/panorama/storage are the run folder's ``logs/`` and ``storage/``, and
 ``python3``/``python3.X`` run the chosen interpreter (shims first on PATH).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +171,7 @@ class AppProcess:
         self.started_at: float | None = None
         self.stop_requested = False
         self._new_root: Path | None = None
+        self._src_copy: Path | None = None
         self._stop_lock = threading.Lock()
 
     def start(self) -> None:
@@ -184,7 +187,13 @@ class AppProcess:
         how = sandbox.mode()
         if not how:
             raise sandbox.unavailable()
-        ops = [*sandbox.root_ops(), *sandbox.app_ops(spec.src, spec.logs, spec.storage)]
+        overlay = how != "unshare" and sandbox.bwrap_overlay()
+        src = spec.src
+        if not overlay:  # the app's writes go to a copy in the run folder, removed by kill()
+            self._src_copy = spec.bin_dir.parent / f".panorama-{spec.node}"
+            src = sandbox.copy_src(spec.src, self._src_copy)
+        app_ops = sandbox.app_ops(src, spec.logs, spec.storage, overlay=overlay)
+        ops = [*sandbox.root_ops(), *app_ops]
         if how == "unshare":
             self._new_root = spec.bin_dir.parent / f".root-{spec.node}"
             self._start(sandbox.unshare_argv(ops, _entry_argv(spec), self._new_root), ())
@@ -270,6 +279,7 @@ class AppProcess:
         """
         self.stop_requested = True
         if self._proc is None:
+            self.discard_src_copy()
             return None
         with self._stop_lock:  # one ladder at a time: a second stop waits for the first
             self._ladder(grace_s)
@@ -289,6 +299,7 @@ class AppProcess:
     def kill(self) -> None:
         """SIGKILL the app's group and the sandbox (its pid namespace goes with it)."""
         if self._proc is None:
+            self.discard_src_copy()
             return
         self._signal_group(signal.SIGKILL)
         try:
@@ -303,3 +314,9 @@ class AppProcess:
                 self._new_root.rmdir()
             except OSError:
                 pass
+        self.discard_src_copy()
+
+    def discard_src_copy(self) -> None:
+        """Remove the copy of src/ the app wrote in (when there was one)."""
+        if self._src_copy is not None:
+            shutil.rmtree(self._src_copy, ignore_errors=True)

@@ -252,3 +252,79 @@ def test_unshare_fallback_stops_a_bare_except_loop(tmp_path, unshare_fallback):
     from tests.localrun.helpers import processes_with
 
     assert processes_with(str(out / ".bin")) == []
+
+
+WRITER = """
+import json, os
+
+with open("/panorama/x.txt", "w") as f:
+    f.write("written")
+with open("/panorama/helper.txt", "a") as f:
+    f.write(" appended")
+os.makedirs("/panorama/cache/models")
+os.remove("/panorama/gone.txt")
+facts = {
+    "x": open("/panorama/x.txt").read(),
+    "helper": open("/panorama/helper.txt").read(),
+    "listing": sorted(os.listdir("/panorama")),
+}
+with open("/opt/aws/panorama/storage/writes.json", "w") as f:
+    json.dump(facts, f)
+"""
+
+
+def _writes_stay_out_of_src(tmp_path: Path) -> None:
+    files = {"helper.txt": "x", "gone.txt": "still here"}
+    root = make_project(tmp_path, WRITER, files=files, cameras=(), hdmi=False)
+    src = next((root / "packages").glob("*/src"))
+    before = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    result = run_project(root, grace_s=1.0)
+    assert result.report["exit_reason"] == "app-exited", result.console
+    assert result.report["app_exit_code"] == 0, result.console
+    facts = json.loads((result.run_dir / "storage" / "writes.json").read_text())
+    # the app reads its own writes back ...
+    assert facts == {
+        "x": "written",
+        "helper": "x appended",
+        "listing": ["app.py", "cache", "helper.txt", "x.txt"],
+    }
+    # ... and the project's src/ is as it was; nothing of the app's /panorama is left
+    after = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in src.iterdir()) == sorted(
+        ["app.py", "helper.txt", "gone.txt"]
+    )
+    assert not list(result.run_dir.glob(".panorama-*"))
+
+
+def test_app_writes_to_panorama_never_reach_src(tmp_path):
+    _writes_stay_out_of_src(tmp_path)
+
+
+def test_unshare_fallback_writes_to_panorama_never_reach_src(tmp_path, unshare_fallback):
+    _writes_stay_out_of_src(tmp_path)
+
+
+def test_src_copy_leaves_out_a_run_folder_inside_src(tmp_path):
+    from panorama_cli.localrun.sandbox import copy_src
+
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "mod.py").write_text("x = 1\n")
+    (src / "link").symlink_to("pkg/mod.py")
+    (src / "run").mkdir()
+    dest = copy_src(src, src / "run" / ".panorama-code_node")
+    assert (dest / "pkg" / "mod.py").read_text() == "x = 1\n"
+    assert (dest / "link").is_symlink() and str((dest / "link").readlink()) == "pkg/mod.py"
+    assert sorted(p.name for p in (dest / "run").iterdir()) == []  # not itself
+
+
+def test_bwrap_command_line_overlays_src_on_panorama():
+    from panorama_cli.localrun import sandbox
+
+    ops = sandbox.app_ops(Path("/p/src"), Path("/r/logs"), Path("/r/storage"), overlay=True)
+    argv = sandbox.bwrap_argv(ops, ["python3", "/panorama/app.py"], 3, True)
+    at = argv.index("--overlay-src")
+    assert argv[at : at + 4] == ["--overlay-src", "/p/src", "--tmp-overlay", "/panorama"]
+    assert ["--bind", "/r/logs", "/opt/aws/panorama/logs"] == argv[at + 4 : at + 7]
+    plain = sandbox.app_ops(Path("/r/.panorama-n"), Path("/r/logs"), Path("/r/storage"))
+    assert plain[0] == ("bind", "/r/.panorama-n", "/panorama")
