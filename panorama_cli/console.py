@@ -94,14 +94,20 @@ def emit_json(data: Any) -> None:
 
 
 def emit_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
-    """A table of results on stdout (plain text when stdout is not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
+    """A table of results on stdout (plain text when stdout is not a terminal).
 
-    table = Table(*columns, title=title, title_justify="left")
+    Cells never wrap: a pipe or a log file gets each row on one line (up to 200 columns).
+    """
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    table = Table(
+        *(Column(c, no_wrap=True) for c in columns), title=title, title_justify="left"
+    )
     for row in rows:
         table.add_row(*row)
-    Console(highlight=False, soft_wrap=False).print(table)
+    width = None if sys.stdout.isatty() else 200
+    Console(highlight=False, soft_wrap=False, width=width).print(table)
 
 
 def emit_text(text: str) -> None:
