@@ -14,7 +14,7 @@ import pytest
 
 from panorama_cli import base_image
 from tests.support.cli_runner import run_cli
-from tests.support.paths import SHARED
+from tests.support.paths import SHARED, VIDEO
 
 YOLOX = SHARED / "models" / "yolox_nano" / "yolox_nano.onnx"
 TAG = base_image.default_tag("linux/amd64")
@@ -98,6 +98,19 @@ def test_sample_builds_on_the_local_base_when_the_default_is_absent(
         image, ["python3", "-c", code], entrypoint=[], remove=True, network_disabled=True
     )
     assert out.decode().strip() == "(1, 3, 416, 416) 0.5416666666666666"
+    # and the whole sample runs in that image (panorama-cli run --in-container)
+    if VIDEO.is_file():
+        ran = run_cli(
+            ["run", "--camera", f"front_camera={VIDEO}", "--frames", "3", "--fast",
+             "--in-container", "--platform", "linux/amd64", "--json",
+             "--output-dir", str(tmp_path / "run")],
+            cwd=app,
+        )  # fmt: skip
+        assert ran.exit_code == 0, ran.describe()
+        report = json.loads(ran.stdout)
+        assert report["models"]["detector"]["calls"] == 3
+        log = "".join(p.read_text() for p in (tmp_path / "run" / "logs").rglob("app.log"))
+        assert log.count("people in region") == 3, log
 
 
 def test_missing_base_image_hint_names_the_image_and_the_command(local_base, tmp_path):
