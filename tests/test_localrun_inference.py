@@ -182,7 +182,7 @@ def test_descriptor_names_map_to_the_model_and_the_archive_unpacks_once(tmp_path
     (root / "assets" / f"{digest}.tar.gz").unlink()  # the cache alone serves the second load
     again = load_model(node, package, model_path=None, cache_dir=cache)
     assert unpacked.stat().st_ino == inode and again.input_names == ("data",)
-    assert sorted(p.name for p in cache.iterdir()) == [f".{digest}.lock", digest]
+    assert sorted(p.name for p in cache.iterdir()) == [digest]  # no lock file left
 
 
 def test_descriptor_that_does_not_fit_the_model_fails_at_load(tmp_path):
@@ -209,7 +209,24 @@ def test_archive_whose_content_changed_is_refused(tmp_path):
     onnx_models.archive(stored, {"model.onnx": b"changed"})
     with pytest.raises(UserError, match="does not match"):
         load_model(node, package, model_path=None, cache_dir=tmp_path / "cache")
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f".{sha256(archive)}.lock"]
+    assert not (tmp_path / "cache").exists()  # a refused archive leaves nothing
+
+
+def test_missing_model_archive_leaves_no_cache_or_lock(tmp_path):
+    onnx_path = onnx_models.pool_model(tmp_path / "model.onnx")
+    archive = onnx_models.archive(tmp_path / "model.tar.gz", {"model.onnx": onnx_path.read_bytes()})
+    node, package, root = model_project(
+        tmp_path, archive, [{"name": "data", "shape": [1, 3, 224, 224]}]
+    )
+    (root / "assets" / f"{sha256(archive)}.tar.gz").unlink()
+    cache = root / ".panorama-run" / ".models"
+    with pytest.raises(UserError, match="model archive missing"):
+        load_model(node, package, model_path=None, cache_dir=cache)
+    assert not (root / ".panorama-run").exists()
+    (root / ".panorama-run").mkdir()  # a run folder that was there stays
+    with pytest.raises(UserError, match="model archive missing"):
+        load_model(node, package, model_path=None, cache_dir=cache)
+    assert list((root / ".panorama-run").iterdir()) == []
 
 
 def unsafe_archive(path: Path, kind: str) -> Path:
@@ -239,7 +256,7 @@ def test_unsafe_archives_extract_nothing(tmp_path, monkeypatch, kind, pep706):
         not (tmp_path / "escaped.onnx").exists()
         and not (tmp_path / "deep" / "escaped.onnx").exists()
     )
-    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+    assert not (tmp_path / "deep").exists()  # nor the cache folders it would have made
 
 
 @pytest.mark.parametrize(

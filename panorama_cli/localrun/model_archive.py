@@ -5,7 +5,8 @@ add-raw-model stored it). :func:`unpack_archive` extracts it once into ``<cache>
 the archive's sha256 is checked, members go through tarfile's ``data`` filter (PEP 706: no
 absolute paths, no ``..``, no links leaving the folder, no device files; an equivalent check on
 Pythons without it), extraction happens in a temporary folder renamed into place, under a file
-lock, so concurrent runs and interrupted extractions never leave a half-filled cache entry.
+lock, so concurrent runs and interrupted extractions never leave a half-filled cache entry;
+a missing, changed or broken archive leaves nothing (no lock file, no cache folder).
 
 :func:`find_model_file` then says which runtime the folder (or a ``--model`` path) needs.
 """
@@ -112,28 +113,62 @@ def unpack_archive(
     target = cache_dir / sha256
     if target.is_dir():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache_dir / f".{sha256}.lock")):
-        if target.is_dir():  # another run unpacked it while we waited
-            return target
-        if not archive.is_file():
-            raise UserError(
-                f"{label}: model archive missing", hint="run add-raw-model again, or pass --model"
-            )
-        actual = sha256_file(archive)
-        if actual != sha256:
-            raise UserError(
-                f"{label}: content sha256 {actual[:12]}… does not match {sha256[:12]}…",
-                hint="the archive changed after add-raw-model; run add-raw-model again",
-            )
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:12]}-", dir=cache_dir))
-        try:
-            _extract(archive, tmp, label)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    # checks that need no cache first: a refused archive leaves nothing behind
+    if not archive.is_file():
+        raise UserError(
+            f"{label}: model archive missing", hint="run add-raw-model again, or pass --model"
+        )
+    actual = sha256_file(archive)
+    if actual != sha256:
+        raise UserError(
+            f"{label}: content sha256 {actual[:12]}… does not match {sha256[:12]}…",
+            hint="the archive changed after add-raw-model; run add-raw-model again",
+        )
+    made = _make_dirs(cache_dir)
+    lock_path = cache_dir / f".{sha256}.lock"
+    try:
+        with FileLock(str(lock_path)):
+            try:
+                if not target.is_dir():  # else another run unpacked it while we waited
+                    _extract_into(archive, target, label)
+            finally:
+                # no lock file is left; a run that still waits on the unlinked one finds
+                # the target there or extracts again into its own temporary folder
+                lock_path.unlink(missing_ok=True)
+    except BaseException:
+        for folder in made:  # the cache folders this call created, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return target
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns those created, deepest first."""
+    missing = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _extract_into(archive: Path, target: Path, label: str) -> None:
+    """Extract into a temporary folder beside ``target``, then rename it into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name[:12]}-", dir=target.parent))
+    try:
+        _extract(archive, tmp, label)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            if not target.is_dir():  # not another run's rename winning the race
+                raise UserError(f"{label}: cannot unpack into {target}: {exc}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _classify(path: Path) -> str | None:
