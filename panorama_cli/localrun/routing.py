@@ -248,7 +248,7 @@ class Router:
             "stream_id": camera,
             "stream_uri": feed.uri,
             "time_stamp": time_stamp,
-            "is_cached": False,
+            "is_cached": False,  # a get never repeats a frame: it waits for a new one
             "labels": [],
             "rects": [],
         }
