@@ -101,9 +101,7 @@ def emit_table(columns: list[str], rows: list[list[str]], title: str | None = No
     from rich.console import Console
     from rich.table import Column, Table
 
-    table = Table(
-        *(Column(c, no_wrap=True) for c in columns), title=title, title_justify="left"
-    )
+    table = Table(*(Column(c, no_wrap=True) for c in columns), title=title, title_justify="left")
     for row in rows:
         table.add_row(*row)
     width = None if sys.stdout.isatty() else 200
