@@ -84,7 +84,8 @@ with open(f"{dest}/weights.bin", "wb") as f:         # 192 MiB of incompressible
 
 
 def worker_ours(image: str, out_dir: Path, threads: int, level: int, chunk: int) -> dict:
-    from panorama_cli import assets, docker_engine
+    from panorama_cli.build import docker_engine
+    from panorama_cli.project import assets
 
     assets.GZIP_THREADS = threads
     assets.GZIP_LEVEL = level
@@ -109,7 +110,7 @@ def worker_ours(image: str, out_dir: Path, threads: int, level: int, chunk: int)
 
 
 def worker_floor(image: str, chunk: int) -> dict:
-    from panorama_cli import docker_engine
+    from panorama_cli.build import docker_engine
 
     client = docker_engine.connect()
     hasher = hashlib.sha256()
@@ -212,7 +213,7 @@ def run_child(args: list[str]) -> tuple[dict, int]:
 def ensure_image(client, image: str, base: str, rebuild: bool) -> int:
     import docker
 
-    from panorama_cli import docker_engine
+    from panorama_cli.build import docker_engine
 
     try:
         img = client.images.get(image)
@@ -287,7 +288,8 @@ def main() -> int:
         print(json.dumps(report))
         return 0
 
-    from panorama_cli import assets, docker_engine
+    from panorama_cli.build import docker_engine
+    from panorama_cli.project import assets
 
     threads = args.threads or assets.GZIP_THREADS
     level = assets.GZIP_LEVEL if args.level is None else args.level

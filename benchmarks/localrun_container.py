@@ -81,7 +81,7 @@ def make_project(parent: Path) -> Path:
 
 
 def build(root: Path, arch: str) -> str:
-    from panorama_cli import docker_engine
+    from panorama_cli.build import docker_engine
     from tests.localrun.helpers import ACCOUNT, PACKAGE
     from tests.support.base_images import BASE_IMAGES
 
@@ -97,7 +97,7 @@ def build(root: Path, arch: str) -> str:
 
 def one_run(root: Path, out: Path, frames: int, image: str | None) -> dict[str, Any]:
     from panorama_cli.localrun import RunOptions, run_application
-    from panorama_cli.project import Project
+    from panorama_cli.project.project import Project
 
     options = RunOptions(
         cameras={"front_camera": str(VIDEO)},

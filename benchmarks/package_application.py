@@ -9,7 +9,7 @@ of tests/support/panorama_server.py. Two measurements, printed side by side with
             package-application`` runs again as a fresh process with nothing changed:
             wall time (median) and the number of uploads (must be 0). Target <= 2 s.
   upload    one file of --size-mb MiB (incompressible) through
-            panorama_cli.aws.s3_upload.upload_all (the code package-application uses), in a
+            panorama_cli.cloud.aws.s3_upload.upload_all (the code package-application uses), in a
             fresh child process: MB/s, the most UploadPart requests in flight at once (counted
             with botocore's before-send / response-received events; target >= 4) and the
             child's peak RSS (VmHWM; target <= 150 MB). Next to it, in the same run, a
@@ -158,8 +158,8 @@ import json, sys, threading, time
 from pathlib import Path
 import boto3
 from backpack.service_model import add_to_session
-from panorama_cli.aws import s3_upload
-from panorama_cli.aws.session import make_session
+from panorama_cli.cloud.aws import s3_upload
+from panorama_cli.cloud.aws.session import make_session
 
 path, bucket, key, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 state = {"now": 0, "max": 0, "parts": 0}

@@ -35,7 +35,7 @@ LOGGERS = ("panorama_cli",)
 
 def configure_logging(debug: bool) -> None:
     """Route the records of :data:`LOGGERS` to stderr, one plain line each
-    (``HH:MM:SS.mmm DEBUG panorama_cli.validation: ...``, tracebacks included): every record
+    (``HH:MM:SS.mmm DEBUG panorama_cli.project.validation: ...``, tracebacks included): every record
     under ``--debug``, else warnings and errors only. Called once per run; the handler of an
     earlier call is replaced."""
     import logging

@@ -27,8 +27,10 @@ def test_debug_validate_shows_debug_lines_on_stderr(tmp_path):
     result = run_cli_subprocess(["--debug", "validate", "--json"], cwd=root)
     lines = DEBUG_LINE.findall(result.stderr)
     assert lines, result.describe()
-    assert "panorama_cli.validation: validated" in result.stderr
-    assert "panorama_cli.graph_build: application graph graphs/app/graph.json" in result.stderr
+    assert "panorama_cli.project.validation: validated" in result.stderr
+    assert (
+        "panorama_cli.project.graph_build: application graph graphs/app/graph.json" in result.stderr
+    )
     assert '"problems"' in result.stdout and "DEBUG" not in result.stdout  # data stays clean
 
 

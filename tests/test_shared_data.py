@@ -10,9 +10,9 @@ from tests.support.paths import REPO
 
 #: Tests that need the sample apps, the official schemas (as an oracle) or the video.
 NEEDING_SHARED = [
-    "tests/test_appgraph.py::test_sample_kinds_ports_values",
-    "tests/test_real_apps.py::test_override_templates_are_skipped_with_one_note",
-    "tests/test_scaffold.py",
+    "tests/project/test_appgraph.py::test_sample_kinds_ports_values",
+    "tests/project/test_real_apps.py::test_override_templates_are_skipped_with_one_note",
+    "tests/build/test_scaffold.py",
 ]
 
 

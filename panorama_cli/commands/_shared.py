@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from panorama_cli.project import Project, resolve_account_id
+from panorama_cli.project.project import Project, resolve_account_id
 
 
 def aws_session_factory(ctx: click.Context):
@@ -12,7 +12,7 @@ def aws_session_factory(ctx: click.Context):
     obj = ctx.find_root().obj or {}
 
     def make():
-        from panorama_cli.aws.session import make_session
+        from panorama_cli.cloud.aws.session import make_session
 
         return make_session(profile=obj.get("profile"), region=obj.get("region"))
 
@@ -24,7 +24,7 @@ def account_id(ctx: click.Context, explicit: str | None, project: Project | None
     factory = aws_session_factory(ctx)
 
     def lookup() -> str:
-        from panorama_cli.aws.sts import caller_account_id
+        from panorama_cli.cloud.aws.sts import caller_account_id
 
         return caller_account_id(factory())
 
@@ -66,8 +66,8 @@ def poll_options(interval: float, timeout: float):
 
 
 def locked(project: Project):
-    """The exclusive project lock for the running command (panorama_cli.project_lock)."""
-    from panorama_cli.project_lock import project_lock
+    """The exclusive project lock for the running command (panorama_cli.project.lock)."""
+    from panorama_cli.project.lock import project_lock
 
     ctx = click.get_current_context(silent=True)
     return project_lock(project, (ctx.info_name if ctx else None) or "panorama-cli")

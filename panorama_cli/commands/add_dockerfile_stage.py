@@ -35,8 +35,8 @@ def cli(package_path, stages, force) -> None:
     The block sits between '# BEGIN panorama-cli stages: ...' and '# END panorama-cli stages
     ...'; everything outside it is left as it is.
     """
-    from panorama_cli.dockerfile_stages import add_stages
-    from panorama_cli.project import Project
+    from panorama_cli.build.dockerfile_stages import add_stages
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project):

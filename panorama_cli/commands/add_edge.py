@@ -21,8 +21,8 @@ Examples:
 @click.option("--consumer", required=True, help=CONSUMER_HELP)
 def cli(producer: str, consumer: str) -> None:
     """Add an edge PRODUCER -> CONSUMER to graph.json (checked as validate checks edges)."""
-    from panorama_cli.graph_changes import add_edge
-    from panorama_cli.project import Project
+    from panorama_cli.project.graph_changes import add_edge
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project):

@@ -24,8 +24,8 @@ Examples:
 @click.option("--name", required=True, help="Node name in graph.json.")
 def cli(package_type: str, name: str) -> None:
     """Add panorama::abstract_rtsp_media_source or panorama::hdmi_data_sink and a node NAME."""
-    from panorama_cli.project import Project
-    from panorama_cli.scaffold import add_panorama_package, panorama_package_port
+    from panorama_cli.build.scaffold import add_panorama_package, panorama_package_port
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     port = panorama_package_port(package_type)

@@ -43,8 +43,8 @@ def cli(
     ctx, model_asset_name, model_s3_uri, model_local_path, descriptor_path, packages_path, as_json
 ) -> None:
     """Store the model as assets/<sha256>.tar.gz and register it in the packages."""
-    from panorama_cli.models import add_raw_model
-    from panorama_cli.project import Project
+    from panorama_cli.build.raw_models import add_raw_model
+    from panorama_cli.project.project import Project
 
     if (model_s3_uri is None) == (model_local_path is None):
         raise click.UsageError("give exactly one of --model-s3-uri and --model-local-path")

@@ -26,7 +26,7 @@ Examples:
 def cli(platform: str, tag: str | None, force: bool) -> None:
     """Build a Debian base image (python3, numpy, /opt/aws/panorama, WORKDIR /panorama)
     locally, from this machine's Debian mirror, without any container registry."""
-    from panorama_cli.base_image import ensure_base_image
+    from panorama_cli.build.base_image import ensure_base_image
 
     image = ensure_base_image(platform, tag, force=force, on_log=console.info)
     state = "is current" if image.cached else "was built"

@@ -45,8 +45,8 @@ def cli(
     container_asset_name, package_path, local_image, base_image, platform, build_args, as_json
 ) -> None:
     """Build the Dockerfile, export the image filesystem as assets/<sha256>.tar.gz."""
-    from panorama_cli.containers import build_container, parse_build_args
-    from panorama_cli.project import Project
+    from panorama_cli.build.containers import build_container, parse_build_args
+    from panorama_cli.project.project import Project
 
     if local_image:
         console.warning("--local-image is deprecated and does nothing: builds never pull")

@@ -63,8 +63,8 @@ def cli(
     legacy_model,
 ) -> None:
     """Create packages/<account>-NAME-VERSION and list it in graph.json."""
-    from panorama_cli.project import Project
-    from panorama_cli.scaffold import create_package
+    from panorama_cli.build.scaffold import create_package
+    from panorama_cli.project.project import Project
 
     if legacy_camera and legacy_model:
         raise click.UsageError("-camera and -model exclude each other")

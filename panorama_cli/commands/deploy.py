@@ -37,10 +37,10 @@ def cli(
     graph.json and the override file are checked (schema, 51,200-character limit) before
     anything is sent. With --wait, exit code 1 when the deployment fails.
     """
+    from panorama_cli.cloud.deployment import DeployRequest, deploy
     from panorama_cli.commands._shared import aws_session_factory
     from panorama_cli.commands.status import finish_wait
-    from panorama_cli.deployment import DeployRequest, deploy
-    from panorama_cli.project import Project
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     request = DeployRequest(device_id, name, description, override_path, runtime_role_arn)

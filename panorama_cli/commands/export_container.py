@@ -21,9 +21,9 @@ Example:
 @json_option()
 def cli(container_asset_name, container_image_uri, package_path, as_json) -> None:
     """Export IMAGE's filesystem as assets/<sha256>.tar.gz and register it."""
+    from panorama_cli.build.containers import export_container
     from panorama_cli.commands.build_container import report
-    from panorama_cli.containers import export_container
-    from panorama_cli.project import Project
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project), console.transfer(f"export {container_asset_name}") as (advance, _):

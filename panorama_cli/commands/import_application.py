@@ -18,14 +18,14 @@ def cli(ctx, account_id: str | None) -> None:
     """Rewrite package folders, graph package names and node interfaces to ACCOUNT_ID."""
     import os
 
-    from panorama_cli.importer import import_application
-    from panorama_cli.project import Project, resolve_account_id
+    from panorama_cli.project.importer import import_application
+    from panorama_cli.project.project import Project, resolve_account_id
 
     project = Project.discover()
     factory = aws_session_factory(ctx)
 
     def lookup() -> str:
-        from panorama_cli.aws.sts import caller_account_id
+        from panorama_cli.cloud.aws.sts import caller_account_id
 
         return caller_account_id(factory())
 

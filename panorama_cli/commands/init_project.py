@@ -6,7 +6,7 @@ import click
 
 from panorama_cli import console
 
-SAMPLE_NAMES = ("face-blur", "people-counter")  # panorama_cli.samples.SAMPLES (kept lazy)
+SAMPLE_NAMES = ("face-blur", "people-counter")  # panorama_cli.build.samples.SAMPLES (kept lazy)
 
 
 @click.command(
@@ -47,7 +47,7 @@ def cli(
     if name is None:
         _set_account(account_id)
         return
-    from panorama_cli.scaffold import init_project
+    from panorama_cli.build.scaffold import init_project
 
     project = init_project(Path.cwd(), name, account_id)
     console.success(
@@ -57,7 +57,7 @@ def cli(
 
 
 def _sample(name: str | None, account_id: str | None, sample: str, model: Path | None) -> None:
-    from panorama_cli.samples import CAMERA_NODE, create_sample, default_account
+    from panorama_cli.build.samples import CAMERA_NODE, create_sample, default_account
 
     folder = name or sample
     project = create_sample(
@@ -70,8 +70,8 @@ def _sample(name: str | None, account_id: str | None, sample: str, model: Path |
 
 
 def _set_account(account_id: str | None) -> None:
-    from panorama_cli.project import Project
-    from panorama_cli.scaffold import set_account_id
+    from panorama_cli.build.scaffold import set_account_id
+    from panorama_cli.project.project import Project
 
     if account_id is None:
         raise click.UsageError("give --name (a new project) or --account-id (this project)")

@@ -36,10 +36,10 @@ def cli(ctx, packages_path, wait, poll_interval, timeout, as_json) -> None:
     registered is left alone, and files already in the storage bucket are not sent again.
     Exit code 1 when any package failed; the others are still registered.
     """
+    from panorama_cli.cloud.packaging import Options, package_application
     from panorama_cli.commands._shared import aws_session_factory
     from panorama_cli.errors import UserError
-    from panorama_cli.packaging import Options, package_application
-    from panorama_cli.project import Project
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     session = aws_session_factory(ctx)()

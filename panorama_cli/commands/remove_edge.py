@@ -17,8 +17,8 @@ Example:
 @click.option("--consumer", required=True, help=CONSUMER_HELP)
 def cli(producer: str, consumer: str) -> None:
     """Remove the edge PRODUCER -> CONSUMER from graph.json."""
-    from panorama_cli.graph_changes import remove_edge
-    from panorama_cli.project import Project
+    from panorama_cli.project.graph_changes import remove_edge
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project):

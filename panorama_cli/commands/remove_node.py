@@ -25,8 +25,8 @@ Example:
 @click.option("--name", required=True, help="The node's name in graph.json.")
 def cli(name: str) -> None:
     """Remove node NAME and every edge from or to it from graph.json."""
-    from panorama_cli.graph_changes import remove_node
-    from panorama_cli.project import Project
+    from panorama_cli.project.graph_changes import remove_node
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project):

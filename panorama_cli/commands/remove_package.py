@@ -21,8 +21,8 @@ Examples:
 )
 def cli(name: str, delete_folder: bool) -> None:
     """Remove a node package from graph.json with its nodes and their edges."""
-    from panorama_cli.graph_changes import remove_package
-    from panorama_cli.project import Project
+    from panorama_cli.project.graph_changes import remove_package
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project):

@@ -130,7 +130,7 @@ def cli(
     status, at least 1).
     """
     from panorama_cli.localrun import RunOptions, run_application
-    from panorama_cli.project import Project
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     options = RunOptions(

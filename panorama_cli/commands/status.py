@@ -30,7 +30,7 @@ def _jsonable(instance: dict) -> dict:
 
 def finish_wait(session, instance_id: str, poll_interval: float, timeout: float, as_json: bool):
     """Wait for a deployment, print the outcome, raise UserError when it failed or timed out."""
-    from panorama_cli.deployment import failed, wait_for_instance
+    from panorama_cli.cloud.deployment import failed, wait_for_instance
     from panorama_cli.errors import UserError
 
     found, ended = wait_for_instance(
@@ -70,8 +70,8 @@ Examples:
 @click.pass_context
 def cli(ctx, application_instance_id, device_id, wait, poll_interval, timeout, as_json) -> None:
     """List application instances, or show one (exit 1 with --wait when it failed)."""
+    from panorama_cli.cloud.deployment import describe_instance, failed, list_instances
     from panorama_cli.commands._shared import aws_session_factory
-    from panorama_cli.deployment import describe_instance, failed, list_instances
 
     if wait and not application_instance_id:
         raise click.UsageError("--wait needs an APPLICATION_INSTANCE_ID")

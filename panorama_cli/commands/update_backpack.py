@@ -23,8 +23,8 @@ Example:
 @json_option()
 def cli(package_path, force, as_json) -> None:
     """Replace src/backpack/ with the backpack panorama-cli ships (atomic; no-op when current)."""
-    from panorama_cli.backpack_injection import update_backpack
-    from panorama_cli.project import Project
+    from panorama_cli.project.backpack_injection import update_backpack
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
     with locked(project):

@@ -17,8 +17,8 @@ Examples:
 def cli(as_json: bool) -> None:
     """Check every manifest and the application graph; exit 1 on errors."""
     from panorama_cli.errors import UserError
-    from panorama_cli.project import Project
-    from panorama_cli.validation import errors, validate_project
+    from panorama_cli.project.project import Project
+    from panorama_cli.project.validation import errors, validate_project
 
     project = Project.discover()
     problems = validate_project(project)

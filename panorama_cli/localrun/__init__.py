@@ -58,7 +58,7 @@ def run_project(
     Raises:
         UserError: the project cannot run (see :func:`run_application`).
     """
-    from panorama_cli.project import Project
+    from panorama_cli.project.project import Project
 
     project = Project.discover(Path(project_dir))
     options = RunOptions(

@@ -105,7 +105,7 @@ class ContainerRuntime:
     def __init__(
         self, client: Any, images: dict[str, NodeImage], *, run_dir: Path, gpu: bool = False
     ):
-        from panorama_cli import docker_engine
+        from panorama_cli.build import docker_engine
 
         self.client = client
         self.run_dir = run_dir
@@ -176,7 +176,7 @@ class ContainerApp:
         """
         import docker
 
-        from panorama_cli import docker_engine
+        from panorama_cli.build import docker_engine
 
         spec, target = self.spec, self.target
         for folder in (spec.logs, spec.storage):

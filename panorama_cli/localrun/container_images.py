@@ -2,7 +2,7 @@
 with which ports published, checked before the run folder exists.
 
 The default image of a node is the one ``build-container`` made for its package: tag
-``panorama-cli/<package folder>:<container asset name>`` (:func:`panorama_cli.containers.
+``panorama-cli/<package folder>:<container asset name>`` (:func:`panorama_cli.build.containers.
 image_tag`), for the asset the node's interface names, else any container asset of the
 package. ``--image IMAGE`` (every node) or ``--image NODE=IMAGE`` chooses another one.
 
@@ -117,7 +117,7 @@ def image_choices(images: Mapping[str, str], business: list[BusinessNode]) -> di
 def default_images(business: BusinessNode) -> tuple[list[str], list[str]]:
     """(candidate image tags, container asset names) of the node's package, best first:
     the asset its interface names, then the package's other container assets."""
-    from panorama_cli.containers import image_tag
+    from panorama_cli.build.containers import image_tag
 
     package = business.package
     assets = []
@@ -160,7 +160,7 @@ def resolve_image(
             amd64/arm64 image, it does not match ``--platform``, or this machine cannot run
             its platform (no qemu binfmt handler: the fix).
     """
-    from panorama_cli import platforms
+    from panorama_cli.build import platforms
 
     name = business.node.name
     if given:
@@ -260,7 +260,7 @@ def prepare_containers(
             emulation, ``--python`` given (the image's interpreter runs), two rules on one
             hostPort.
     """
-    from panorama_cli import docker_engine
+    from panorama_cli.build import docker_engine
     from panorama_cli.localrun.container_app import ContainerRuntime
 
     options = plan.options

@@ -22,7 +22,7 @@ from typing import Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan
-from panorama_cli.project import Project
+from panorama_cli.project.project import Project
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from panorama_cli.localrun import model_archive
 if TYPE_CHECKING:
     import numpy as np
 
-    from panorama_cli.appgraph import Node
-    from panorama_cli.project import Package
+    from panorama_cli.project.appgraph import Node
+    from panorama_cli.project.project import Package
 
 
 class ModelCallError(UserError, ValueError):
@@ -285,7 +285,7 @@ def load_model(
         model_path = Path(model_path)
         label = str(model_path)
         if model_path.is_file() and model_path.name.endswith((".tar.gz", ".tgz", ".tar")):
-            from panorama_cli.assets import sha256_file
+            from panorama_cli.project.assets import sha256_file
 
             folder = model_archive.unpack_archive(
                 model_path, sha256_file(model_path), cache_dir, label=label

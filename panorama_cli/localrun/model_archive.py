@@ -104,7 +104,7 @@ def unpack_archive(
     """
     from filelock import FileLock
 
-    from panorama_cli.assets import sha256_file
+    from panorama_cli.project.assets import sha256_file
 
     label = label or str(archive)
     sha256 = sha256.lower()

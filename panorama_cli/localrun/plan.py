@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from panorama_cli.errors import UserError
 
 if TYPE_CHECKING:
-    from panorama_cli.appgraph import AppGraph, Node
-    from panorama_cli.project import Package, Project, RuntimeEntry
+    from panorama_cli.project.appgraph import AppGraph, Node
+    from panorama_cli.project.project import Package, Project, RuntimeEntry
 
 RUNS_FOLDER = ".panorama-run"
 _TRUE = ("true", "1", "yes", "on")
@@ -186,7 +186,7 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
             source, a value does not fit its parameter type, or a business-logic node has no
             local package / runtime descriptor / src folder.
     """
-    from panorama_cli.appgraph import AppGraph, NodeKind
+    from panorama_cli.project.appgraph import AppGraph, NodeKind
 
     graph = AppGraph.load(project, list(options.overrides), options.graph)
     nodes = graph.nodes
@@ -235,7 +235,7 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
 
 
 def _parameters(graph: AppGraph, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    from panorama_cli.appgraph import NodeKind
+    from panorama_cli.project.appgraph import NodeKind
 
     values = {n.name: n.value for n in graph.nodes.values() if n.kind == NodeKind.PARAMETER}
     for name, value in overrides.items():
@@ -251,7 +251,7 @@ def _parameters(graph: AppGraph, overrides: Mapping[str, Any]) -> dict[str, Any]
 def _cameras(
     graph: AppGraph, camera_nodes: list[str], bound: Mapping[str, str], params: dict[str, Any]
 ) -> dict[str, str]:
-    from panorama_cli.appgraph import NodeKind
+    from panorama_cli.project.appgraph import NodeKind
 
     sources: dict[str, str] = {}
     for name, source in bound.items():
@@ -299,7 +299,7 @@ def _business(
     params: dict[str, Any],
     cameras: dict[str, str],
 ) -> BusinessNode:
-    from panorama_cli.appgraph import NodeKind
+    from panorama_cli.project.appgraph import NodeKind
 
     if not node.is_local or node.package_folder is None:
         raise UserError(
@@ -338,7 +338,7 @@ def _business(
                 producer = graph.nodes.get(edge.producer_node)
                 if producer is not None and producer.kind == NodeKind.PARAMETER:
                     value = params.get(edge.producer_node)
-            from panorama_cli.appgraph import typed_value
+            from panorama_cli.project.appgraph import typed_value
 
             spec["value"] = typed_value(port.type, value)
         inputs[name] = spec

@@ -30,7 +30,7 @@ import docker
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from panorama_cli import docker_engine, dockerfile_stages
+from panorama_cli.build import docker_engine, dockerfile_stages
 from tests.support.cli_runner import run_cli
 
 PLATFORM = "linux/amd64"

@@ -12,7 +12,7 @@ import json
 import docker
 import pytest
 
-from panorama_cli import base_image
+from panorama_cli.build import base_image
 from tests.support.cli_runner import run_cli
 from tests.support.paths import SHARED, VIDEO
 

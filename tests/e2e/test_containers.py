@@ -38,8 +38,8 @@ import docker
 import pytest
 
 import panorama_cli.console
-from panorama_cli import containers, docker_engine, platforms
-from panorama_cli.project import Project
+from panorama_cli.build import containers, docker_engine, platforms
+from panorama_cli.project.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli, run_cli_subprocess
 from tests.support.project_helpers import LOCK_FILES

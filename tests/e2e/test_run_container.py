@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from panorama_cli import containers, docker_engine
+from panorama_cli.build import containers, docker_engine
 from panorama_cli.localrun.container_app import RUN_LABEL
-from panorama_cli.project import Project
+from panorama_cli.project.project import Project
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.paths import REPO

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panorama_cli import sample_models, samples
+from panorama_cli.build import sample_models, samples
 from panorama_cli.errors import UserError
 from tests.localrun.helpers import require_sandbox
 from tests.support.cli_runner import run_cli

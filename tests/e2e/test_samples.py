@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from panorama_cli import containers, docker_engine
-from panorama_cli.project import Project
+from panorama_cli.build import containers, docker_engine
+from panorama_cli.project.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli
 from tests.support.paths import APPS, REPO

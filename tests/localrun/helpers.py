@@ -293,7 +293,7 @@ def add_model_node(
 
 def inject_backpack(root: Path) -> None:
     """Put backpack into the app package's src/ (as create-package does)."""
-    from panorama_cli import backpack_injection
+    from panorama_cli.project import backpack_injection
 
     package = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
     for rel, data in backpack_injection.package_files().items():

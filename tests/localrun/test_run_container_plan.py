@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from panorama_cli.containers import image_tag
+from panorama_cli.build.containers import image_tag
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.container_images import (
     NodeImage,
@@ -18,7 +18,7 @@ from panorama_cli.localrun.container_images import (
     prepare_containers,
 )
 from panorama_cli.localrun.plan import RunOptions, build_plan
-from panorama_cli.project import Project
+from panorama_cli.project.project import Project
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project
 
 APP = "import panoramasdk\n"

@@ -7,7 +7,7 @@ import json
 
 from panorama_cli.localrun import run_project
 from tests.localrun.helpers import make_project
-from tests.test_localrun_sources import write_video
+from tests.localrun.test_localrun_sources import write_video
 
 HOLDS_EIGHT = """
 import json

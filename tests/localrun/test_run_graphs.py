@@ -284,7 +284,7 @@ while True:
 
 def test_rtsp_camera_on_localhost(tmp_path, gst_rtsp):
     from backpack.rtsp import RTSPSkyLine
-    from tests.test_localrun_sources import Producer, free_port
+    from tests.localrun.test_localrun_sources import Producer, free_port
 
     video()
     sky = RTSPSkyLine(

@@ -2,7 +2,7 @@
 
 No container registry is reachable from CI (or from the dev machines), so the images the
 tests run on are made by what ``panorama-cli base-image`` runs
-(:func:`panorama_cli.base_image.ensure_base_image`: mmdebstrap or debootstrap writes a
+(:func:`panorama_cli.build.base_image.ensure_base_image`: mmdebstrap or debootstrap writes a
 root filesystem, the engine builds ``FROM scratch`` + ``ADD rootfs.tar /`` with
 ``platform=linux/<arch>``), with the tests' own names (``panorama-cli-test/base:...``) and
 packages (python3 only) and the rootfs cache under ``/var/cache/panorama-cli-ci/``
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panorama_cli import base_image as library
-from panorama_cli import debian_mirror
+from panorama_cli.build import base_image as library
+from panorama_cli.build import debian_mirror
 
 SUITE = library.SUITE
 VARIANT = library.VARIANT

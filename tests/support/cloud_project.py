@@ -1,6 +1,6 @@
 """A project with several model packages, ready for package-application (no Docker needed).
 
-Used by tests/test_package_application.py and benchmarks/package_application.py.
+Used by tests/cloud/test_package_application.py and benchmarks/package_application.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:
     return run_cli(args, cwd=cwd, env=env)
 
 
-#: The project lock file (panorama_cli.project_lock) stays after the first writing command; it
+#: The project lock file (panorama_cli.project.lock) stays after the first writing command; it
 #: holds no project content.
 LOCK_FILES = {".panorama-cli.lock", ".panorama-cli.lock.owner"}
 

@@ -9,7 +9,7 @@ Regenerate after changing :data:`OPERATIONS`::
 
     python -m tests.support.service_model_tool --write
 
-tests/test_service_model.py checks that the shipped files equal :func:`derive`'s output.
+tests/cloud/test_service_model.py checks that the shipped files equal :func:`derive`'s output.
 """
 
 from __future__ import annotations

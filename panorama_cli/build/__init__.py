@@ -1,0 +1,1 @@
+"""Building locally: assets, raw model archives, container images, scaffolding."""

@@ -1,0 +1,1 @@
+"""The cloud: AWS clients, package-application, deploy and status."""

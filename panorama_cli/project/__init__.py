@@ -1,0 +1,1 @@
+"""The project model: folder, node packages, manifests, application graph, validation."""
