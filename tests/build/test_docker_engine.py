@@ -247,7 +247,7 @@ def test_build_image_missing_base_image_is_not_pulled(
             tmp_path, tag=image_tag, platform="linux/amd64", client=docker_client
         )
     assert "FROM" in err.value.message
-    assert missing in err.value.hint and "locally" in err.value.hint
+    assert missing in err.value.hint and "local engine" in err.value.hint
 
 
 def test_build_image_missing_dockerfile(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from panorama_cli.build import sample_models, samples
 from panorama_cli.errors import UserError
+from panorama_cli.resources import data_dir
 from tests.localrun.helpers import require_sandbox
 from tests.support.cli_runner import run_cli
 from tests.support.paths import SHARED, VIDEO
@@ -91,7 +92,7 @@ def test_people_counter_project_is_complete(people_counter):
         assert member is not None and member.read() == YOLOX.read_bytes()
     code = people_counter / "packages" / "123456789012-people_counter-1.0"
     assert (code / "src" / "app.py").read_text() == (
-        Path(samples.__file__).parent.parent / "templates" / "samples" / "people_counter" / "app.py"
+        data_dir("templates") / "samples" / "people_counter" / "app.py"
     ).read_text()
     assert (code / "src" / "backpack" / "yolox.py").is_file()
     assert "code_asset" in (code / "package.json").read_text()
