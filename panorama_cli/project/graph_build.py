@@ -6,7 +6,7 @@ Internal to :mod:`panorama_cli.project.appgraph` (see there for the rules of nod
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -89,17 +89,7 @@ class GraphBuilder:
             self.node(path, pointer("nodeGraph", "nodes", i), raw)
             for i, raw in enumerate(body.get("nodes", []))
         )
-        nodes: dict[str, Node] = {}
-        for node in declared:
-            if node.name in nodes:
-                self.issue(
-                    path,
-                    node.pointer + "/name",
-                    f"node {node.name!r} is defined twice",
-                    "rename one of them",
-                )
-                continue
-            nodes[node.name] = node
+        nodes = self.by_name(path, declared)
         edges = [
             Edge.parse(e["producer"], e["consumer"], path, pointer("nodeGraph", "edges", i))
             for i, e in enumerate(body.get("edges", []))
@@ -119,6 +109,21 @@ class GraphBuilder:
         return GraphParts(
             nodes, tuple(edges), tuple(rules), tuple(self.refs), declared, tuple(self.issues)
         )
+
+    def by_name(self, path: Path, declared: Iterable[Node]) -> dict[str, Node]:
+        """``declared`` by name; a second node of one name is an issue and is left out."""
+        nodes: dict[str, Node] = {}
+        for node in declared:
+            if node.name in nodes:
+                self.issue(
+                    path,
+                    node.pointer + "/name",
+                    f"node {node.name!r} is defined twice",
+                    "rename one of them",
+                )
+                continue
+            nodes[node.name] = node
+        return nodes
 
     def add_refs(self, path: Path, top: str, entries: list[dict[str, Any]]) -> None:
         for i, entry in enumerate(entries):
@@ -155,134 +160,60 @@ class GraphBuilder:
             "pointer": ptr,
         }
         if interface in VALUE_TYPES:
-            return Node(
+            return _node(
+                common,
                 kind=NodeKind.PARAMETER,
-                package=None,
-                package_version=None,
-                interface_name=None,
-                is_local=False,
-                package_folder=None,
-                inputs=NO_PORTS,
-                outputs=NO_PORTS,
                 value=typed_value(interface, raw.get("value")),
                 resolved=True,
-                **common,
             )
         parts = names.split_interface_ref(interface)
         if parts is None:
-            return self.unknown(
+            return _node(
                 common,
-                None,
-                None,
-                f"interface {interface!r} is not <account>::<package>.<interface>",
+                unresolved=f"interface {interface!r} is not <account>::<package>.<interface>",
             )
         account, package_name, interface_name = parts
         ref_name = f"{account}::{package_name}"
         ref = next((r for r in self.refs if r.name == ref_name), None)
         if ref is None:
-            return self.unknown(
+            return _node(
                 common,
-                ref_name,
-                interface_name,
-                f"interface {interface} names package {ref_name}, which the graph does not list",
+                package=ref_name,
+                interface_name=interface_name,
+                unresolved=f"interface {interface} names package {ref_name}, "
+                "which the graph does not list",
             )
         located: dict[str, Any] = {
+            **common,
             "package": ref_name,
             "package_version": ref.version,
             "interface_name": interface_name,
         }
         if account == names.PANORAMA_ACCOUNT:
-            return self.well_known(common, located, ref_name, interface_name)
+            return _well_known(located, ref_name, interface_name)
         package = ref.local
         if package is None:
-            return Node(
-                kind=NodeKind.UNKNOWN,
-                is_local=False,
-                package_folder=None,
-                inputs=NO_PORTS,
-                outputs=NO_PORTS,
-                **located,
-                **common,
-            )
+            return _node(located)
         declared = package.interface(interface_name)
         if declared is None:
             have = ", ".join(str(i.get("name")) for i in package.interfaces()) or "none"
-            return Node(
+            return _node(
+                located,
                 kind=package.kind,
                 is_local=True,
                 package_folder=package.folder,
-                inputs=NO_PORTS,
-                outputs=NO_PORTS,
                 unresolved=f"package {ref_name} defines no interface {interface_name!r} "
                 f"(it has: {have})",
-                **located,
-                **common,
             )
-        kind = CATEGORY_KINDS.get(str(declared.get("category")), package.kind)
-        return Node(
-            kind=kind,
+        return _node(
+            located,
+            kind=CATEGORY_KINDS.get(str(declared.get("category")), package.kind),
             is_local=True,
             package_folder=package.folder,
             inputs=frozen(ports(declared.get("inputs"), "input")),
             outputs=frozen(ports(declared.get("outputs"), "output")),
             resolved=True,
             inbound_ports=declared_inbound_ports(declared),
-            **located,
-            **common,
-        )
-
-    def unknown(
-        self, common: dict[str, Any], package: str | None, interface_name: str | None, why: str
-    ) -> Node:
-        return Node(
-            kind=NodeKind.UNKNOWN,
-            package=package,
-            package_version=None,
-            interface_name=interface_name,
-            is_local=False,
-            package_folder=None,
-            inputs=NO_PORTS,
-            outputs=NO_PORTS,
-            unresolved=why,
-            **common,
-        )
-
-    def well_known(
-        self, common: dict[str, Any], located: dict[str, Any], ref_name: str, interface_name: str
-    ) -> Node:
-        interfaces = WELL_KNOWN.get(ref_name)
-        if interfaces is None:  # a Panorama package this tool does not know: accept it
-            return Node(
-                kind=NodeKind.UNKNOWN,
-                is_local=False,
-                package_folder=None,
-                inputs=NO_PORTS,
-                outputs=NO_PORTS,
-                **located,
-                **common,
-            )
-        known = interfaces.get(interface_name)
-        if known is None:
-            return Node(
-                kind=NodeKind.UNKNOWN,
-                is_local=False,
-                package_folder=None,
-                inputs=NO_PORTS,
-                outputs=NO_PORTS,
-                unresolved=f"package {ref_name} has no interface {interface_name!r} "
-                f"(it has {', '.join(interfaces)})",
-                **located,
-                **common,
-            )
-        return Node(
-            kind=known.kind,
-            is_local=False,
-            package_folder=None,
-            inputs=frozen({n: Port(n, t, "input") for n, t in known.inputs}),
-            outputs=frozen({n: Port(n, t, "output") for n, t in known.outputs}),
-            resolved=True,
-            **located,
-            **common,
         )
 
     # -- overrides ---------------------------------------------------------------------------
@@ -296,18 +227,13 @@ class GraphBuilder:
     ) -> tuple[dict[str, Node], list[Edge], list[RoutingRule]]:
         top = "nodeGraphOverrides"
         self.add_refs(path, top, body.get("packages", []))
-        defined: dict[str, Node] = {}
-        for i, raw in enumerate(body.get("nodes", [])):
-            node = self.node(path, pointer(top, "nodes", i), raw)
-            if node.name in defined:
-                self.issue(
-                    path,
-                    node.pointer + "/name",
-                    f"node {node.name!r} is defined twice",
-                    "rename one of them",
-                )
-                continue
-            defined[node.name] = node
+        defined = self.by_name(
+            path,
+            (
+                self.node(path, pointer(top, "nodes", i), raw)
+                for i, raw in enumerate(body.get("nodes", []))
+            ),
+        )
         placed: set[str] = set()
         for i, override in enumerate(body.get("nodeOverrides", [])):
             ptr = pointer(top, "nodeOverrides", i)
@@ -376,6 +302,43 @@ class GraphBuilder:
             else:
                 rules.append(rule)
         return nodes, edges, rules
+
+
+def _node(fields: Mapping[str, Any], **more: Any) -> Node:
+    """A Node from ``fields`` and ``more``; what neither gives is that of a node whose
+    interface is not resolved: kind unknown, no package, not local, no ports."""
+    defaults: dict[str, Any] = {
+        "kind": NodeKind.UNKNOWN,
+        "package": None,
+        "package_version": None,
+        "interface_name": None,
+        "is_local": False,
+        "package_folder": None,
+        "inputs": NO_PORTS,
+        "outputs": NO_PORTS,
+    }
+    return Node(**{**defaults, **fields, **more})
+
+
+def _well_known(located: dict[str, Any], ref_name: str, interface_name: str) -> Node:
+    """A node whose package is one of Panorama's own (``panorama::...``)."""
+    interfaces = WELL_KNOWN.get(ref_name)
+    if interfaces is None:  # a Panorama package this tool does not know: accept it
+        return _node(located)
+    known = interfaces.get(interface_name)
+    if known is None:
+        return _node(
+            located,
+            unresolved=f"package {ref_name} has no interface {interface_name!r} "
+            f"(it has {', '.join(interfaces)})",
+        )
+    return _node(
+        located,
+        kind=known.kind,
+        inputs=frozen({n: Port(n, t, "input") for n, t in known.inputs}),
+        outputs=frozen({n: Port(n, t, "output") for n, t in known.outputs}),
+        resolved=True,
+    )
 
 
 def _standing_in(new: Node, old: Node) -> Node:
