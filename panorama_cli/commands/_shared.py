@@ -65,6 +65,16 @@ def poll_options(interval: float, timeout: float):
     return decorate
 
 
+def edge_options(command):
+    """``--producer`` and ``--consumer`` (both required) of add-edge and remove-edge."""
+    command = click.option("--consumer", required=True, help="NODE.PORT of an input.")(command)
+    return click.option(
+        "--producer",
+        required=True,
+        help="NODE.PORT of an output, or NODE for a parameter (value) node.",
+    )(command)
+
+
 def locked(project: Project):
     """The exclusive project lock for the running command (panorama_cli.project.lock)."""
     from panorama_cli.project.lock import project_lock

@@ -3,10 +3,7 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import locked
-
-PRODUCER_HELP = "NODE.PORT of an output, or NODE for a parameter (value) node."
-CONSUMER_HELP = "NODE.PORT of an input."
+from panorama_cli.commands._shared import edge_options, locked
 
 
 @click.command(
@@ -17,8 +14,7 @@ Examples:
   panorama-cli add-edge --producer code_node.video_out --consumer hdmi_output.video_in
   panorama-cli add-edge --producer threshold --consumer code_node.threshold""",
 )
-@click.option("--producer", required=True, help=PRODUCER_HELP)
-@click.option("--consumer", required=True, help=CONSUMER_HELP)
+@edge_options
 def cli(producer: str, consumer: str) -> None:
     """Add an edge PRODUCER -> CONSUMER to graph.json (checked as validate checks edges)."""
     from panorama_cli.project.graph_changes import add_edge

@@ -3,8 +3,7 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import locked
-from panorama_cli.commands.add_edge import CONSUMER_HELP, PRODUCER_HELP
+from panorama_cli.commands._shared import edge_options, locked
 
 
 @click.command(
@@ -13,8 +12,7 @@ from panorama_cli.commands.add_edge import CONSUMER_HELP, PRODUCER_HELP
 Example:
   panorama-cli remove-edge --producer threshold --consumer code_node.threshold""",
 )
-@click.option("--producer", required=True, help=PRODUCER_HELP)
-@click.option("--consumer", required=True, help=CONSUMER_HELP)
+@edge_options
 def cli(producer: str, consumer: str) -> None:
     """Remove the edge PRODUCER -> CONSUMER from graph.json."""
     from panorama_cli.project.graph_changes import remove_edge
