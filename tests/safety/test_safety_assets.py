@@ -16,7 +16,6 @@ from tests.support.safety import (
     ACCOUNT,
     PKG,
     add_model,
-    make_model_project,
     package_json,
     set_uris,
 )
@@ -32,11 +31,6 @@ def assert_replaced(root: Path, archive: Path) -> None:
     assert uri == f"{sha256(archive)}.tar.gz"
     assert (root / "assets" / uri).read_bytes() == archive.read_bytes()
     assert (root / "assets" / impl(root)["descriptorUri"]).is_file()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_model_project(tmp_path)
 
 
 def test_superseded_files_are_removed(project: Path, tmp_path: Path) -> None:

@@ -14,9 +14,8 @@ import docker
 import pytest
 
 from panorama_cli.build import docker_engine
-from tests.safety.test_safety_lock import start
 from tests.support.project_helpers import run, snapshot
-from tests.support.safety import ACCOUNT
+from tests.support.safety import ACCOUNT, start
 
 PKG = f"packages/{ACCOUNT}-app-1.0"
 

@@ -17,12 +17,7 @@ from panorama_cli.errors import UserError
 from panorama_cli.project.manifests import loads
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.project_helpers import make_model_archive, run, snapshot
-from tests.support.safety import ACCOUNT, PKG, make_model_project
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_model_project(tmp_path)
+from tests.support.safety import ACCOUNT, PKG, add_model_args
 
 
 def one_located_error(result, needle: str | tuple[str, ...]) -> None:
@@ -172,21 +167,7 @@ def test_bad_model_archive_is_refused(project: Path, tmp_path: Path, kind: str) 
     archive = tmp_path / f"{kind}.tar.gz"
     make(archive)
     before = snapshot(project)
-    result = run_cli_subprocess(
-        [
-            "add-raw-model",
-            "--model-asset-name",
-            "m",
-            "--model-local-path",
-            str(archive),
-            "--descriptor-path",
-            f"{PKG}/descriptor.json",
-            "--packages-path",
-            PKG,
-        ],
-        cwd=project,
-        timeout_s=60,
-    )
+    result = run_cli_subprocess(add_model_args(archive, "m"), cwd=project, timeout_s=60)
     one_located_error(result, needle)
     assert snapshot(project) == before
 

@@ -9,57 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from panorama_cli.project.lock import project_lock
 from panorama_cli.project.project import Project
-from tests.support.paths import REPO
 from tests.support.project_helpers import make_model_archive, run
-from tests.support.safety import ACCOUNT, PKG, make_model_project, package_json
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
-def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "panorama_cli", *args],
-        cwd=cwd,
-        env=child_env(**env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_model_project(tmp_path)
+from tests.support.safety import ACCOUNT, PKG, add_model_args, child_env, package_json, start
 
 
 def test_a_second_command_names_the_holder(project: Path, tmp_path: Path) -> None:
     archive = make_model_archive(tmp_path / "second.tar.gz", b"second")
     before = (project / PKG / "package.json").read_bytes()
     with project_lock(Project(project), "add-raw-model"):
-        proc = start(
-            project,
-            "add-raw-model",
-            "--model-asset-name",
-            "other",
-            "--model-local-path",
-            str(archive),
-            "--descriptor-path",
-            f"{PKG}/descriptor.json",
-            "--packages-path",
-            PKG,
-            PANORAMA_CLI_LOCK_WAIT="0.5",
-        )
+        proc = start(project, *add_model_args(archive, "other"), PANORAMA_CLI_LOCK_WAIT="0.5")
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -96,19 +56,7 @@ def test_racing_add_raw_model_loses_no_update(project: Path, tmp_path: Path) -> 
     for i in range(3):
         archive = make_model_archive(tmp_path / f"m{i}.tar.gz", f"weights {i}".encode())
         procs.append(
-            start(
-                project,
-                "add-raw-model",
-                "--model-asset-name",
-                f"model{i}",
-                "--model-local-path",
-                str(archive),
-                "--descriptor-path",
-                f"{PKG}/descriptor.json",
-                "--packages-path",
-                PKG,
-                PANORAMA_CLI_LOCK_WAIT="60",
-            )
+            start(project, *add_model_args(archive, f"model{i}"), PANORAMA_CLI_LOCK_WAIT="60")
         )
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results

@@ -40,11 +40,6 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("Error")]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_model_project(tmp_path)
-
-
 def test_add_raw_model_with_a_read_only_graph_folder_changes_nothing(
     project: Path, tmp_path: Path
 ) -> None:

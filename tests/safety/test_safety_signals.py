@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from panorama_cli import console
-from tests.safety.test_safety_lock import start
 from tests.support.project_helpers import run, snapshot
-from tests.support.safety import ACCOUNT, PKG, make_model_project
+from tests.support.safety import ACCOUNT, PKG, add_model_args, start
 
 #: Size of the big model archive: large enough that storing it takes a noticeable moment.
 BIG = 160 * 1024 * 1024
@@ -37,24 +36,8 @@ def big_archive(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return make_model_project(tmp_path)
-
-
 def add_big(project: Path, archive: Path) -> subprocess.Popen:
-    return start(
-        project,
-        "add-raw-model",
-        "--model-asset-name",
-        "big",
-        "--model-local-path",
-        str(archive),
-        "--descriptor-path",
-        f"{PKG}/descriptor.json",
-        "--packages-path",
-        PKG,
-    )
+    return start(project, *add_model_args(archive, "big"))
 
 
 def temp_files(project: Path) -> list[str]:

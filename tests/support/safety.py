@@ -7,12 +7,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO
 from tests.support.project_helpers import make_model_archive, model_descriptor, run
 
 ACCOUNT = "111122223333"
@@ -37,10 +39,9 @@ def make_model_project(parent: Path, name: str = "p") -> Path:
     return root
 
 
-def add_model(root: Path, archive: Path, asset: str = "squeezenet", **kwargs):
-    """add-raw-model of ``archive`` as ``asset`` into the call_node package."""
-    return run(
-        root,
+def add_model_args(archive: Path, asset: str = "squeezenet") -> list[str]:
+    """The arguments of add-raw-model of ``archive`` as ``asset`` into the call_node package."""
+    return [
         "add-raw-model",
         "--model-asset-name",
         asset,
@@ -50,7 +51,34 @@ def add_model(root: Path, archive: Path, asset: str = "squeezenet", **kwargs):
         f"{PKG}/descriptor.json",
         "--packages-path",
         PKG,
-        **kwargs,
+    ]
+
+
+def add_model(root: Path, archive: Path, asset: str = "squeezenet", **kwargs):
+    """add-raw-model of ``archive`` as ``asset`` into the call_node package (in process)."""
+    return run(root, *add_model_args(archive, asset), **kwargs)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``python -m panorama_cli`` child: this checkout first on the path,
+    no colour, plus ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
+
+
+def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
+    """Start ``python -m panorama_cli *args`` in ``cwd`` (a real process; text pipes)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "panorama_cli", *args],
+        cwd=cwd,
+        env=child_env(**env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
