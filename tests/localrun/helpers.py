@@ -47,6 +47,60 @@ def _dump(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=4) + "\n")
 
 
+def _dump_package(
+    folder: Path,
+    name: str,
+    category: str,
+    asset: str,
+    inputs: list[dict[str, str]],
+    description: str | None = None,
+) -> None:
+    """``folder/package.json``: node package ``name`` version 1.0, no assets, one interface
+    ``interface`` of ``category`` with ``inputs`` and one output ``video_out`` (media)."""
+    body: dict[str, object] = {"envelopeVersion": "2021-01-01", "name": name, "version": "1.0"}
+    if description is not None:
+        body["description"] = description
+    body["assets"] = []
+    body["interfaces"] = [
+        {
+            "name": "interface",
+            "category": category,
+            "asset": asset,
+            "inputs": inputs,
+            "outputs": [{"name": "video_out", "type": "media"}],
+        }
+    ]
+    _dump(folder / "package.json", {"nodePackage": body})
+
+
+def _dump_runtime_descriptor(folder: Path, entry: tuple[str, str]) -> None:
+    """``folder/descriptor.json``: a runtime descriptor whose entry is (path, name)."""
+    _dump(
+        folder / "descriptor.json",
+        {
+            "runtimeDescriptor": {
+                "envelopeVersion": "2021-01-01",
+                "entry": {"path": entry[0], "name": entry[1]},
+            }
+        },
+    )
+
+
+def _dump_graph(root: Path, name: str, packages: list, nodes: list, edges: list) -> None:
+    """``root/graphs/name/graph.json`` with these packages, nodes and edges."""
+    _dump(
+        root / "graphs" / name / "graph.json",
+        {
+            "nodeGraph": {
+                "envelopeVersion": "2021-01-01",
+                "packages": packages,
+                "nodes": nodes,
+                "edges": edges,
+            }
+        },
+    )
+
+
 def make_project(
     parent: Path,
     app: str,
@@ -76,36 +130,10 @@ def make_project(
     package = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
     inputs = [{"name": "video_in", "type": "media"}]
     inputs += [{"name": n, "type": t} for n, (t, _) in params.items()]
-    _dump(
-        package / "package.json",
-        {
-            "nodePackage": {
-                "envelopeVersion": "2021-01-01",
-                "name": PACKAGE,
-                "version": "1.0",
-                "description": "app under test",
-                "assets": [],
-                "interfaces": [
-                    {
-                        "name": "interface",
-                        "category": "business_logic",
-                        "asset": "code_asset",
-                        "inputs": inputs,
-                        "outputs": [{"name": "video_out", "type": "media"}],
-                    }
-                ],
-            }
-        },
+    _dump_package(
+        package, PACKAGE, "business_logic", "code_asset", inputs, description="app under test"
     )
-    _dump(
-        package / "descriptor.json",
-        {
-            "runtimeDescriptor": {
-                "envelopeVersion": "2021-01-01",
-                "entry": {"path": entry[0], "name": entry[1]},
-            }
-        },
-    )
+    _dump_runtime_descriptor(package, entry)
     src = package / "src"
     src.mkdir(parents=True, exist_ok=True)
     (src / Path(entry[1]).name).write_text(textwrap.dedent(app))
@@ -135,17 +163,7 @@ def make_project(
     for node, (type_name, value) in params.items():
         nodes.append({"name": node, "interface": type_name, "value": value})
         edges.append({"producer": node, "consumer": f"code_node.{node}"})
-    _dump(
-        root / "graphs" / name / "graph.json",
-        {
-            "nodeGraph": {
-                "envelopeVersion": "2021-01-01",
-                "packages": packages,
-                "nodes": nodes,
-                "edges": edges,
-            }
-        },
-    )
+    _dump_graph(root, name, packages, nodes, edges)
     return root
 
 
@@ -196,35 +214,10 @@ def make_chain_project(parent: Path, apps: Mapping[str, str], name: str = "chain
     for index, (node, app) in enumerate(apps.items()):
         package_name = f"STAGE{index}"
         folder = root / "packages" / f"{ACCOUNT}-{package_name}-1.0"
-        _dump(
-            folder / "package.json",
-            {
-                "nodePackage": {
-                    "envelopeVersion": "2021-01-01",
-                    "name": package_name,
-                    "version": "1.0",
-                    "assets": [],
-                    "interfaces": [
-                        {
-                            "name": "interface",
-                            "category": "business_logic",
-                            "asset": "code",
-                            "inputs": [{"name": "video_in", "type": "media"}],
-                            "outputs": [{"name": "video_out", "type": "media"}],
-                        }
-                    ],
-                }
-            },
+        _dump_package(
+            folder, package_name, "business_logic", "code", [{"name": "video_in", "type": "media"}]
         )
-        _dump(
-            folder / "descriptor.json",
-            {
-                "runtimeDescriptor": {
-                    "envelopeVersion": "2021-01-01",
-                    "entry": {"path": "python3", "name": "/panorama/app.py"},
-                }
-            },
-        )
+        _dump_runtime_descriptor(folder, ("python3", "/panorama/app.py"))
         (folder / "src").mkdir()
         (folder / "src" / "app.py").write_text(textwrap.dedent(app))
         packages.append({"name": f"{ACCOUNT}::{package_name}", "version": "1.0"})
@@ -232,17 +225,7 @@ def make_chain_project(parent: Path, apps: Mapping[str, str], name: str = "chain
         edges.append({"producer": producer, "consumer": f"{node}.video_in"})
         producer = f"{node}.video_out"
     edges.append({"producer": producer, "consumer": "output_node.video_in"})
-    _dump(
-        root / "graphs" / name / "graph.json",
-        {
-            "nodeGraph": {
-                "envelopeVersion": "2021-01-01",
-                "packages": packages,
-                "nodes": nodes,
-                "edges": edges,
-            }
-        },
-    )
+    _dump_graph(root, name, packages, nodes, edges)
     return root
 
 
@@ -252,25 +235,8 @@ def add_model_node(
     """Add a local ml-model package (ONNX descriptor, one input) and its node ``node`` to the
     project's graph (the model file itself comes with ``--model``)."""
     folder = root / "packages" / f"{ACCOUNT}-{package}-1.0"
-    _dump(
-        folder / "package.json",
-        {
-            "nodePackage": {
-                "envelopeVersion": "2021-01-01",
-                "name": package,
-                "version": "1.0",
-                "assets": [],
-                "interfaces": [
-                    {
-                        "name": "interface",
-                        "category": "ml_model",
-                        "asset": "model_asset",
-                        "inputs": [{"name": "video_in", "type": "media"}],
-                        "outputs": [{"name": "video_out", "type": "media"}],
-                    }
-                ],
-            }
-        },
+    _dump_package(
+        folder, package, "ml_model", "model_asset", [{"name": "video_in", "type": "media"}]
     )
     _dump(
         folder / "descriptor.json",
