@@ -31,6 +31,18 @@ def package(root: Path, folder: str, body: dict, descriptor: dict | None = None)
     return Project(root).load_package(path)
 
 
+def one_package(
+    root: Path, name: str, interfaces: list[dict], descriptor: dict | None = None
+) -> Package:
+    """Package ``name`` version 1.0 of ACCOUNT (folder and package.json agree)."""
+    return package(
+        root,
+        f"{ACCOUNT}-{name}-1.0",
+        {"name": name, "version": "1.0", "interfaces": interfaces},
+        descriptor,
+    )
+
+
 def test_official_sample_packages(tmp_path):
     require(APPS / "aws-panorama-sample")
     root = tmp_path / "app"
@@ -84,15 +96,7 @@ def test_descriptor_from_assets_when_the_folder_has_none(tmp_path):
 
 
 def test_kind_from_the_interface_category_and_a_bash_entry(tmp_path):
-    camera = package(
-        tmp_path,
-        f"{ACCOUNT}-cam-1.0",
-        {
-            "name": "cam",
-            "version": "1.0",
-            "interfaces": [{"name": "c", "category": "media_source"}],
-        },
-    )
+    camera = one_package(tmp_path, "cam", [{"name": "c", "category": "media_source"}])
     assert camera.kind == NodeKind.CAMERA and camera.runtime_entry is None
     runtime = {
         "runtimeDescriptor": {
@@ -100,33 +104,14 @@ def test_kind_from_the_interface_category_and_a_bash_entry(tmp_path):
             "entry": {"path": "bash", "name": "/panorama/run.sh"},
         }
     }
-    logic = package(
-        tmp_path,
-        f"{ACCOUNT}-logic-1.0",
-        {
-            "name": "logic",
-            "version": "1.0",
-            "interfaces": [{"name": "l", "category": "business_logic"}],
-        },
-        runtime,
-    )
+    logic = one_package(tmp_path, "logic", [{"name": "l", "category": "business_logic"}], runtime)
     assert logic.runtime_entry == RuntimeEntry("bash", "/panorama/run.sh")
-    unknown = package(
-        tmp_path, f"{ACCOUNT}-x-1.0", {"name": "x", "version": "1.0", "interfaces": []}
-    )
+    unknown = one_package(tmp_path, "x", [])
     assert unknown.kind == NodeKind.UNKNOWN
 
 
 def test_reading_never_changes_the_manifest_and_writers_are_explicit(tmp_path):
-    found = package(
-        tmp_path,
-        f"{ACCOUNT}-cam-1.0",
-        {
-            "name": "cam",
-            "version": "1.0",
-            "interfaces": [{"name": "c", "category": "media_source"}],
-        },
-    )
+    found = one_package(tmp_path, "cam", [{"name": "c", "category": "media_source"}])
     before = json.dumps(found.data)
     assert found.assets() == [] and found.asset("x") is None and found.interface("nope") is None
     assert found.kind and found.model_asset() is None and found.asset_uris() == []
