@@ -72,17 +72,17 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-class _ProgressAborted(Exception):
+class ProgressAborted(Exception):
     """Raised into s3transfer when the caller's progress callback raised.
 
     s3transfer's worker tasks only catch ``Exception``; a ``KeyboardInterrupt`` raised
     from a callback in a worker thread would escape them without cancelling the transfer.
     This ordinary exception makes s3transfer cancel cleanly; :func:`download` then
-    re-raises the caller's original exception.
+    re-raises the caller's original exception (as :mod:`.s3_upload` does).
     """
 
 
-class _ProgressRelay:
+class ProgressRelay:
     """Serialises calls to the caller's progress callback and captures what it raises."""
 
     def __init__(self, callback: Callable[[int], None]):
@@ -93,12 +93,12 @@ class _ProgressRelay:
     def __call__(self, bytes_amount: int) -> None:
         with self._lock:
             if self.raised is not None:
-                raise _ProgressAborted()
+                raise ProgressAborted()
             try:
                 self._callback(bytes_amount)
             except BaseException as exc:  # noqa: B036 - re-raised by download()
                 self.raised = exc
-                raise _ProgressAborted() from exc
+                raise ProgressAborted() from exc
 
 
 def download(
@@ -177,14 +177,14 @@ def download(
         use_threads=True,
         preferred_transfer_client="classic",
     )
-    relay = _ProgressRelay(progress) if progress is not None else None
+    relay = ProgressRelay(progress) if progress is not None else None
     # s3transfer itself writes to "<tmp>.<random>" and renames that to tmp; both names
     # start with our unique prefix, so everything under it is ours to clean up.
     tmp = folder / f".{dest.name}.{secrets.token_hex(8)}.part"
     try:
         try:
             client.download_file(bucket, key, str(tmp), Config=config, Callback=relay)
-        except _ProgressAborted:
+        except ProgressAborted:
             if relay is None or relay.raised is None:  # pragma: no cover - defensive
                 raise
             raise relay.raised from None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panorama_cli.cloud.aws.s3 import MiB, _ProgressAborted, _ProgressRelay
+from panorama_cli.cloud.aws.s3 import MiB, ProgressAborted, ProgressRelay
 from panorama_cli.cloud.aws.session import make_client, translate_client_error
 from panorama_cli.errors import UserError
 
@@ -164,13 +164,13 @@ def upload_all(
     if not pending:
         return results
 
-    relays: list[_ProgressRelay] = []
+    relays: list[ProgressRelay] = []
     with create_transfer_manager(s3, transfer_config()) as manager:
         futures = []
         for result in pending:
             subscribers = []
             if progress_for is not None:
-                relay = _ProgressRelay(progress_for(result.upload, result.size))
+                relay = ProgressRelay(progress_for(result.upload, result.size))
                 relays.append(relay)
                 subscribers.append(_Subscriber(relay))
             future = manager.upload(
@@ -186,14 +186,14 @@ def upload_all(
     return results
 
 
-def _outcome(future: Any, upload: Upload, relays: list[_ProgressRelay]) -> UserError | None:
+def _outcome(future: Any, upload: Upload, relays: list[ProgressRelay]) -> UserError | None:
     """Wait for one transfer; its error as a UserError, or None when it succeeded."""
     import botocore.exceptions
     from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 
     try:
         future.result()
-    except _ProgressAborted:
+    except ProgressAborted:
         raised = next((r.raised for r in relays if r.raised is not None), None)
         if raised is None:  # pragma: no cover - defensive
             raise
@@ -209,9 +209,9 @@ def _outcome(future: Any, upload: Upload, relays: list[_ProgressRelay]) -> UserE
 
 
 class _Subscriber:
-    """s3transfer subscriber relaying ``on_progress`` to a :class:`_ProgressRelay`."""
+    """s3transfer subscriber relaying ``on_progress`` to a :class:`ProgressRelay`."""
 
-    def __init__(self, relay: _ProgressRelay):
+    def __init__(self, relay: ProgressRelay):
         self._relay = relay
 
     def on_queued(self, future: Any, **kwargs: Any) -> None:
