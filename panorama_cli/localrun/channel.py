@@ -307,9 +307,6 @@ class FrameRing:
             self.shape, dtype=np.uint8, buffer=self._shm.buf, offset=slot * self.frame_bytes
         )
 
-    def fits(self, image: np.ndarray) -> bool:
-        return tuple(image.shape) == self.shape
-
     def claim(self) -> int:
         """The slot for the next frame: the least recently claimed one no sink holds (waits
         up to 5 s for a sink to release one when all are held)."""

@@ -33,17 +33,6 @@ _CU_ERRORS = {
 }
 
 
-def check_device(device: str) -> str:
-    """``device`` when it is one of :data:`DEVICES`.
-
-    Raises:
-        UserError: anything else.
-    """
-    if device not in DEVICES:
-        raise UserError(f"--device {device!r}: not a device", hint="use --device cpu or cuda")
-    return device
-
-
 def device_of(backend: str) -> str:
     """The device a backend name says it runs on: ``"onnxruntime-cuda"`` -> ``"cuda"``,
     ``"torch-cpu"`` -> ``"cpu"``, ``"tensorflow-gpu"`` -> ``"cuda"``; ``"unknown"`` else."""
