@@ -28,6 +28,7 @@ from typing import Any
 
 from panorama_cli.build import sample_models
 from panorama_cli.build.render import render_text
+from panorama_cli.build.scaffold import new_project_folders
 from panorama_cli.errors import UserError
 from panorama_cli.project import names
 from panorama_cli.project.assets import store_bytes
@@ -328,14 +329,7 @@ def create_sample(
     names.check(names.PROJECT_NAME, name)
     account = account_id or SAMPLE_ACCOUNT
     names.check(names.USER_ACCOUNT_ID, account)
-    root = Path(parent) / name
-    if root.exists():
-        raise UserError(f"{root} already exists", hint="choose another --name or remove the folder")
-    staging = Path(parent) / f".{name}.creating"
-    if staging.exists():
-        raise UserError(
-            f"{staging} exists (left by an interrupted run)", hint="remove it and re-run"
-        )
+    root, staging = new_project_folders(parent, name)
     model = model_bytes(sample, model_path)
     try:
         for folder in PROJECT_DIRS:

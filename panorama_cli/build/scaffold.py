@@ -32,6 +32,23 @@ ENTRY_FILE = "app.py"
 _SYSTEM_INTERFACES = {"Camera": "rtsp_interface", "Datasink": "sink_interface"}
 
 
+def new_project_folders(parent: Path, name: str) -> tuple[Path, Path]:
+    """``parent/name`` and its staging folder ``parent/.name.creating``, neither existing.
+
+    Raises:
+        UserError: either exists (the staging one is left by an interrupted run).
+    """
+    root = Path(parent) / name
+    if root.exists():
+        raise UserError(f"{root} already exists", hint="choose another --name or remove the folder")
+    staging = Path(parent) / f".{name}.creating"
+    if staging.exists():
+        raise UserError(
+            f"{staging} exists (left by an interrupted run)", hint="remove it and re-run"
+        )
+    return root, staging
+
+
 def init_project(parent: Path, name: str, account_id: str | None = None) -> Project:
     """Create ``parent/name`` with assets/, graphs/<name>/graph.json and packages/.
 
@@ -41,14 +58,7 @@ def init_project(parent: Path, name: str, account_id: str | None = None) -> Proj
     names.check(names.PROJECT_NAME, name)
     if account_id is not None:
         names.check(names.USER_ACCOUNT_ID, account_id)
-    root = Path(parent) / name
-    if root.exists():
-        raise UserError(f"{root} already exists", hint="choose another --name or remove the folder")
-    staging = Path(parent) / f".{name}.creating"
-    if staging.exists():
-        raise UserError(
-            f"{staging} exists (left by an interrupted run)", hint="remove it and re-run"
-        )
+    root, staging = new_project_folders(parent, name)
     try:
         for folder in PROJECT_DIRS:
             (staging / folder).mkdir(parents=True)
