@@ -90,9 +90,9 @@ class StarterProject:
         assert result.exception is None, result.describe()
         return result
 
-    def build(self, asset: str, base_image: str, *extra: str) -> CliResult:
-        self.tag(asset)
-        result = self.cli(
+    def build_args(self, asset: str, base_image: str, *extra: str) -> list[str]:
+        """The arguments of build-container for ``asset`` of this package on ``base_image``."""
+        return [
             "build-container",
             "--container-asset-name",
             asset,
@@ -100,9 +100,12 @@ class StarterProject:
             self.package_rel,
             "--build-arg",
             f"BASE_IMAGE={base_image}",
-            "--json",
             *extra,
-        )
+        ]
+
+    def build(self, asset: str, base_image: str, *extra: str) -> CliResult:
+        self.tag(asset)
+        result = self.cli(*self.build_args(asset, base_image, "--json", *extra))
         self.remember_images()
         self.remember_layers(result.stderr)
         return result
@@ -726,15 +729,7 @@ def test_real_sigint_to_the_cli_process_changes_nothing_and_leaves_no_container(
             sys.executable,
             "-m",
             "panorama_cli",
-            "build-container",
-            "--container-asset-name",
-            "app_code",
-            "--package-path",
-            project.package_rel,
-            "--platform",
-            "linux/amd64",
-            "--build-arg",
-            f"BASE_IMAGE={base_image_amd64}",
+            *project.build_args("app_code", base_image_amd64, "--platform", "linux/amd64"),
         ],
         cwd=project.root,
         env={**os.environ, "NO_COLOR": "1"},
@@ -794,18 +789,7 @@ def test_failing_dockerfile_step_exits_1_with_one_error_line(
     before = snapshot(project.root)
 
     result = run_cli_subprocess(
-        [
-            "build-container",
-            "--container-asset-name",
-            "app_code",
-            "--package-path",
-            project.package_rel,
-            "--platform",
-            "linux/amd64",
-            "--build-arg",
-            f"BASE_IMAGE={base_image_amd64}",
-            "--json",
-        ],
+        project.build_args("app_code", base_image_amd64, "--platform", "linux/amd64", "--json"),
         cwd=project.root,
     )
     project.remember_layers(result.stderr)
