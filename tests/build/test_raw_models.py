@@ -29,13 +29,14 @@ def project(tmp_path):
 PKG = f"packages/{ACCOUNT}-call_node-1.0"
 
 
-def add(root, model, *extra):
+def add(root, model, *extra, asset="squeezenet", source="--model-local-path"):
+    """add-raw-model of ``model`` (a path, or an S3 URI with ``source="--model-s3-uri"``)."""
     return run(
         root,
         "add-raw-model",
         "--model-asset-name",
-        "squeezenet",
-        "--model-local-path",
+        asset,
+        source,
         str(model),
         "--descriptor-path",
         f"{PKG}/descriptor.json",
@@ -116,16 +117,7 @@ def test_refusals_change_nothing(project, tmp_path):
     before = snapshot(project)
     assert add(project, not_gzip, "--packages-path", PKG).exit_code == 1
     assert add(project, tmp_path / "missing.tar.gz", "--packages-path", PKG).exit_code != 0
-    result = run(
-        project,
-        "add-raw-model",
-        "--model-asset-name",
-        "../x",
-        "--model-local-path",
-        str(model),
-        "--descriptor-path",
-        f"{PKG}/descriptor.json",
-    )
+    result = add(project, model, asset="../x")
     assert result.exit_code == 1 and "invalid asset name" in result.stderr
     assert add(project, model, "--packages-path", "/etc").exit_code == 1
     (project / PKG / "descriptor.json").write_text(
@@ -159,33 +151,19 @@ def test_add_model_from_s3(project, tmp_path, aws_env):
     s3.create_bucket(Bucket="models")
     model = make_model_archive(tmp_path / "m.tar.gz", b"x" * (9 * 1024 * 1024))
     s3.upload_file(str(model), "models", "raw/squeezenet.tar.gz")
-    result = run(
+    result = add(
         project,
-        "add-raw-model",
-        "--model-asset-name",
-        "squeezenet",
-        "--model-s3-uri",
         "s3://models/raw/squeezenet.tar.gz",
-        "--descriptor-path",
-        f"{PKG}/descriptor.json",
         "--packages-path",
         PKG,
+        source="--model-s3-uri",
     )
     assert result.exit_code == 0, result.stderr
     assert (project / "assets" / f"{sha256(model)}.tar.gz").read_bytes() == model.read_bytes()
     assert not [p for p in (project / "assets").iterdir() if p.name.startswith(".")]
     before = snapshot(project)
-    result = run(
-        project,
-        "add-raw-model",
-        "--model-asset-name",
-        "squeezenet",
-        "--model-s3-uri",
-        "s3://models/raw/missing.tar.gz",
-        "--descriptor-path",
-        f"{PKG}/descriptor.json",
-        "--packages-path",
-        PKG,
+    result = add(
+        project, "s3://models/raw/missing.tar.gz", "--packages-path", PKG, source="--model-s3-uri"
     )
     assert result.exit_code == 1 and "s3://models/raw/missing.tar.gz" in result.stderr
     assert snapshot(project) == before
