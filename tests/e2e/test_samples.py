@@ -436,27 +436,14 @@ def test_sample_code_runs_its_local_check_on_the_host(tmp_path: Path) -> None:
     require(classes)
     shutil.copyfile(classes / "squeezenet_classes.json", folder / "squeezenet_classes.json")
     env = {**os.environ, "PANORAMA_LOCAL_CHECK": "1"}
-    ok = subprocess.run(
-        [sys.executable, str(folder / "application.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    command = [sys.executable, str(folder / "application.py")]
+    ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert READY_LINE in ok.stdout
 
     # a broken classes file fails the check (so the ready line means something)
     (folder / "squeezenet_classes.json").write_text(json.dumps(["tench", "goldfish"]))
-    bad = subprocess.run(
-        [sys.executable, str(folder / "application.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1
     assert "ready" not in bad.stdout
     assert "expected 1000 classes, found 2" in bad.stdout
