@@ -103,6 +103,19 @@ class StarterProject:
             *extra,
         ]
 
+    def export_args(self, image: str, *extra: str) -> list[str]:
+        """The arguments of export-container of ``image`` as asset app_code of this package."""
+        return [
+            "export-container",
+            "--container-asset-name",
+            "app_code",
+            "--container-image-uri",
+            image,
+            "--package-path",
+            self.package_rel,
+            *extra,
+        ]
+
     def build(self, asset: str, base_image: str, *extra: str) -> CliResult:
         self.tag(asset)
         result = self.cli(*self.build_args(asset, base_image, "--json", *extra))
@@ -500,16 +513,7 @@ def test_export_container_stores_an_existing_image(
     project: StarterProject, docker_client, base_image_amd64: str
 ) -> None:
     tag = project.build_outside_cli(docker_client, base_image_amd64, "export")
-    result = project.cli(
-        "export-container",
-        "--container-asset-name",
-        "app_code",
-        "--container-image-uri",
-        tag,
-        "--package-path",
-        project.package_rel,
-        "--json",
-    )
+    result = project.cli(*project.export_args(tag, "--json"))
     assert result.exit_code == 0, result.describe()
     exported = result.json()
     assert exported["interfaceAdded"] == "app_code_interface"
@@ -531,13 +535,7 @@ def test_export_container_stores_an_existing_image(
     # an image the engine does not have: one error, nothing changed
     before = snapshot(project.root)
     missing = project.cli(
-        "export-container",
-        "--container-asset-name",
-        "app_code",
-        "--container-image-uri",
-        f"panorama-cli-test/no-such-image-{secrets.token_hex(4)}:1",
-        "--package-path",
-        project.package_rel,
+        *project.export_args(f"panorama-cli-test/no-such-image-{secrets.token_hex(4)}:1")
     )
     assert missing.exit_code == 1, missing.describe()
     assert "not found" in missing.stderr and "Traceback" not in missing.stderr
@@ -683,16 +681,7 @@ def test_ctrl_c_during_the_export_changes_nothing_and_leaves_no_container(
     if command == "build-container":
         result = project.build("app_code", base_image_amd64, "--platform", "linux/amd64")
     else:
-        result = project.cli(
-            "export-container",
-            "--container-asset-name",
-            "app_code",
-            "--container-image-uri",
-            image,
-            "--package-path",
-            project.package_rel,
-            "--json",
-        )
+        result = project.cli(*project.export_args(image, "--json"))
 
     assert result.exit_code == 130, result.describe()
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
