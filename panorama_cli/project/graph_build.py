@@ -28,7 +28,7 @@ from panorama_cli.project.graph_elements import (
 )
 from panorama_cli.project.manifests import load_json, pointer
 from panorama_cli.project.node_kinds import CATEGORY_KINDS, VALUE_TYPES, NodeKind
-from panorama_cli.project.problems import Problem
+from panorama_cli.project.problems import Problem, located
 from panorama_cli.project.project import Package, Project
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class GraphBuilder:
     issues: list[Problem] = field(default_factory=list)
 
     def issue(self, path: Path, ptr: str, message: str, hint: str) -> None:
-        self.issues.append(Problem(self.project.rel(path), ptr, message, hint))
+        self.issues.append(located(self.project, path, ptr, message, hint))
 
     def build(
         self, path: Path, data: dict[str, Any], overrides: list[tuple[Path, dict[str, Any]]]

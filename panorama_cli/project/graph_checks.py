@@ -21,16 +21,10 @@ from panorama_cli.project.appgraph import AppGraph, Edge, Node, find_override_fi
 from panorama_cli.project.graph_warnings import wiring_warnings
 from panorama_cli.project.manifests import load_json, pointer
 from panorama_cli.project.node_kinds import NodeKind
-from panorama_cli.project.problems import ERROR, NOTE, WARNING, Problem
+from panorama_cli.project.problems import NOTE, WARNING, Problem, located
 from panorama_cli.project.project import Package, Project
 
 log = logging.getLogger(__name__)
-
-
-def _problem(
-    project: Project, file: Path, ptr: str, message: str, hint: str = "", severity: str = ERROR
-) -> Problem:
-    return Problem(project.rel(file), ptr, message, hint, severity)
 
 
 def graph_problems(
@@ -45,7 +39,7 @@ def graph_problems(
     try:
         path = project.graph_path
     except UserError as exc:
-        return [_problem(project, project.graphs_dir, "", exc.message, exc.hint or "")]
+        return [located(project, project.graphs_dir, "", exc.message, exc.hint or "")]
     data, found = load_checked(project, path, schemas.GRAPH)
     if data is None:
         return found
@@ -68,7 +62,7 @@ def graph_problems(
     for rule in graph.routing_rules:
         if rule.node not in graph.nodes:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     rule.pointer + "/node",
@@ -89,7 +83,7 @@ def load_checked(project: Project, path: Path, kind: str) -> tuple[Any | None, l
     try:
         data = load_json(path)
     except UserError as exc:
-        return None, [_problem(project, path, "", exc.message, exc.hint or "")]
+        return None, [located(project, path, "", exc.message, exc.hint or "")]
     found = schemas.check(kind, data, project.rel(path))
     return (None if found else data), found
 
@@ -119,7 +113,7 @@ def package_list_problems(
     found: list[Problem] = []
     if not graph.packages:
         found.append(
-            _problem(
+            located(
                 project,
                 path,
                 "/nodeGraph/packages",
@@ -131,7 +125,7 @@ def package_list_problems(
     for ref in graph.packages:
         if ref.name in listed:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     ref.pointer,
@@ -148,7 +142,7 @@ def package_list_problems(
             continue
         if package is None:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     ref.pointer,
@@ -158,7 +152,7 @@ def package_list_problems(
             )
         elif package.version != ref.version:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     ref.pointer + "/version",
@@ -169,7 +163,7 @@ def package_list_problems(
             )
         elif package.folder.name != folder:
             found.append(
-                _problem(
+                located(
                     project,
                     package.folder,
                     "",
@@ -181,7 +175,7 @@ def package_list_problems(
     for package in packages.values():
         if package.name not in listed_names:
             found.append(
-                _problem(
+                located(
                     project,
                     package.manifest_path,
                     "",
@@ -199,7 +193,7 @@ def node_problems(project: Project, graph: AppGraph) -> list[Problem]:
     found: list[Problem] = []
     if not graph.declared:
         found.append(
-            _problem(
+            located(
                 project,
                 path,
                 "/nodeGraph/nodes",
@@ -211,7 +205,7 @@ def node_problems(project: Project, graph: AppGraph) -> list[Problem]:
     for node in graph.declared:
         if not names.NODE_NAME.matches(node.name):
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     node.pointer + "/name",
@@ -221,7 +215,7 @@ def node_problems(project: Project, graph: AppGraph) -> list[Problem]:
             )
         if node.name in seen:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     node.pointer + "/name",
@@ -233,7 +227,7 @@ def node_problems(project: Project, graph: AppGraph) -> list[Problem]:
         seen.add(node.name)
         if node.unresolved:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     node.pointer + "/interface",
@@ -251,7 +245,7 @@ def edge_problems(project: Project, graph: AppGraph, edge: Edge) -> list[Problem
     consumer = _port_type(project, graph, edge, "consumer", found)
     if producer and consumer and producer != consumer:
         found.append(
-            _problem(
+            located(
                 project,
                 graph.path,
                 edge.pointer,
@@ -271,7 +265,7 @@ def _port_type(
     name, dot, port = ref.partition(".")
 
     def add(message: str, hint: str) -> None:
-        found.append(_problem(project, graph.path, ptr, message, hint))
+        found.append(located(project, graph.path, ptr, message, hint))
 
     node: Node | None = graph.nodes.get(name)
     if node is None:
@@ -319,7 +313,7 @@ def override_problems(project: Project, graph: AppGraph, path: Path) -> list[Pro
         ptr = pointer("nodeGraphOverrides", "nodeOverrides", i)
         if override["replace"] not in graph.nodes:
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     ptr + "/replace",
@@ -330,7 +324,7 @@ def override_problems(project: Project, graph: AppGraph, path: Path) -> list[Pro
         for j, item in enumerate(override["with"]):
             if item["name"] not in defined and item["name"] not in graph.nodes:
                 found.append(
-                    _problem(
+                    located(
                         project,
                         path,
                         f"{ptr}/with/{j}/name",

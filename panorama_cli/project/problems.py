@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from panorama_cli.project.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,13 @@ class Problem:
     def as_dict(self) -> dict[str, str]:
         """JSON-ready form for ``validate --json``."""
         return asdict(self)
+
+
+def located(
+    project: Project, file: Path, ptr: str, message: str, hint: str = "", severity: str = ERROR
+) -> Problem:
+    """A :class:`Problem` of ``file`` (reported relative to the project root) at ``ptr``."""
+    return Problem(project.rel(file), ptr, message, hint, severity)
 
 
 def relative(path: Path, root: Path) -> str:

@@ -29,7 +29,7 @@ from panorama_cli.project.descriptors import ENTRY_PLACEHOLDER
 from panorama_cli.project.graph_checks import graph_problems, load_checked
 from panorama_cli.project.manifests import load_json, pointer
 from panorama_cli.project.node_kinds import NodeKind
-from panorama_cli.project.problems import ERROR, WARNING, Problem
+from panorama_cli.project.problems import ERROR, WARNING, Problem, located
 from panorama_cli.project.project import Package, Project
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def validate_project(project: Project) -> list[Problem]:
         where = package.manifest_path
         if not package.name:
             found.append(
-                _problem(
+                located(
                     project,
                     where,
                     "/nodePackage",
@@ -66,7 +66,7 @@ def validate_project(project: Project) -> list[Problem]:
         if package.name in packages:
             other = project.rel(packages[package.name].folder)
             found.append(
-                _problem(
+                located(
                     project,
                     where,
                     "/nodePackage/name",
@@ -87,23 +87,17 @@ def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == ERROR]
 
 
-def _problem(
-    project: Project, file: Path, ptr: str, message: str, hint: str = "", severity: str = ERROR
-) -> Problem:
-    return Problem(project.rel(file), ptr, message, hint, severity)
-
-
 def package_problems(project: Project, package: Package, hashes: dict[Path, str]) -> list[Problem]:
     """Checks of one schema-valid package (``hashes``: sha256 already computed, by file)."""
     path = package.manifest_path
     found: list[Problem] = []
 
     def add(ptr: str, message: str, hint: str = "", severity: str = ERROR) -> None:
-        found.append(_problem(project, path, ptr, message, hint, severity))
+        found.append(located(project, path, ptr, message, hint, severity))
 
     if package.account is None:
         found.append(
-            _problem(
+            located(
                 project,
                 package.folder,
                 "",
@@ -203,7 +197,7 @@ def implementation_problems(
         where = f"{ptr}/{key}"
         if "/" in uri or "\\" in uri or uri in (".", ".."):
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     where,
@@ -213,7 +207,7 @@ def implementation_problems(
             )
         elif file.is_symlink():
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     where,
@@ -223,7 +217,7 @@ def implementation_problems(
             )
         elif not file.is_file():
             found.append(
-                _problem(
+                located(
                     project,
                     path,
                     where,
@@ -244,7 +238,7 @@ def _hash_problems(
     match = _SHA_NAME.match(file.name)
     if match is None:
         return [
-            _problem(
+            located(
                 project,
                 path,
                 ptr,
@@ -257,7 +251,7 @@ def _hash_problems(
         hashes[file] = sha256_file(file)
     if hashes[file] != match.group(1):
         return [
-            _problem(
+            located(
                 project,
                 path,
                 ptr,
@@ -273,7 +267,7 @@ def descriptor_problems(project: Project, file: Path, package: Package | None) -
     try:
         data = load_json(file)
     except UserError as exc:
-        return [_problem(project, file, "", exc.message, exc.hint or "")]
+        return [located(project, file, "", exc.message, exc.hint or "")]
     found = descriptors.problems(data, project.rel(file))
     name = descriptors.entry_name(data)
     if (
@@ -286,7 +280,7 @@ def descriptor_problems(project: Project, file: Path, package: Package | None) -
         source = package.folder / "src" / name[len("/panorama/") :]
         if not source.is_file():
             found.append(
-                _problem(
+                located(
                     project,
                     file,
                     "/runtimeDescriptor/entry/name",
