@@ -42,7 +42,7 @@ from panorama_cli.build import containers, docker_engine, platforms
 from panorama_cli.project.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli, run_cli_subprocess
-from tests.support.project_helpers import LOCK_FILES
+from tests.support.project_helpers import LOCK_FILES, sha256
 
 STARTER_READY = "app ready (local check"
 GPU_REQUIREMENTS = [
@@ -231,14 +231,6 @@ def dump(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=4) + "\n", encoding="utf-8")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every file's bytes and every folder (None) under ``root``, by relative path.
 
@@ -376,7 +368,7 @@ def test_default_platform_builds_arm64_and_the_entry_point_runs(
     assert node["interface"] == f"{project.account}::app.app_code_interface"
 
     asset_path = project.root / "assets" / impl["assetUri"]
-    assert sha256_of(asset_path) + ".tar.gz" == impl["assetUri"]
+    assert sha256(asset_path) + ".tar.gz" == impl["assetUri"]
     found = read_container_asset(
         asset_path,
         lambda n: n == "panorama/app.py" or (n.startswith("usr/bin/python3.") and "-" not in n),
@@ -519,7 +511,7 @@ def test_export_container_stores_an_existing_image(
     assert exported["interfaceAdded"] == "app_code_interface"
     assert exported["nodeAdded"] == "app_code_node"
     asset_path = project.root / "assets" / exported["assetUri"]
-    assert sha256_of(asset_path) + ".tar.gz" == exported["assetUri"]
+    assert sha256(asset_path) + ".tar.gz" == exported["assetUri"]
     stored = read_container_asset(asset_path, lambda n: n == "panorama/app.py")
     assert stored["panorama/app.py"] == (project.package / "src" / "app.py").read_bytes()
     assert (project.root / "assets" / exported["descriptorUri"]).read_bytes() == (

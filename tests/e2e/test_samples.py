@@ -35,6 +35,7 @@ from panorama_cli.project.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli
 from tests.support.paths import APPS, REPO
+from tests.support.project_helpers import sha256
 from tests.support.shared import require
 
 ACCOUNT = "210987654321"
@@ -72,14 +73,6 @@ def cli(sample_root: Path, *args: str) -> CliResult:
 
 def load(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def copy_sample(name: str, dest: Path) -> Path:
@@ -288,7 +281,7 @@ def test_sample_end_to_end_model_code_build_validate_run(
     model_pkg = load(sample.model_package / "package.json")["nodePackage"]
     [model_asset] = model_pkg["assets"]
     [model_impl] = model_asset["implementations"]
-    archive_sha = sha256_of(archive)
+    archive_sha = sha256(archive)
     assert model_impl["type"] == "model"
     assert model_impl["assetUri"] == f"{archive_sha}.tar.gz"
     assert (sample.root / "assets" / model_impl["assetUri"]).read_bytes() == archive.read_bytes()
@@ -359,7 +352,7 @@ def test_sample_end_to_end_model_code_build_validate_run(
         # -- the stored asset: named by its sha256, holds the code -------------------------
         asset_path = sample.root / "assets" / impl["assetUri"]
         assert impl["assetUri"].endswith(".tar.gz")
-        assert sha256_of(asset_path) == impl["assetUri"].removesuffix(".tar.gz")
+        assert sha256(asset_path) == impl["assetUri"].removesuffix(".tar.gz")
         assert asset_path.stat().st_size == built["size"]
         wanted = {f"panorama/{name}" for name in expected_files}
         found, members = read_stored_container(asset_path, wanted | {"usr/lib/os-release"})

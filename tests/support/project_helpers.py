@@ -38,7 +38,12 @@ def load(path: Path):
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Hex sha256 of the file (read in 1 MiB chunks: asset files may be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def make_model_archive(path: Path, payload: bytes = b"weights") -> Path:
