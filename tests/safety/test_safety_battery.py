@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.project.test_fuzz import _mutate, json_values
+from tests.support.ci import unavailable
 from tests.support.paths import APPS
 from tests.support.project_helpers import make_model_archive, run, snapshot
-from tests.support.safety import in_ci
 
 MODEL_PKG = "packages/123456789012-SQUEEZENET_PYTORCH-1.0"
 CODE_PKG = {
@@ -131,10 +131,7 @@ def tally():
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     if not APPS.is_dir():
-        reason = f"official sample apps not found at {APPS}"
-        if in_ci():
-            pytest.fail(f"{reason} [required: CI=true]", pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"official sample apps not found at {APPS}")
     base = tmp_path_factory.mktemp("battery")
     make_model_archive(base / "model.tar.gz", b"battery weights")
     return base

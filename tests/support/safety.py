@@ -12,17 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
+from tests.support.ci import unavailable
 from tests.support.paths import REPO
 from tests.support.project_helpers import make_model_archive, model_descriptor, run
 
 ACCOUNT = "111122223333"
 PKG = f"packages/{ACCOUNT}-call_node-1.0"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
 
 
 def make_model_project(parent: Path, name: str = "p") -> Path:
@@ -123,9 +118,7 @@ def small_tmpfs(where: Path, size_kib: int) -> Iterator[Path]:
         if done.returncode != 0:
             reason = f"mount -t tmpfs refused: {done.stderr.strip()}"
     if reason is not None:
-        if in_ci():
-            pytest.fail(f"{reason} [required: CI=true]", pytrace=False)
-        pytest.skip(reason)
+        unavailable(reason)
     try:
         yield where
     finally:
@@ -172,10 +165,7 @@ def read_only(folder: Path) -> Iterator[Path]:
         if done.returncode != 0:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
     if done.returncode != 0:
-        reason = f"cannot make {folder} read-only as root: {done.stderr.strip()}"
-        if in_ci():
-            pytest.fail(f"{reason} [required: CI=true]", pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"cannot make {folder} read-only as root: {done.stderr.strip()}")
     try:
         yield folder
     finally:
