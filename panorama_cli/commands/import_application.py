@@ -3,7 +3,8 @@
 import click
 
 from panorama_cli import console
-from panorama_cli.commands._shared import aws_session_factory, locked
+from panorama_cli.commands._shared import account_id as resolve_account
+from panorama_cli.commands._shared import locked
 
 
 @click.command(
@@ -19,17 +20,11 @@ def cli(ctx, account_id: str | None) -> None:
     import os
 
     from panorama_cli.project.importer import import_application
-    from panorama_cli.project.project import Project, resolve_account_id
+    from panorama_cli.project.project import Project
 
     project = Project.discover()
-    factory = aws_session_factory(ctx)
-
-    def lookup() -> str:
-        from panorama_cli.cloud.aws.sts import caller_account_id
-
-        return caller_account_id(factory())
-
-    account = resolve_account_id(account_id or os.environ.get("PANORAMA_ACCOUNT_ID"), None, lookup)
+    # project None: the graph's own account is the one being replaced
+    account = resolve_account(ctx, account_id or os.environ.get("PANORAMA_ACCOUNT_ID"), None)
     with locked(project):
         result = import_application(project, account)
     for line in result.notes:
