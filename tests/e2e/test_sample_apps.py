@@ -58,6 +58,26 @@ def make_sample(tmp_path: Path, sample: str, *extra: str) -> Path:
     return tmp_path / sample
 
 
+def run_sample(root: Path, tmp_path: Path, camera: Path, frames: int, **more):
+    """``run`` of the sample project ``root`` for ``frames`` frames of ``camera`` (a video
+    or image file) on front_camera, into ``tmp_path/run``."""
+    from panorama_cli.localrun import run_project
+
+    return run_project(
+        root,
+        frames=frames,
+        cameras={"front_camera": str(camera)},
+        output_dir=tmp_path / "run",
+        grace_s=0.5,
+        **more,
+    )
+
+
+def app_log(result) -> str:
+    """The text of every app.log of a run."""
+    return "".join(p.read_text() for p in (result.run_dir / "logs").rglob("app.log"))
+
+
 def found(rects, width: int, height: int) -> list[tuple[int, int]]:
     """The walkers of frame 300 whose center lies in one of the normalized ``rects``."""
     return [
@@ -106,15 +126,7 @@ def test_people_counter_project_is_complete(people_counter):
 
 
 def test_people_counter_finds_the_walkers_of_frame_300(people_counter, tmp_path):
-    from panorama_cli.localrun import run_project
-
-    result = run_project(
-        people_counter,
-        frames=1,
-        cameras={"front_camera": str(frame_file(tmp_path, 300))},
-        output_dir=tmp_path / "run",
-        grace_s=0.5,
-    )
+    result = run_sample(people_counter, tmp_path, frame_file(tmp_path, 300), 1)
     assert result.report["exit_reason"] in ("frames", "end-of-input"), result.console
     [notes] = result.annotations["front_camera"]
     rects = notes["rects"]
@@ -127,21 +139,12 @@ def test_people_counter_finds_the_walkers_of_frame_300(people_counter, tmp_path)
 
 
 def test_people_counter_on_video_counts_in_the_log_and_draws(people_counter, tmp_path):
-    from panorama_cli.localrun import run_project
-
-    result = run_project(
-        people_counter,
-        frames=12,
-        cameras={"front_camera": str(VIDEO)},
-        output_dir=tmp_path / "run",
-        grace_s=0.5,
-    )
+    result = run_sample(people_counter, tmp_path, VIDEO, 12)
     assert result.report["exit_reason"] == "frames", result.console
     assert result.report["models"]["detector"]["calls"] == 12
     assert result.report["hdmi"]["front_camera"]["frames"] == 12
     assert (result.run_dir / "hdmi" / "front_camera.mp4").stat().st_size > 10_000
-    log = (result.run_dir / "logs").rglob("app.log")
-    text = "".join(p.read_text() for p in log)
+    text = app_log(result)
     counts = [line for line in text.splitlines() if "people in region" in line]
     assert len(counts) == 12, text
     boxes = [len(n["rects"]) for n in result.annotations["front_camera"]]
@@ -152,16 +155,9 @@ def test_people_counter_on_video_counts_in_the_log_and_draws(people_counter, tmp
 
 
 def test_people_counter_region_parameter_limits_the_count(people_counter, tmp_path):
-    from panorama_cli.localrun import run_project
-
-    result = run_project(
-        people_counter,
-        frames=1,
-        cameras={"front_camera": str(frame_file(tmp_path, 300))},
-        params={"roi": "0.5,0.0,1.0,1.0"},  # right half: the two walkers on the right
-        output_dir=tmp_path / "run",
-        grace_s=0.5,
-    )
+    # right half: the two walkers on the right
+    roi = {"roi": "0.5,0.0,1.0,1.0"}
+    result = run_sample(people_counter, tmp_path, frame_file(tmp_path, 300), 1, params=roi)
     [notes] = result.annotations["front_camera"]
     assert sorted(found(notes["rects"], 768, 576)) == [(596, 196), (629, 196)], notes
     assert notes["labels"][0][0] == "people: 2"
@@ -199,21 +195,13 @@ def centerface_source(tmp_path_factory) -> Path:
 
 
 def test_face_blur_pixelates_faces_on_video(centerface_source, tmp_path):
-    from panorama_cli.localrun import run_project
-
     require(VIDEO)
     require_sandbox()
     root = make_sample(tmp_path, "face-blur", "--model", str(centerface_source))
-    result = run_project(
-        root,
-        frames=12,
-        cameras={"front_camera": str(VIDEO)},
-        output_dir=tmp_path / "run",
-        grace_s=0.5,
-    )
+    result = run_sample(root, tmp_path, VIDEO, 12)
     assert result.report["exit_reason"] == "frames", result.console
     assert result.report["hdmi"]["front_camera"]["frames"] == 12
-    text = "".join(p.read_text() for p in (result.run_dir / "logs").rglob("app.log"))
+    text = app_log(result)
     assert len([line for line in text.splitlines() if " INFO frame " in line]) == 12, text
     notes = result.annotations["front_camera"]
     blurred = [(i, r) for i, n in enumerate(notes) for r in n["rects"]]
