@@ -241,7 +241,7 @@ def ensure_base_image(
     """
     from filelock import FileLock
 
-    from panorama_cli.build import docker_engine
+    from panorama_cli.build import docker_client
 
     arch = arch_of(platform)
     tag = tag or default_tag(platform)
@@ -250,7 +250,7 @@ def ensure_base_image(
     key = image_key(rootfs_key(arch, mirror, packages))
     say = on_log or (lambda line: None)
     own = client is None
-    client = client or docker_engine.connect()
+    client = client or docker_client.connect()
     try:
         found = None if force else find_image(client, tag, key, arch)
         if found:
@@ -332,13 +332,13 @@ def with_local_base(
     """
     import docker
 
-    from panorama_cli.build import docker_engine
+    from panorama_cli.build import docker_client
 
     default = None if "BASE_IMAGE" in build_args else dockerfile_default_base(dockerfile)
     if default is None:
         return build_args
     own = client is None
-    client = client or docker_engine.connect()
+    client = client or docker_client.connect()
     try:
         try:
             client.images.get(default)

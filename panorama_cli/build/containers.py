@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from panorama_cli.build import asset_registry, docker_engine, platforms
+from panorama_cli.build import asset_registry, docker_build, docker_export, platforms
 from panorama_cli.errors import UserError
 from panorama_cli.project import descriptors, names
 from panorama_cli.project.asset_cleanup import rollback_new_assets
@@ -115,7 +115,7 @@ def _store_and_register(
         mtime = image_cache.created_epoch(client, image)
     tx = Transaction()
     with rollback_new_assets(project.assets_dir) as new:
-        with docker_engine.export_filesystem(image, platform=platform) as chunks:
+        with docker_export.export_filesystem(image, platform=platform) as chunks:
             asset = new.add(
                 store_stream(
                     normalized(chunks, mtime=mtime),  # the same image gives the same bytes
@@ -219,7 +219,7 @@ def build_container(
     tag = image_tag(package, asset_name)
     with image_cache.engine() as client:
         previous = image_cache.image_id_of(client, tag)
-    image = docker_engine.build_image(
+    image = docker_build.build_image(
         package.folder,
         tag=tag,
         platform=platform,

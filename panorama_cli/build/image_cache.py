@@ -109,9 +109,9 @@ def remove_superseded(client: Any, old_id: str | None, new_id: str) -> bool:
 @contextlib.contextmanager
 def engine() -> Any:
     """A Docker client for the calls above, closed afterwards."""
-    from panorama_cli.build import docker_engine
+    from panorama_cli.build import docker_client
 
-    client = docker_engine.connect()
+    client = docker_client.connect()
     try:
         yield client
     finally:

@@ -105,13 +105,13 @@ class ContainerRuntime:
     def __init__(
         self, client: Any, images: dict[str, NodeImage], *, run_dir: Path, gpu: bool = False
     ):
-        from panorama_cli.build import docker_engine
+        from panorama_cli.build import docker_client
 
         self.client = client
         self.run_dir = run_dir
         self.images = images
         self.gpu = gpu
-        self.streams = docker_engine.connect(timeout_s=STREAM_TIMEOUT_S)
+        self.streams = docker_client.connect(timeout_s=STREAM_TIMEOUT_S)
 
     def app(
         self, spec: AppSpec, console_log: Path, on_output: Callable[[str, str], None] | None = None

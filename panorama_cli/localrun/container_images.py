@@ -260,7 +260,7 @@ def prepare_containers(
             emulation, ``--python`` given (the image's interpreter runs), two rules on one
             hostPort.
     """
-    from panorama_cli.build import docker_engine
+    from panorama_cli.build import docker_client, docker_engine
     from panorama_cli.localrun.container_app import ContainerRuntime
 
     options = plan.options
@@ -270,7 +270,7 @@ def prepare_containers(
             hint="leave --python out, or put that interpreter in the image",
         )
     chosen = image_choices(options.images, plan.business)
-    client = docker_engine.connect()
+    client = docker_client.connect()
     try:
         if getattr(client.api, "base_url", "") != "http+docker://localhost":
             raise UserError(

@@ -38,7 +38,14 @@ import docker
 import pytest
 
 import panorama_cli.console
-from panorama_cli.build import containers, docker_engine, platforms
+from panorama_cli.build import (
+    containers,
+    docker_build,
+    docker_client,
+    docker_engine,
+    docker_export,
+    platforms,
+)
 from panorama_cli.project.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli, run_cli_subprocess
@@ -551,9 +558,9 @@ def test_missing_arm64_emulator_fails_before_building_with_the_fix(
         (fake / "register").write_text("")
     monkeypatch.setattr(platforms, "BINFMT_DIR", fake)
     builds: list[tuple] = []
-    real_build = docker_engine.build_image
+    real_build = docker_build.build_image
     monkeypatch.setattr(
-        docker_engine,
+        docker_build,
         "build_image",
         lambda *a, **kw: builds.append((a, kw)) or real_build(*a, **kw),
     )
@@ -640,7 +647,7 @@ def test_ctrl_c_during_the_export_changes_nothing_and_leaves_no_container(
     assets_dir = project.root / "assets"
 
     created: list[str] = []
-    real_create = docker_engine._create_container
+    real_create = docker_export._create_container
 
     def recording_create(*args, **kwargs):
         container = real_create(*args, **kwargs)
@@ -649,7 +656,7 @@ def test_ctrl_c_during_the_export_changes_nothing_and_leaves_no_container(
 
     delivered: list[int] = []
     partial_files: list[str] = []
-    real_export = docker_engine.export_filesystem
+    real_export = docker_export.export_filesystem
 
     @contextlib.contextmanager
     def interrupted_export(*args, **kwargs):
@@ -667,8 +674,8 @@ def test_ctrl_c_during_the_export_changes_nothing_and_leaves_no_container(
 
             yield some_chunks_then_ctrl_c()
 
-    monkeypatch.setattr(docker_engine, "_create_container", recording_create)
-    monkeypatch.setattr(docker_engine, "export_filesystem", interrupted_export)
+    monkeypatch.setattr(docker_export, "_create_container", recording_create)
+    monkeypatch.setattr(docker_export, "export_filesystem", interrupted_export)
 
     if command == "build-container":
         result = project.build("app_code", base_image_amd64, "--platform", "linux/amd64")
@@ -801,9 +808,9 @@ def test_unsafe_asset_names_are_rejected_before_any_file_is_touched(
         engine_calls.append("docker")
         raise AssertionError("the Docker engine must not be used for an invalid name")
 
-    monkeypatch.setattr(docker_engine, "connect", no_engine)
-    monkeypatch.setattr(docker_engine, "build_image", no_engine)
-    monkeypatch.setattr(docker_engine, "export_filesystem", no_engine)
+    monkeypatch.setattr(docker_client, "connect", no_engine)
+    monkeypatch.setattr(docker_build, "build_image", no_engine)
+    monkeypatch.setattr(docker_export, "export_filesystem", no_engine)
     before = snapshot(tmp_path)  # the project and everything around it
 
     args = [command, "--container-asset-name", name, "--package-path", project.package_rel]
@@ -824,7 +831,7 @@ def test_unsafe_asset_names_are_rejected_before_any_file_is_touched(
 def test_package_path_outside_packages_is_rejected(
     project: StarterProject, monkeypatch, tmp_path: Path, package_path: str
 ) -> None:
-    monkeypatch.setattr(docker_engine, "connect", lambda *a, **k: pytest.fail("engine used"))
+    monkeypatch.setattr(docker_client, "connect", lambda *a, **k: pytest.fail("engine used"))
     (tmp_path / "work" / "outside").mkdir()
     before = snapshot(tmp_path)
     result = project.cli(

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from panorama_cli.build import docker_engine
+from panorama_cli.build import docker_containers, docker_engine
 from tests.support.project_helpers import run, snapshot
 from tests.support.safety import ACCOUNT, start
 
@@ -110,9 +110,9 @@ def test_only_containers_of_dead_owners_are_stale(docker_client, base_image_amd6
     dead.wait()
     labels = {
         docker_engine.CONTAINER_LABEL: "export",
-        docker_engine.HOST_LABEL: docker_engine._host(),
+        docker_engine.HOST_LABEL: docker_containers._host(),
     }
-    mine = docker_engine._create_container(
+    mine = docker_containers._create_container(
         docker_client, base_image_amd64, ["/bin/true"], None, "export"
     )
     orphan = docker_client.containers.create(
