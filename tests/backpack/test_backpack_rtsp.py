@@ -38,24 +38,34 @@ def producing(skyline: SkyLine, fps: float) -> Iterator[list[bool]]:
 
 
 def read_frames(url: str, count: int, monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
-    """Open ``url`` with OpenCV's FFMPEG backend (RTSP over TCP) and read ``count`` frames."""
+    """Open ``url`` with OpenCV's FFMPEG backend (RTSP over TCP) and read ``count`` frames.
+
+    A client that gets no first frame reconnects once, as RTSP players do: FFMPEG's first
+    session now and then ends before the media flows (seen about once in 20 runs on a loaded
+    2-CPU machine); the second attempt must deliver every frame.
+    """
     import cv2
 
     # TCP interleaving (no UDP ports); probe less than FFMPEG's default 5 s of stream.
     options = "rtsp_transport;tcp|analyzeduration;1000000|probesize;500000"
     monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", options)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 15000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 10000]
-    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-    try:
-        assert capture.isOpened(), f"cannot open {url}"
-        frames = []
-        for _ in range(count):
-            ok, frame = capture.read()
-            assert ok, f"read failed after {len(frames)} frames"
-            frames.append(frame)
-        return frames
-    finally:
-        capture.release()
+    for attempt in range(2):
+        capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        try:
+            assert capture.isOpened(), f"cannot open {url}"
+            frames = []
+            for _ in range(count):
+                ok, frame = capture.read()
+                if not ok and not frames and attempt == 0:
+                    break  # no first frame: reconnect once
+                assert ok, f"read failed after {len(frames)} frames"
+                frames.append(frame)
+            else:
+                return frames
+        finally:
+            capture.release()
+    raise AssertionError("unreachable")
 
 
 def test_rtsp_client_receives_frames_of_the_stream_size_across_restarts(gst_rtsp, monkeypatch):
