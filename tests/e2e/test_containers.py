@@ -50,6 +50,7 @@ from panorama_cli.project.project import Project
 from tests.support import official
 from tests.support.cli_runner import CliResult, run_cli, run_cli_subprocess
 from tests.support.project_helpers import LOCK_FILES, sha256
+from tests.support.signals import popen_interruptible
 
 STARTER_READY = "app ready (local check"
 GPU_REQUIREMENTS = [
@@ -712,7 +713,7 @@ def test_real_sigint_to_the_cli_process_changes_nothing_and_leaves_no_container(
     before = snapshot(project.root)
     assets_dir = project.root / "assets"
 
-    proc = subprocess.Popen(
+    proc = popen_interruptible(
         [
             sys.executable,
             "-m",

@@ -33,6 +33,7 @@ from panorama_cli.project.project import Project
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.paths import REPO
+from tests.support.signals import popen_interruptible
 
 ASSET = "code_asset"
 ARM64_TAG = "panorama-cli-test/run-app:arm64"
@@ -214,7 +215,7 @@ def test_app_crash_removes_its_container(app_project, amd64_image, docker_client
 
 def _start(root: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    return subprocess.Popen(
+    return popen_interruptible(
         [sys.executable, "-m", "panorama_cli", "run", "--camera", f"front_camera={video()}",
          "--in-container", "--loop", "--output-dir", str(out), *extra],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

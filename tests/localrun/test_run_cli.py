@@ -13,6 +13,7 @@ from tests.localrun.helpers import make_project, processes_with, video
 from tests.localrun.test_run_apps import CRASH, PASS_THROUGH
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.paths import REPO
+from tests.support.signals import popen_interruptible
 
 
 def test_json_prints_only_the_report_on_stdout(tmp_path):
@@ -93,7 +94,7 @@ def test_real_sigint_to_the_cli_leaves_no_process_behind(tmp_path):
     out = tmp_path / "out"
     marker = str(out / ".bin")  # on every app process's PATH
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    proc = subprocess.Popen(
+    proc = popen_interruptible(
         [sys.executable, "-m", "panorama_cli", "run", "--camera", f"front_camera={video()}",
          "--loop", "--output-dir", str(out)],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -192,3 +193,23 @@ def test_sigterm_is_restored_after_an_in_process_run(project: Path) -> None:
     before = signal.getsignal(signal.SIGTERM)
     assert run(project, "validate").exit_code == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigint_reaches_the_cli_when_this_process_ignores_it(
+    project: Path, big_archive: Path
+) -> None:
+    """Issue 15 item 8: run from a background job (SIGINT ignored, and inherited), a test's
+    ``python -m panorama_cli`` child still takes SIGINT as Ctrl-C (tests.support.signals)."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `bash -c 'pytest &'` gives
+    try:
+        plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        proc = add_big(project, big_archive)  # tests.support.safety.start: the helper
+        sent = signal_during_transfer(proc, project, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert plain.stdout.strip() == "False", "a plain child should inherit the ignored SIGINT"
+    assert sent, err
+    assert proc.returncode == 130, err
+    assert "nothing was changed" in err

@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.support.ci import unavailable
 from tests.support.paths import REPO
 from tests.support.project_helpers import make_model_archive, model_descriptor, run
+from tests.support.signals import popen_interruptible
 
 ACCOUNT = "111122223333"
 PKG = f"packages/{ACCOUNT}-call_node-1.0"
@@ -66,7 +67,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
     """Start ``python -m panorama_cli *args`` in ``cwd`` (a real process; text pipes)."""
-    return subprocess.Popen(
+    return popen_interruptible(
         [sys.executable, "-m", "panorama_cli", *args],
         cwd=cwd,
         env=child_env(**env),
