@@ -22,7 +22,12 @@ from panorama_cli.cloud.aws import panorama as api
 from panorama_cli.cloud.polling import poll
 from panorama_cli.errors import UserError
 from panorama_cli.project import names, schemas
-from panorama_cli.project.appgraph import OVERRIDES_FOLDER, AppGraph, override_candidates
+from panorama_cli.project.appgraph import (
+    OVERRIDES_FOLDER,
+    AppGraph,
+    override_candidates,
+    refuse_template,
+)
 from panorama_cli.project.manifests import decode, loads, read_regular
 from panorama_cli.project.project import Project
 
@@ -119,6 +124,7 @@ def check_request(project: Project, request: DeployRequest) -> tuple[str, str | 
     if request.override_path is None:
         return graph_text, None
     override_path = resolve_override(project, request.override_path)
+    refuse_template(project, override_path)
     overrides_text, overrides = _payload(override_path, project, schemas.OVERRIDES)
     graph = AppGraph.build(project, project.graph_path, graph_data, [(override_path, overrides)])
     if graph.issues:

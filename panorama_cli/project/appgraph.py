@@ -59,6 +59,8 @@ __all__ = [
     "find_override_files",
     "is_override_template",
     "local_packages",
+    "placeholders",
+    "refuse_template",
     "typed_value",
 ]
 
@@ -130,6 +132,8 @@ class AppGraph:
         """
         path = graph_path if graph_path is not None else project.graph_path
         data = read_checked(project, path, schemas.GRAPH)
+        for p in overrides:
+            refuse_template(project, p)
         loaded = [(p, read_checked(project, p, schemas.OVERRIDES)) for p in overrides]
         graph = cls.build(project, path, data, loaded)
         if graph.issues:
@@ -220,7 +224,37 @@ def is_override_template(path: Path) -> str | None:
         return "not valid JSON"
     if not isinstance(data, dict) or "nodeGraphOverrides" not in data:
         return "not a nodeGraphOverrides manifest"
+    found = placeholders(text)
+    if found:
+        return f"a template with {{placeholders}} ({', '.join(found)})"
     return None
+
+
+def placeholders(text: str) -> list[str]:
+    """The distinct ``{placeholders}`` of an override file's text, in order of appearance
+    (e.g. ``["{YourAwsAccountId}", "{YourCameraName}"]``; ``{{name}}`` counts too). In valid
+    JSON they can only occur inside strings, so a real manifest has none."""
+    return list(dict.fromkeys(m.group(0) for m in _PLACEHOLDER.finditer(text)))
+
+
+def refuse_template(project: Project, path: Path) -> None:
+    """For a command that applies ``path`` as given (``run --override``, ``deploy
+    --override``).
+
+    Raises:
+        UserError: ``path`` is an override template with ``{placeholders}``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # the reader that follows reports it
+    found = placeholders(text)
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise UserError(
+            f"{project.rel(path)} is an override template ({shown})",
+            hint="copy it, replace each {placeholder} with a real value, and pass the copy",
+        )
 
 
 def override_candidates(project: Project, graph_path: Path | None = None) -> list[Path]:

@@ -138,7 +138,7 @@ def test_override_templates_are_skipped_with_one_note(tmp_path):
     assert "210987654321::MY_CAMERA" in (graph_dir / "override.json").read_text()
     output = (result.stdout + result.stderr).splitlines()
     lines = [line for line in output if "override-template.json" in line]
-    assert len(lines) == 1 and "skipped" in lines[0]
+    assert len(lines) == 1 and "no account id, nothing else checked" in lines[0]
 
 
 def test_deployment_overrides_folder_is_checked_and_deployable(tmp_path):
