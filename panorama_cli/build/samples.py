@@ -28,7 +28,7 @@ from typing import Any
 
 from panorama_cli.build import sample_models
 from panorama_cli.build.render import render_text
-from panorama_cli.build.scaffold import new_project_folders
+from panorama_cli.build.scaffold import GITIGNORE, new_project_folders
 from panorama_cli.errors import UserError
 from panorama_cli.project import names
 from panorama_cli.project.assets import store_bytes
@@ -363,6 +363,7 @@ def create_sample(
                     code_asset=CODE_ASSET,
                 ),
                 SETTINGS_FILE: dumps({"accountId": account}),
+                ".gitignore": GITIGNORE,
             },
         )
         staging.rename(root)

@@ -31,6 +31,16 @@ PACKAGE_TYPES = ("Container", "Model", "Camera", "Datasink")
 ENTRY_FILE = "app.py"
 _SYSTEM_INTERFACES = {"Camera": "rtsp_interface", "Datasink": "sink_interface"}
 
+#: What a new project keeps out of git: run folders (videos, logs; localrun.plan.RUNS_FOLDER),
+#: the project lock (project.lock.LOCK_FILE and its owner file), serve's state folder.
+GITIGNORE = """\
+# panorama-cli: local output and state, not part of the application
+/.panorama-run/
+/.panorama-serve/
+/.panorama-cli.lock
+/.panorama-cli.lock.owner
+"""
+
 
 def new_project_folders(parent: Path, name: str) -> tuple[Path, Path]:
     """``parent/name`` and its staging folder ``parent/.name.creating``, neither existing.
@@ -50,7 +60,8 @@ def new_project_folders(parent: Path, name: str) -> tuple[Path, Path]:
 
 
 def init_project(parent: Path, name: str, account_id: str | None = None) -> Project:
-    """Create ``parent/name`` with assets/, graphs/<name>/graph.json and packages/.
+    """Create ``parent/name`` with assets/, graphs/<name>/graph.json, packages/ and a
+    .gitignore (:data:`GITIGNORE`).
 
     Raises:
         UserError: invalid name, or the folder exists already.
@@ -67,6 +78,7 @@ def init_project(parent: Path, name: str, account_id: str | None = None) -> Proj
         (graph_dir / "graph.json").write_text(dumps(render_json("project/graph.json.j2")))
         if account_id:
             (staging / SETTINGS_FILE).write_text(dumps({"accountId": account_id}))
+        (staging / ".gitignore").write_text(GITIGNORE)
         staging.rename(root)
     except BaseException:
         _remove_tree(staging)

@@ -39,6 +39,7 @@ def cli(package_path, stages, force) -> None:
     from panorama_cli.project.project import Project
 
     project = Project.discover()
+    project.package_for_path(package_path)  # before the lock: a refused command changes nothing
     with locked(project):
         package = project.package_for_path(package_path)
         where = project.rel(package.folder)

@@ -25,8 +25,10 @@ Examples:
 def cli(package_type: str, name: str) -> None:
     """Add panorama::abstract_rtsp_media_source or panorama::hdmi_data_sink and a node NAME."""
     from panorama_cli.build.scaffold import add_panorama_package, panorama_package_port
+    from panorama_cli.project import names
     from panorama_cli.project.project import Project
 
+    names.check(names.NODE_NAME, name)  # before the lock: a refused command changes nothing
     project = Project.discover()
     port = panorama_package_port(package_type)
     with locked(project):

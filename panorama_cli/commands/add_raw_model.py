@@ -48,7 +48,12 @@ def cli(
 
     if (model_s3_uri is None) == (model_local_path is None):
         raise click.UsageError("give exactly one of --model-s3-uri and --model-local-path")
+    from panorama_cli.project import names
+
+    names.check(names.ASSET_NAME, model_asset_name)  # before the lock: refused = no change
     project = Project.discover()
+    for path in packages_path:
+        project.package_for_path(path)
     source = model_s3_uri or str(model_local_path)
     with locked(project), console.transfer(f"model {model_asset_name}") as (advance, set_total):
         result = add_raw_model(

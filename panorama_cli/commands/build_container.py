@@ -50,7 +50,11 @@ def cli(
 
     if local_image:
         console.warning("--local-image is deprecated and does nothing: builds never pull")
+    from panorama_cli.project import names
+
+    names.check(names.ASSET_NAME, container_asset_name)  # before the lock: refused = no change
     project = Project.discover()
+    project.package_for_path(package_path)
     args = parse_build_args(build_args)
     if base_image:
         args["BASE_IMAGE"] = base_image

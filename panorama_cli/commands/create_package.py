@@ -76,6 +76,10 @@ def cli(
     stages = tuple(s for s, on in (("gstreamer", gstreamer), ("rtsp", rtsp), ("kvs", kvs)) if on)
     if chosen != "Container" and (stages or no_backpack):
         raise click.UsageError("--no-backpack, --gstreamer, --rtsp and --kvs need --type Container")
+    from panorama_cli.project import names
+
+    names.check(names.PACKAGE_NAME, name)  # before the lock: a refused command changes nothing
+    names.check(names.PACKAGE_VERSION, version)
     project = Project.discover()
     account = resolve_account(ctx, account_id, project)
     with locked(project):

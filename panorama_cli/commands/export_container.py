@@ -23,9 +23,12 @@ def cli(container_asset_name, container_image_uri, package_path, as_json) -> Non
     """Export IMAGE's filesystem as assets/<sha256>.tar.gz and register it."""
     from panorama_cli.build.containers import export_container
     from panorama_cli.commands.build_container import report
+    from panorama_cli.project import names
     from panorama_cli.project.project import Project
 
+    names.check(names.ASSET_NAME, container_asset_name)  # before the lock: refused = no change
     project = Project.discover()
+    project.package_for_path(package_path)
     with locked(project), console.transfer(f"export {container_asset_name}") as (advance, _):
         result = export_container(
             project, package_path, container_asset_name, container_image_uri, progress=advance

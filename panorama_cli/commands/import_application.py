@@ -19,12 +19,14 @@ def cli(ctx, account_id: str | None) -> None:
     """Rewrite package folders, graph package names and node interfaces to ACCOUNT_ID."""
     import os
 
+    from panorama_cli.project import names
     from panorama_cli.project.importer import import_application
     from panorama_cli.project.project import Project
 
     project = Project.discover()
     # project None: the graph's own account is the one being replaced
     account = resolve_account(ctx, account_id or os.environ.get("PANORAMA_ACCOUNT_ID"), None)
+    names.check(names.USER_ACCOUNT_ID, account)  # before the lock: refused = no change
     with locked(project):
         result = import_application(project, account)
     for line in result.notes:

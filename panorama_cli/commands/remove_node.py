@@ -25,9 +25,11 @@ Example:
 @click.option("--name", required=True, help="The node's name in graph.json.")
 def cli(name: str) -> None:
     """Remove node NAME and every edge from or to it from graph.json."""
+    from panorama_cli.project import names
     from panorama_cli.project.graph_changes import remove_node
     from panorama_cli.project.project import Project
 
+    names.check(names.NODE_NAME, name)  # before the lock: a refused command changes nothing
     project = Project.discover()
     with locked(project):
         removed = remove_node(project, name)

@@ -27,6 +27,7 @@ def cli(package_path, force, as_json) -> None:
     from panorama_cli.project.project import Project
 
     project = Project.discover()
+    project.package_for_path(package_path)  # before the lock: a refused command changes nothing
     with locked(project):
         package = project.package_for_path(package_path)
         result = update_backpack(package.folder, force=force)
