@@ -34,3 +34,10 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(UserError):
+    """A command line that cannot work as given (a malformed or unknown option value): exit 2,
+    as Click's own usage errors. Raised by library modules, which know nothing of Click."""
+
+    exit_code = 2

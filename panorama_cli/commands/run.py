@@ -22,10 +22,16 @@ Examples:
 """
 
 
-def _bindings(values: tuple[str, ...], flag: str) -> dict[str, str]:
-    from panorama_cli.localrun.plan import parse_binding
+def _bindings(
+    values: tuple[str, ...],
+    flag: str,
+    project: Any,
+    graph: Path | None,
+    overrides: tuple[Path, ...],
+) -> dict[str, str]:
+    from panorama_cli.localrun.plan import node_names, parse_bindings
 
-    return dict(parse_binding(v, flag) for v in values)
+    return parse_bindings(values, flag, lambda: node_names(project, flag, graph, overrides))
 
 
 @click.command("run", epilog=_EPILOG)
@@ -133,12 +139,17 @@ def cli(
     from panorama_cli.project.project import Project
 
     project = Project.discover()
+    graph = graph.resolve() if graph else None
+    overrides = tuple(p.resolve() for p in overrides)
     options = RunOptions(
-        graph=graph.resolve() if graph else None,
-        overrides=[p.resolve() for p in overrides],
-        cameras=_bindings(cameras, "--camera"),
-        params=_bindings(params, "--param"),
-        models={k: Path(v).resolve() for k, v in _bindings(models, "--model").items()},
+        graph=graph,
+        overrides=list(overrides),
+        cameras=_bindings(cameras, "--camera", project, graph, overrides),
+        params=_bindings(params, "--param", project, graph, overrides),
+        models={
+            k: Path(v).resolve()
+            for k, v in _bindings(models, "--model", project, graph, overrides).items()
+        },
         frames=frames,
         duration=duration,
         fast=fast,

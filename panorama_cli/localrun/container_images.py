@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from panorama_cli.errors import UserError
+from panorama_cli.errors import UsageError, UserError
 
 if TYPE_CHECKING:
     from panorama_cli.localrun.container_app import ContainerRuntime
@@ -72,7 +72,7 @@ def parse_images(
     """
     if not in_container and (values or platform):
         flag = "--image" if values else "--platform"
-        raise UserError(
+        raise UsageError(
             f"{flag} applies to --in-container runs",
             hint=f"add --in-container, or leave {flag} out",
         )
@@ -82,7 +82,7 @@ def parse_images(
         key, image = (node.strip(), image.strip()) if sep else ("", value.strip())
         if key in images:
             what = f"node {key}" if key else "every node"
-            raise UserError(f"--image given twice for {what}", hint="give one image per node")
+            raise UsageError(f"--image given twice for {what}", hint="give one image per node")
         images[key] = image
     return images
 
@@ -100,10 +100,10 @@ def image_choices(images: Mapping[str, str], business: list[BusinessNode]) -> di
     chosen: dict[str, str] = {}
     for key, image in images.items():
         if not image.strip():
-            raise UserError("--image: empty image name", hint="e.g. --image my/app:1.0")
+            raise UsageError("--image: empty image name", hint="e.g. --image my/app:1.0")
         if key and key not in names:
-            raise UserError(
-                f"--image {key}=...: {key} is not a business-logic node of the application graph",
+            raise UsageError(
+                f"--image {key}=...: unknown business-logic node {key!r}",
                 hint=f"business-logic nodes: {', '.join(names)}",
             )
     for name in names:

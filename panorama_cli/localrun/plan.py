@@ -10,13 +10,13 @@ nodes and their ``--model`` files, and the data sinks. Anything missing is one U
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from panorama_cli.errors import UserError
+from panorama_cli.errors import UsageError, UserError
 
 if TYPE_CHECKING:
     from panorama_cli.project.appgraph import AppGraph, Node
@@ -127,16 +127,67 @@ class RunPlan:
         return [b.node.name for b in self.business]
 
 
-def parse_binding(text: str, flag: str) -> tuple[str, str]:
-    """``NODE=VALUE`` -> (node, value).
+#: run's NODE=... options -> (the kind of node they bind, what follows the ``=``).
+BINDING_FLAGS = {
+    "--camera": ("camera", "SOURCE"),
+    "--param": ("parameter", "VALUE"),
+    "--model": ("model", "PATH"),
+}
+
+
+def parse_binding(text: str, flag: str, nodes: Sequence[str] | None = None) -> tuple[str, str]:
+    """``NODE=VALUE`` -> (node, value); ``nodes``: the valid node names, for the message.
 
     Raises:
-        UserError: no ``=`` or an empty node name.
+        UsageError: no ``=`` or an empty node name (exit 2, naming ``nodes``).
     """
     node, sep, value = text.partition("=")
     if not sep or not node.strip():
-        raise UserError(f"{flag} {text!r}: expected NODE=VALUE", hint=f"e.g. {flag} node=value")
+        kind, what = BINDING_FLAGS.get(flag, ("", "VALUE"))
+        example = f"{flag} {nodes[0] if nodes else 'NODE'}={value if sep else text}"
+        named = f"{kind} nodes: {', '.join(nodes) or 'none'}; " if nodes is not None else ""
+        raise UsageError(f"{flag} {text}: give NODE={what}", hint=f"{named}e.g. {example}")
     return node.strip(), value
+
+
+def parse_bindings(
+    values: Sequence[str], flag: str, nodes: Callable[[], Sequence[str] | None]
+) -> dict[str, str]:
+    """``--camera``/``--param``/``--model`` values -> node -> value.
+
+    Args:
+        values: the option's values as typed (``NODE=VALUE`` each).
+        flag: the option (a key of :data:`BINDING_FLAGS`).
+        nodes: called only for a message: the graph's nodes of that kind (None: unknown).
+
+    Raises:
+        UsageError: a value without ``NODE=``, or one node given twice (exit 2).
+    """
+    bound: dict[str, str] = {}
+    for text in values:
+        name, sep, _ = text.partition("=")
+        if not sep or not name.strip():
+            parse_binding(text, flag, nodes())  # raises, naming the nodes
+        node, value = parse_binding(text, flag)
+        if node in bound:
+            raise UsageError(f"{flag} {node}=... given twice", hint=f"give {node} one value")
+        bound[node] = value
+    return bound
+
+
+def node_names(
+    project: Project, flag: str, graph: Path | None, overrides: Sequence[Path]
+) -> list[str] | None:
+    """The application graph's nodes that ``flag`` (a key of :data:`BINDING_FLAGS`) binds,
+    in graph order; None when the graph does not load (its own error comes later)."""
+    from panorama_cli.project.appgraph import AppGraph, NodeKind
+
+    kinds = {"--camera": NodeKind.CAMERA, "--param": NodeKind.PARAMETER, "--model": NodeKind.MODEL}
+    try:
+        loaded = AppGraph.load(project, list(overrides), graph)
+    except UserError:
+        return None
+    return [n.name for n in loaded.nodes.values() if n.kind == kinds[flag]]
 
 
 def parameter_value(type_name: str, value: Any, where: str) -> Any:
@@ -144,7 +195,7 @@ def parameter_value(type_name: str, value: Any, where: str) -> Any:
     int32 -> int, float32 -> float (``60`` -> 60.0), boolean -> bool, string -> str.
 
     Raises:
-        UserError: it is not a value of that type.
+        UsageError: it is not a value of that type (exit 2).
     """
     try:
         if type_name == "int32":
@@ -162,7 +213,7 @@ def parameter_value(type_name: str, value: Any, where: str) -> Any:
             raise ValueError
         return str(value)
     except (TypeError, ValueError):
-        raise UserError(
+        raise UsageError(
             f"{where}: {value!r} is not a {type_name} value",
             hint={"boolean": "use true or false"}.get(type_name, f"give a {type_name}"),
         ) from None
@@ -182,9 +233,10 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
     """Resolve ``options`` against the project's application graph (see the module docstring).
 
     Raises:
-        UserError: the graph cannot be built, a binding names no such node, a camera has no
-            source, a value does not fit its parameter type, or a business-logic node has no
-            local package / runtime descriptor / src folder.
+        UsageError: a binding names no such node, a camera has no source, a value does not
+            fit its parameter type (exit 2).
+        UserError: the graph cannot be built, or a business-logic node has no local package /
+            runtime descriptor / src folder.
     """
     from panorama_cli.project.appgraph import AppGraph, NodeKind
 
@@ -196,8 +248,8 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
     models = [n for n in nodes.values() if n.kind == NodeKind.MODEL]
     for name in options.models:
         if name not in [m.name for m in models]:
-            raise UserError(
-                f"--model {name}=...: {name} is not a model node of the application graph",
+            raise UsageError(
+                f"--model {name}=...: unknown model node {name!r}",
                 hint=f"model nodes: {', '.join(m.name for m in models) or 'none'}",
             )
     business = [
@@ -240,8 +292,8 @@ def _parameters(graph: AppGraph, overrides: Mapping[str, Any]) -> dict[str, Any]
     values = {n.name: n.value for n in graph.nodes.values() if n.kind == NodeKind.PARAMETER}
     for name, value in overrides.items():
         if name not in values:
-            raise UserError(
-                f"--param {name}=...: {name} is not a parameter node of the application graph",
+            raise UsageError(
+                f"--param {name}=...: unknown parameter node {name!r}",
                 hint=f"parameter nodes: {', '.join(values) or 'none'}",
             )
         values[name] = parameter_value(graph.nodes[name].interface, value, f"--param {name}")
@@ -257,12 +309,12 @@ def _cameras(
     for name, source in bound.items():
         node = graph.nodes.get(name)
         if node is None or node.kind not in (NodeKind.CAMERA, NodeKind.UNKNOWN):
-            raise UserError(
-                f"--camera {name}=...: {name} is not a camera node of the application graph",
+            raise UsageError(
+                f"--camera {name}=...: unknown camera node {name!r}",
                 hint=f"camera nodes: {', '.join(camera_nodes) or 'none'}",
             )
         if not source:
-            raise UserError(f"--camera {name}=: no source", hint="give a video file or URL")
+            raise UsageError(f"--camera {name}=: no source", hint="give a video file or URL")
         sources[name] = source
     missing = []
     for name in camera_nodes:
@@ -274,7 +326,7 @@ def _cameras(
         else:
             missing.append(name)
     if missing:
-        raise UserError(
+        raise UsageError(
             f"camera node(s) without a source: {', '.join(missing)}",
             hint=" ".join(f"--camera {m}=VIDEO_OR_URL" for m in missing)
             + " (a video file, image folder, rtsp:// URL or /dev/videoN)",

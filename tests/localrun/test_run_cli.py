@@ -51,15 +51,54 @@ def test_crash_exits_non_zero_with_the_apps_traceback(tmp_path):
 def test_bad_bindings_are_one_line_before_anything_runs(tmp_path):
     root = make_project(tmp_path, PASS_THROUGH)
     missing = run_cli_subprocess(["run", "--frames", "1"], cwd=root)
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "front_camera" in missing.stderr and "--camera front_camera=" in missing.stderr
     assert "Traceback" not in missing.stderr
     typed = run_cli_subprocess(
         ["run", "--camera", f"front_camera={video()}", "--param", "threshold=high"], cwd=root
     )
-    assert typed.exit_code == 1 and "'high' is not a float32 value" in typed.stderr
+    assert typed.exit_code == 2 and "'high' is not a float32 value" in typed.stderr
     unknown = run_cli_subprocess(["run", "--camera", "nope=x.avi"], cwd=root)
-    assert unknown.exit_code == 1 and "camera nodes: front_camera" in unknown.stderr
+    assert unknown.exit_code == 2, unknown.describe()
+    assert "unknown camera node 'nope'" in unknown.stderr
+    assert "camera nodes: front_camera" in unknown.stderr
+    assert not (root / ".panorama-run").exists() or not any((root / ".panorama-run").iterdir())
+
+
+def test_usage_errors_exit_2_and_name_the_valid_nodes(tmp_path):
+    """Issue 15 item 7: a binding without NODE=, an unknown node, a node twice: exit 2, one line
+    that names the graph's nodes of that kind, nothing run."""
+    root = make_project(tmp_path, PASS_THROUGH)
+    cases = {
+        ("--camera", "../vtest.avi"): [
+            "--camera ../vtest.avi: give NODE=SOURCE",
+            "camera nodes: front_camera",
+            "e.g. --camera front_camera=../vtest.avi",
+        ],
+        ("--param", "75"): ["--param 75: give NODE=VALUE", "parameter nodes: threshold"],
+        ("--param", "=75"): ["--param =75: give NODE=VALUE", "e.g. --param threshold=75"],
+        ("--model", "model.onnx"): ["--model model.onnx: give NODE=PATH", "model nodes: none"],
+        ("--model", "detector=m.onnx"): ["unknown model node 'detector'", "model nodes: none"],
+        ("--param", "nope=1"): ["unknown parameter node 'nope'", "parameter nodes: threshold"],
+    }
+    for (flag, value), expected in cases.items():
+        args = ["run", flag, value]
+        if flag != "--camera":
+            args += ["--camera", f"front_camera={video()}"]
+        result = run_cli_subprocess(args, cwd=root)
+        assert result.exit_code == 2, result.describe()
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1, result.describe()
+        for text in expected:
+            assert text in result.stderr, result.describe()
+    twice = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={video()}", "--camera", "front_camera=b.avi"], cwd=root
+    )
+    assert twice.exit_code == 2 and "--camera front_camera=... given twice" in twice.stderr
+    image = run_cli_subprocess(
+        ["run", "--camera", f"front_camera={video()}", "--image", "x"], cwd=root
+    )
+    assert image.exit_code == 2 and "--image applies to --in-container runs" in image.stderr
     assert not (root / ".panorama-run").exists() or not any((root / ".panorama-run").iterdir())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panorama_cli.errors import UserError
+from panorama_cli.errors import UsageError, UserError
 from panorama_cli.localrun.channel import (
     MAX_SOCKET_PATH,
     CallArena,
@@ -100,8 +100,10 @@ def test_bad_parameter_values_are_one_line(type_name, text):
 
 def test_bindings_need_node_equals_value():
     assert parse_binding("cam=rtsp://a/b?x=1", "--camera") == ("cam", "rtsp://a/b?x=1")
-    with pytest.raises(UserError, match="expected NODE=VALUE"):
-        parse_binding("just-a-file.avi", "--camera")
+    with pytest.raises(UsageError, match="give NODE=SOURCE") as raised:
+        parse_binding("just-a-file.avi", "--camera", ["front", "back"])
+    assert raised.value.exit_code == 2
+    assert raised.value.hint == "camera nodes: front, back; e.g. --camera front=just-a-file.avi"
 
 
 def test_timing_summaries_in_milliseconds():
