@@ -6,7 +6,8 @@ usage() {
     cat <<'EOF'
 Usage: ./install.sh [--dev] [--help]
 
-  (default)  Install panorama-cli (non-editable) into its own venv at
+  (default)  Install panorama-cli (non-editable, with the 'samples' extra that
+             init-project --sample face-blur needs) into its own venv at
              ${PANORAMA_CLI_HOME:-~/.local/share/panorama-cli}/venv and symlink the
              `panorama-cli` command into ${PANORAMA_CLI_BIN:-~/.local/bin}
              (/usr/local/bin instead when run as root and that is on PATH).
@@ -15,7 +16,8 @@ Usage: ./install.sh [--dev] [--help]
              root installs) the Debian packages PyGObject builds against.
   -h, --help Show this help.
 
-Re-running is safe: the venv is reused and the install upgraded.
+Re-running is safe: the venv is reused and the install upgraded. pip runs --quiet (a few
+[install] lines; pip's errors are still shown); PIP_VERBOSE=1 shows everything.
 Environment: PYTHON (default python3, must be >= 3.10), PANORAMA_CLI_HOME, PANORAMA_CLI_BIN.
 Network: PyPI only (through pip).
 EOF
@@ -48,6 +50,9 @@ fi
 say "using $("$python" -c 'import sys; print(sys.executable, "(Python %d.%d.%d)" % sys.version_info[:3])')"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+# pip --quiet prints warnings and errors only; PIP_VERBOSE=1 (pip's own variable) for all
+pip_quiet=(--quiet --progress-bar off)
+[[ -n ${PIP_VERBOSE:-} ]] && pip_quiet=(--progress-bar off)
 
 make_venv() { # $1 = venv dir; reuse it when healthy, (re)create otherwise
     local venv=$1
@@ -60,7 +65,7 @@ make_venv() { # $1 = venv dir; reuse it when healthy, (re)create otherwise
         say "creating venv $venv"
         "$python" -m venv -- "$venv"
     fi
-    "$venv/bin/python" -m pip install --quiet --progress-bar off --upgrade pip
+    "$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade pip
 }
 
 # PyGObject (in the test extras) builds from source against these Debian/Ubuntu packages.
@@ -79,7 +84,7 @@ if [[ $mode == dev ]]; then
     venv="$repo/.venv"
     make_venv "$venv"
     say "pip install -e '.[test]' (editable, with test tools)"
-    (cd -- "$repo" && "$venv/bin/python" -m pip install --progress-bar off --upgrade -e '.[test]')
+    (cd -- "$repo" && "$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade -e '.[test]')
     "$venv/bin/python" -c 'import panorama_cli' || die "the editable install does not import"
     say "done: dev environment in $venv"
     say "run the tests with: .venv/bin/python -m pytest"
@@ -90,8 +95,8 @@ fi
 home=${PANORAMA_CLI_HOME:-$HOME/.local/share/panorama-cli}
 venv="$home/venv"
 make_venv "$venv"
-say "pip install $repo (non-editable)"
-"$venv/bin/python" -m pip install --progress-bar off --upgrade -- "$repo"
+say "pip install $repo[samples] (non-editable; the samples extra: onnx for face-blur)"
+"$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade -- "$repo[samples]"
 [[ -x "$venv/bin/panorama-cli" ]] || die "the install did not create $venv/bin/panorama-cli"
 
 on_path() { [[ ":$PATH:" == *":$1:"* ]]; }

@@ -145,6 +145,28 @@ def test_install_help_and_python_version_check(tmp_path: Path) -> None:
     assert "3.10" in res.stderr
 
 
+def test_install_is_quiet_installs_the_samples_extra_and_shows_pip_errors(tmp_path: Path) -> None:
+    # offline on purpose (no index, an empty find-links): pip fails on the build backend, so
+    # what is printed before the failure, and the failure itself, are what a user sees
+    env = {
+        **os.environ,
+        "PANORAMA_CLI_HOME": str(tmp_path / "home"),
+        "PANORAMA_CLI_BIN": str(tmp_path / "bin"),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(tmp_path),
+    }
+    env.pop("PIP_VERBOSE", None)
+    res = subprocess.run(
+        ["bash", str(REPO / "install.sh")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode != 0
+    lines = res.stdout.splitlines()
+    assert lines and all(line.startswith("[install] ") for line in lines), res.stdout
+    assert len(lines) <= 4, res.stdout
+    assert f"pip install {REPO}[samples]" in res.stdout
+    assert "No matching distribution found for hatchling" in res.stderr  # errors still shown
+
+
 def test_base_images_cli_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tests.support.base_images", "--help"],
