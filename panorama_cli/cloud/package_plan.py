@@ -103,7 +103,7 @@ def plan(project: Project, package_paths: tuple[str, ...] = ()) -> list[PlannedP
     planned = [_planned(project, p) for p in packages]
     by_file = _package_files(planned)
     global_errors: list[Problem] = []
-    for problem in errors(validate_project(project)):
+    for problem in errors(validate_project(project, for_upload=True)):
         owners = _owners(problem.file, planned, by_file)
         if owners is None:
             global_errors.append(problem)

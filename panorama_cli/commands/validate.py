@@ -18,7 +18,7 @@ def cli(as_json: bool) -> None:
     """Check every manifest and the application graph; exit 1 on errors."""
     from panorama_cli.errors import UserError
     from panorama_cli.project.project import Project
-    from panorama_cli.project.validation import errors, validate_project
+    from panorama_cli.project.validation import errors, unbuilt, validate_project
 
     project = Project.discover()
     problems = validate_project(project)
@@ -39,4 +39,11 @@ def cli(as_json: bool) -> None:
             f"{len(failed)} error(s) in {project.root}", hint="fix them and re-run validate"
         )
     if not as_json:
-        console.success(f"{project.root.name} is valid", "panorama-cli package-application")
+        todo = unbuilt(problems)
+        next_step = (
+            f"panorama-cli run (locally), or {todo[0].hint.removeprefix('run ').strip('`')} "
+            "before panorama-cli package-application"
+            if todo and todo[0].hint.startswith("run `")
+            else "panorama-cli package-application"
+        )
+        console.success(f"{project.root.name} is valid", next_step)

@@ -12,6 +12,11 @@ Checks (each finding names the file and a JSON pointer and says how to fix it):
   its name; interfaces name assets their package defines;
 * no placeholder left (empty model framework, ``<entry_file_name_under_src>``).
 
+A Container package whose code asset is not built yet (its interface names an asset the
+package does not define, or the asset's file is not in assets/) is a *warning* naming
+build-container: ``run`` needs no asset. It is an error with ``for_upload=True``
+(package-application), which sends the asset.
+
 Nothing here raises on odd input: semantic checks run only on schema-valid documents.
 """
 
@@ -34,11 +39,18 @@ from panorama_cli.project.project import Package, Project
 
 log = logging.getLogger(__name__)
 
+#: Ends the message of an unbuilt code asset (a warning, see the module doc).
+NOT_BUILT = " (not built yet; `run` works without it, package-application needs it)"
+
 _SHA_NAME = re.compile(r"^([0-9a-f]{64})\.[A-Za-z0-9.]+$")
 
 
-def validate_project(project: Project) -> list[Problem]:
-    """Run every check on ``project``; returns the problems (empty when the project is valid)."""
+def validate_project(project: Project, *, for_upload: bool = False) -> list[Problem]:
+    """Run every check on ``project``; returns the problems (empty when the project is valid).
+
+    Args:
+        for_upload: an unbuilt code asset is an error (package-application), not a warning.
+    """
     found: list[Problem] = []
     packages: dict[str, Package] = {}  # schema-valid packages by name
     broken: set[str] = set()  # folder names whose package.json is unusable
@@ -76,7 +88,7 @@ def validate_project(project: Project) -> list[Problem]:
             )
             continue
         packages[package.name] = package
-        found += package_problems(project, package, hashes)
+        found += package_problems(project, package, hashes, for_upload=for_upload)
     found += graph_problems(project, packages, broken)
     log.debug("validated %s: %d package(s), %d problem(s)", project.root, len(packages), len(found))
     return found
@@ -87,10 +99,20 @@ def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == ERROR]
 
 
-def package_problems(project: Project, package: Package, hashes: dict[Path, str]) -> list[Problem]:
-    """Checks of one schema-valid package (``hashes``: sha256 already computed, by file)."""
+def unbuilt(problems: list[Problem]) -> list[Problem]:
+    """The warnings of code assets not built yet (errors for package-application)."""
+    return [p for p in problems if p.severity == WARNING and p.message.endswith(NOT_BUILT)]
+
+
+def package_problems(
+    project: Project, package: Package, hashes: dict[Path, str], *, for_upload: bool = False
+) -> list[Problem]:
+    """Checks of one schema-valid package (``hashes``: sha256 already computed, by file;
+    ``for_upload``: see :func:`validate_project`)."""
     path = package.manifest_path
     found: list[Problem] = []
+    # a container's code asset is built by build-container; run works without it
+    unbuilt = WARNING if package.kind == NodeKind.BUSINESS_LOGIC and not for_upload else ERROR
 
     def add(ptr: str, message: str, hint: str = "", severity: str = ERROR) -> None:
         found.append(located(project, path, ptr, message, hint, severity))
@@ -115,7 +137,7 @@ def package_problems(project: Project, package: Package, hashes: dict[Path, str]
         asset_names.add(asset["name"])
         for j, impl in enumerate(asset.get("implementations", [])):
             found += implementation_problems(
-                project, path, f"{ptr}/implementations/{j}", impl, hashes
+                project, path, f"{ptr}/implementations/{j}", impl, hashes, missing=unbuilt
             )
     interfaces = package.interfaces()
     if not interfaces:
@@ -139,8 +161,9 @@ def package_problems(project: Project, package: Package, hashes: dict[Path, str]
             add(
                 ptr + "/asset",
                 f"interface {interface['name']!r} names asset {named!r}, which the "
-                "package does not define",
+                "package does not define" + (NOT_BUILT if unbuilt == WARNING else ""),
                 asset_hint(project, package, str(named)),
+                unbuilt,
             )
         for direction in ("inputs", "outputs"):
             ports = [p["name"] for p in interface.get(direction, [])]
@@ -183,9 +206,16 @@ def asset_hint(project: Project, package: Package, asset: str) -> str:
 
 
 def implementation_problems(
-    project: Project, path: Path, ptr: str, impl: dict[str, Any], hashes: dict[Path, str]
+    project: Project,
+    path: Path,
+    ptr: str,
+    impl: dict[str, Any],
+    hashes: dict[Path, str],
+    *,
+    missing: str = ERROR,
 ) -> list[Problem]:
-    """The files an asset implementation names exist in assets/ and match their sha256 name."""
+    """The files an asset implementation names exist in assets/ and match their sha256 name
+    (``missing``: the severity of a file that is not there)."""
     found: list[Problem] = []
     if impl.get("type") == "system":
         return found
@@ -221,8 +251,9 @@ def implementation_problems(
                     project,
                     path,
                     where,
-                    f"{key} assets/{uri} is missing",
+                    f"{key} assets/{uri} is missing" + (NOT_BUILT if missing == WARNING else ""),
                     "re-run add-raw-model / build-container to recreate it",
+                    missing,
                 )
             )
         else:

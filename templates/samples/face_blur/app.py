@@ -107,9 +107,14 @@ class FaceBlur(panoramasdk.node):
         for stream in streams:
             found = self.blur(stream)
             self.faces += found
-            log.info("frame %d: %d faces blurred", self.frames, found)
+            log.info("frame %d: %s blurred", self.frames, counted(found, "face", "faces"))
         self.frames += 1
         self.outputs.video_out.put(streams)
+
+
+def counted(number, one, many):
+    """``"1 face"``, ``"0 faces"``, ``"2 faces"``."""
+    return "%d %s" % (number, one if number == 1 else many)
 
 
 def main():
@@ -118,7 +123,11 @@ def main():
         while True:
             app.process()
     except KeyboardInterrupt:
-        log.info("stopped after %d frames, %d faces blurred", app.frames, app.faces)
+        log.info(
+            "stopped after %s, %s blurred",
+            counted(app.frames, "frame", "frames"),
+            counted(app.faces, "face", "faces"),
+        )
 
 
 if __name__ == "__main__":
