@@ -108,6 +108,14 @@ def _bindings(
     show_default=True,
     help="Where model nodes run; cuda with --in-container also passes the GPUs to the app.",
 )
+@click.option(
+    "--deps",
+    type=click.Choice(["check", "venv", "none"]),
+    default="check",
+    show_default=True,
+    help="Host mode: check that --python can import what each package's Dockerfile installs; "
+    "venv: run each node in a cached virtualenv with it; none: no check.",
+)
 def cli(
     graph: Path | None,
     overrides: tuple[Path, ...],
@@ -127,6 +135,7 @@ def cli(
     images: tuple[str, ...],
     platform: str | None,
     device: str,
+    deps: str,
 ) -> None:
     """Run the application graph here: each business-logic node's entry as a real process
     (/panorama = its src/; with --in-container, in its image), cameras from video/RTSP/devices,
@@ -162,6 +171,7 @@ def cli(
         images=_images(images, in_container, platform),
         platform=platform,
         device=device,
+        deps=deps,
     )
     view = _LiveView(as_json)
     try:

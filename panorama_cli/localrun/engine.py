@@ -169,8 +169,8 @@ class _Run:
                 src=business.src,
                 logs=logs,
                 storage=storage,
-                bin_dir=plan.run_dir / ".bin",
-                python=plan.python,
+                bin_dir=plan.run_dir / ".bin" / (name if business.python else ""),
+                python=business.python or plan.python,
                 env={
                     "AppGraph_Uid": uid,
                     "PANORAMA_LOCALRUN_SOCKET": str(self.server.path),
@@ -316,6 +316,9 @@ def run_application(
     run = _Run(plan, notify, t0)
     for note in plan.notes:
         notify("note", {"text": note})
+    from panorama_cli.localrun.deps import prepare
+
+    prepare(plan, notify)  # host mode: what the Dockerfiles install, before any app starts
     reason = "app-error"
     hdmi: dict[str, dict[str, Any]] = {}
     try:

@@ -53,6 +53,9 @@ class RunOptions:
         platform: ``--platform`` the images must be (None: each image's own).
         device: ``"cpu"`` or ``"cuda"``: where model nodes run (:mod:`.devices`); with
             ``in_container``, cuda also passes the GPUs to the containers.
+        deps: host mode's dependency pre-flight (:mod:`.deps`): ``"check"`` (what the
+            Dockerfile installs must be importable), ``"venv"`` (a cached virtualenv of it
+            per node), ``"none"``.
     """
 
     graph: Path | None = None
@@ -74,6 +77,7 @@ class RunOptions:
     images: Mapping[str, str] = field(default_factory=dict)
     platform: str | None = None
     device: str = "cpu"
+    deps: str = "check"
 
 
 @dataclass
@@ -87,6 +91,8 @@ class BusinessNode:
         src: the package's src/ (mounted at /panorama).
         inputs / outputs: port name -> {"type", "connected", "value"} as the SDK sees them.
         package_json: package.json relative to the project root (for messages).
+        python: this node's own interpreter (``--deps venv``: its virtualenv's), else None
+            (the plan's).
     """
 
     node: Node
@@ -96,6 +102,7 @@ class BusinessNode:
     inputs: dict[str, dict[str, Any]]
     outputs: dict[str, dict[str, Any]]
     package_json: str
+    python: str | None = None
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Each sample is created through the real CLI, then run by the local runner with its code
 unmodified (a real process in the runner's sandbox, the real ONNX model in the runner):
 frames come out, boxes are drawn, counts are in the app's log. people-counter is measured on
-frame 300 of vtest.avi against the 7 walkers in it (centers read off the frame by eye).
+frame 300 of vtest.avi against the 6 walkers in it (centers read off the frame by eye; the
+blue signpost at (39, 126) is not one of them: see test_sample_people_counts).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from tests.support.paths import SHARED, VIDEO
 from tests.support.shared import require
 
 YOLOX = SHARED / "models" / "yolox_nano" / "yolox_nano.onnx"
-#: The 7 walkers of vtest.avi frame 300 (768x576): centers in pixels.
-WALKERS_300 = [(596, 196), (202, 196), (252, 188), (330, 253), (629, 196), (311, 195), (39, 126)]
+#: The 6 walkers of vtest.avi frame 300 (768x576): centers in pixels.
+WALKERS_300 = [(596, 196), (202, 196), (252, 188), (330, 253), (629, 196), (311, 195)]
 
 
 def frame(index: int) -> np.ndarray:
@@ -131,8 +132,8 @@ def test_people_counter_finds_the_walkers_of_frame_300(people_counter, tmp_path)
     [notes] = result.annotations["front_camera"]
     rects = notes["rects"]
     hits = found(rects, 768, 576)
-    print(f"people-counter, vtest.avi frame 300: {len(hits)} of 7 walkers, {len(rects)} boxes")
-    assert len(hits) >= 6, (hits, rects)  # most of the 7 walkers
+    print(f"people-counter, vtest.avi frame 300: {len(hits)} of 6 walkers, {len(rects)} boxes")
+    assert len(hits) >= 5, (hits, rects)  # most of the 6 walkers
     assert len(rects) <= len(WALKERS_300) + 1  # at most one box that is not a walker
     assert notes["labels"][0][0] == f"people: {len(rects)}"
     assert f"frame 0: {len(rects)} people in region" in result.console

@@ -1,0 +1,256 @@
+"""``run --deps venv``: a virtual environment with exactly a node's requirements, on top of
+the interpreter the app would run (``--python``), built once and cached.
+
+The environment is ``python -m venv`` (with its own pip, from ensurepip) plus a ``.pth`` file
+that adds every site-packages folder of the base interpreter (``site.addsitedir``, in the
+base's order), so what the base has (numpy, OpenCV) stays importable and the requirements
+come first. ``--system-site-packages`` alone would not do: a base that is itself a virtual
+environment would lose its own packages. pip runs with this process's environment (the
+user's PIP_* settings, pip.conf), never touching the base: a requirement the base already
+satisfies is not installed again; one at another version goes into the environment only.
+
+Cache: ``<cache>/<key>`` (a symlink) -> ``<cache>/.env-<key>-XXXX`` (the environment), where
+key = sha256 of the base interpreter (path, version, site folders) and the sorted
+requirements. The environment is built in its final folder (virtual environments cannot
+move) under a file lock (two runs never build it twice; the second waits and reuses it), and
+published by renaming the symlink into place: a failed or interrupted build publishes
+nothing, and its folder is removed (an interrupted one by the next build of that key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from panorama_cli.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, dict[str, object]], None]
+
+
+def cache_key(python: str, version: str, site: Sequence[str], requirements: Sequence[str]) -> str:
+    """The cache name (16 hex digits) of an environment of ``requirements`` on ``python``."""
+    data = json.dumps(
+        {
+            "python": os.path.realpath(python),
+            "version": version,
+            "site": list(site),
+            "requirements": sorted(set(requirements)),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def ensure_venv(
+    cache_dir: Path,
+    base_python: str,
+    version: str,
+    site: Sequence[str],
+    requirements: Sequence[str],
+    *,
+    label: str,
+    notify: Notify,
+) -> tuple[str, bool]:
+    """The python of the cached environment of ``requirements`` on ``base_python`` (built
+    first when missing, see the module docstring).
+
+    Args:
+        cache_dir: the cache folder (created).
+        base_python / version / site: the base interpreter, its ``X.Y.Z`` version and its
+            site-packages folders (from the probe).
+        requirements: PEP 508 requirement strings.
+        label: how messages name the environment's user (``node code_node``).
+        notify: receives ("note", {"text"}) events.
+
+    Returns:
+        (path of its ``bin/python`` in the environment's real folder, whether this call
+        built it).
+
+    Raises:
+        UserError: venv or pip failed (pip's last error line in the message; its whole
+            output in the debug log).
+    """
+    from filelock import FileLock, Timeout
+
+    key = cache_key(base_python, version, site, requirements)
+    link = cache_dir / key
+    python = link / "bin" / "python"
+    if python.exists():
+        return _real(link), False
+    made = _make_dirs(cache_dir)
+    lock = FileLock(str(cache_dir / f".{key}.lock"))
+    built = False
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            notify("note", {"text": f"{label}: waiting for another run building {link}"})
+            lock.acquire()
+        try:
+            if not python.exists():
+                _build(cache_dir, key, base_python, version, site, requirements, label)
+                built = True
+        finally:
+            lock.release()
+    except BaseException:
+        (cache_dir / f".{key}.lock").unlink(missing_ok=True)
+        for folder in made:  # the cache folders this call created, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    return _real(link), built
+
+
+def _real(link: Path) -> str:
+    """The environment's python by its real folder (the sandbox binds real paths), not by
+    the published symlink; bin/python itself stays a link (a virtualenv's python must be
+    started by its own path)."""
+    return str(Path(os.path.realpath(link)) / "bin" / "python")
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns those created, deepest first."""
+    missing = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _build(
+    cache_dir: Path,
+    key: str,
+    base_python: str,
+    version: str,
+    site: Sequence[str],
+    requirements: Sequence[str],
+    label: str,
+) -> None:
+    for stale in cache_dir.glob(f".env-{key}-*"):  # an interrupted build's (never published)
+        shutil.rmtree(stale, ignore_errors=True)
+    env_dir = Path(tempfile.mkdtemp(prefix=f".env-{key}-", dir=cache_dir))
+    try:
+        with _Progress(f"{label}: virtualenv", len(requirements) + 1) as progress:
+            _run([base_python, "-m", "venv", str(env_dir)], f"{label}: python -m venv", progress)
+            progress.step("pip")
+            minor = ".".join(version.split(".")[:2])
+            site_dir = env_dir / "lib" / f"python{minor}" / "site-packages"
+            lines = ["import site"] + [f"site.addsitedir({folder!r})" for folder in site]
+            (site_dir / "_panorama_base_site.pth").write_text("; ".join(lines) + "\n")
+            wanted = env_dir / "panorama-requirements.txt"
+            wanted.write_text("".join(f"{r}\n" for r in requirements))
+            pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install"]
+            pip += ["--disable-pip-version-check", "--no-input", "-r", str(wanted)]
+            _run(pip, f"{label}: pip install {' '.join(requirements)}", progress)
+            progress.done()
+        tmp_link = cache_dir / f".{key}.link"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(env_dir.name)
+        os.replace(tmp_link, cache_dir / key)
+    except BaseException:
+        shutil.rmtree(env_dir, ignore_errors=True)
+        raise
+
+
+def _run(argv: list[str], what: str, progress: _Progress) -> None:
+    """Run ``argv`` (pip/venv), its output to the debug log and the progress line."""
+    env = dict(os.environ)
+    for name in ("PYTHONHOME", "PYTHONPATH", "PIP_USER", "PIP_TARGET", "PIP_PREFIX"):
+        env.pop(name, None)
+    log.debug("%s: %s", what, argv)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise UserError(f"{what}: cannot start {argv[0]}: {exc}") from exc
+    last_error = ""
+    assert proc.stdout is not None
+    with proc:
+        for line in proc.stdout:
+            line = line.rstrip()
+            log.debug("%s| %s", what.split(":")[0], line)
+            if line.startswith("ERROR:") or "Error" in line.split(":")[0]:
+                last_error = last_error or line
+            progress.saw(line)
+    if proc.returncode:
+        hint = "pip's whole output: run with --debug"
+        if "ensurepip" in last_error or "No module named venv" in last_error:
+            hint = "on Debian/Ubuntu: apt-get install python3-venv"
+        raise UserError(
+            f"{what} failed (status {proc.returncode}): {last_error or 'no error line'}",
+            hint=hint,
+        )
+
+
+class _Progress:
+    """A rich progress bar on stderr: one step for the environment, one per requirement
+    (advanced as pip names them), pip's latest line beside it."""
+
+    def __init__(self, description: str, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from panorama_cli import console
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[line]}", markup=True),
+            console=console.err(),
+            transient=True,
+        )
+        self._description = description
+        self._task = self._progress.add_task(description, total=total, line="python -m venv")
+
+    def __enter__(self) -> _Progress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def step(self, line: str) -> None:
+        self._progress.update(self._task, advance=1, line=line)
+
+    def saw(self, line: str) -> None:
+        """One line of pip's output: each requirement it collects advances the bar."""
+        from rich.markup import escape
+
+        task = self._progress.tasks[0]
+        starts = line.startswith(("Collecting ", "Requirement already satisfied: "))
+        if starts and task.total is not None and task.completed < task.total - 1:
+            self._progress.advance(self._task)
+        self._progress.update(self._task, line=escape(line.strip()[:60]))
+
+    def done(self) -> None:
+        total = self._progress.tasks[0].total
+        self._progress.update(self._task, completed=total, line="done")
