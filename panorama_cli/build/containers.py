@@ -55,19 +55,30 @@ def check_runtime_descriptor(package: Package, project: Project) -> bytes:
     return raw
 
 
-def image_tag(package: Package, asset_name: str) -> str:
-    """A Docker reference for the package's image: ``panorama-cli/<folder>:<asset>``.
+def project_key(package: Package) -> str:
+    """8 hex digits of the sha256 of the absolute path of the package's project (the folder
+    above ``packages/``): what makes two projects' image tags differ."""
+    import hashlib
 
-    The repository is the lower-cased folder name; the tag is the asset name, prefixed with
-    ``_`` when it does not start with a letter, digit or ``_`` (Docker's tag grammar is
-    ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``). Assets are exported by image id, so two assets
-    sharing a tag cannot be mixed up.
+    root = package.folder.resolve().parent.parent
+    return hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def image_tag(package: Package, asset_name: str) -> str:
+    """A Docker reference for the package's image: ``panorama-cli/<folder>-<project>:<asset>``.
+
+    The repository is the lower-cased folder name and :func:`project_key`, so two projects
+    with the same package on one engine never share a tag; the tag is the asset name,
+    prefixed with ``_`` when it does not start with a letter, digit or ``_`` (Docker's tag
+    grammar is ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``). Assets are exported by image id, and
+    ``run --in-container`` finds the image by the id its asset was exported from
+    (:func:`panorama_cli.build.image_cache.images_for`); the tag is for people.
     """
     repo = re.sub(r"[^a-z0-9]+", "-", package.folder.name.lower()).strip("-") or "package"
     tag = re.sub(r"[^A-Za-z0-9_.-]", "-", asset_name)
     if not re.match(r"[A-Za-z0-9_]", tag):
         tag = "_" + tag
-    return f"panorama-cli/{repo}:{tag[:128]}"
+    return f"panorama-cli/{repo[:200]}-{project_key(package)}:{tag[:128]}"
 
 
 def parse_build_args(values: tuple[str, ...]) -> dict[str, str]:
@@ -113,6 +124,9 @@ def _store_and_register(
 
     with image_cache.engine() as client:
         mtime = image_cache.created_epoch(client, image)
+        image_id = image_cache.image_id_of(client, image)
+    if image_id is not None:
+        image = image_id  # export exactly that image, and remember it: a tag can move
     tx = Transaction()
     with rollback_new_assets(project.assets_dir) as new:
         with docker_export.export_filesystem(image, platform=platform) as chunks:
@@ -254,7 +268,9 @@ def export_container(
             hint="name an image of the local engine, e.g. my/app:1.0 (docker image ls)",
         )
     package, raw, graph = _prepare(project, package_path, asset_name)
-    return _store_and_register(project, package, graph, raw, asset_name, image, None, progress)
+    result = _store_and_register(project, package, graph, raw, asset_name, image, None, progress)
+    result.image = image  # the reference as given (the asset came from its id)
+    return result
 
 
 def entry_command(package: Package) -> list[str]:

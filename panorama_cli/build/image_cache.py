@@ -6,9 +6,10 @@ sha256; this module remembers that pair in the user's cache
 (``$PANORAMA_CLI_CACHE`` or ``~/.cache/panorama-cli``, file ``container-assets.json``,
 written atomically) so that a rebuild whose image id is unchanged, for a package whose asset
 already is that file, skips the export and leaves package.json untouched (package-application
-then uploads nothing). It also removes the image a rebuild superseded when panorama-cli built
-it (its tag moved to the new image) and nothing else uses it, so rebuilds leave no pile of
-dangling images.
+then uploads nothing), and lets ``run --in-container`` start the very image a package's
+asset was exported from (:func:`images_for`), whatever a tag points at now. It also removes
+the image a rebuild superseded when panorama-cli built it (its tag moved to the new image)
+and nothing else uses it, so rebuilds leave no pile of dangling images.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def _load() -> dict[str, str]:
 def asset_for(image_id: str) -> str | None:
     """The asset URI (``<sha256>.tar.gz``) exported from ``image_id`` before, or None."""
     return _load().get(image_id)
+
+
+def images_for(asset_uri: str) -> list[str]:
+    """The image ids recorded as exporting to ``asset_uri`` (``<sha256>.tar.gz``), the most
+    recently recorded first (a reproducible export can come from several ids)."""
+    return [i for i, uri in reversed(list(_load().items())) if uri == asset_uri]
 
 
 def remember(image_id: str, asset_uri: str) -> None:

@@ -85,6 +85,12 @@ def _bindings(
 @click.option("--python", metavar="PATH", help="Interpreter for python3 in the app.")
 @click.option("--aws-profile", metavar="NAME", help="Pass AWS credentials of this profile.")
 @click.option(
+    "--writable-app",
+    is_flag=True,
+    help="Let the app write in /panorama (never reaching src/), working directory /panorama: "
+    "not what the appliance does (read-only but for /opt/aws/panorama/{logs,storage}, /tmp).",
+)
+@click.option(
     "--in-container",
     is_flag=True,
     help="Run each business-logic node in its image (build-container's, or --image) via Docker.",
@@ -131,6 +137,7 @@ def cli(
     as_json: bool,
     python: str | None,
     aws_profile: str | None,
+    writable_app: bool,
     in_container: bool,
     images: tuple[str, ...],
     platform: str | None,
@@ -167,6 +174,7 @@ def cli(
         snapshot_every=snapshot_every,
         python=python,
         aws_profile=aws_profile,
+        writable_app=writable_app,
         in_container=in_container,
         images=_images(images, in_container, platform),
         platform=platform,
@@ -189,6 +197,11 @@ def cli(
             f"(status {report['app_exit_code']}) before the run's end; its output is above and "
             f"in {_rel(result.run_dir / 'logs', project.root)}/"
         )
+        from panorama_cli.localrun.appliance import console_tail, failure_hint
+
+        why = failure_hint(console_tail(result.run_dir / "logs"))
+        if why:  # EROFS or a relative path: the appliance's filesystem, said on the last line
+            console.info(f"why: {why}")
         sys.exit(result.exit_status)  # click would swallow its own Exit (standalone_mode=False)
 
 

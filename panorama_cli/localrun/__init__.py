@@ -49,6 +49,7 @@ def run_project(
     python: str | None = None,
     grace_s: float = 2.0,
     keep_frames: bool = True,
+    writable_app: bool = False,
 ) -> RunResult:
     """Run the project in ``project_dir`` and return its report, HDMI frames and overlays.
 
@@ -74,5 +75,6 @@ def run_project(
         python=python,
         grace_s=grace_s,
         keep_frames=keep_frames,
+        writable_app=writable_app,
     )
     return run_application(project, options)

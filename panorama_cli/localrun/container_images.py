@@ -1,10 +1,14 @@
 """``run --in-container``: which image each business-logic node runs in, on which platform,
 with which ports published, checked before the run folder exists.
 
-The default image of a node is the one ``build-container`` made for its package: tag
-``panorama-cli/<package folder>:<container asset name>`` (:func:`panorama_cli.build.containers.
-image_tag`), for the asset the node's interface names, else any container asset of the
-package. ``--image IMAGE`` (every node) or ``--image NODE=IMAGE`` chooses another one.
+The default image of a node is the one its package's container asset was exported from
+(build-container / export-container record the image id for the asset file in the build cache,
+:func:`panorama_cli.build.image_cache.images_for`), for the asset the node's interface names,
+else any container asset of the package: found by id, never by a tag another build can move.
+When that image is gone from the engine, the project's own tag ``panorama-cli/<package
+folder>-<project key>:<asset>`` (:func:`panorama_cli.build.containers.image_tag`) stands in,
+with one note saying so (rebuild with build-container). ``--image IMAGE`` (every node) or
+``--image NODE=IMAGE`` chooses another one.
 
 The platform is the image's own (``--platform`` must agree with it); an arm64 image on an
 x86_64 machine runs under qemu (the binfmt pre-flight of build-container applies) and the run
@@ -44,6 +48,8 @@ class NodeImage:
         platform: ``linux/amd64`` or ``linux/arm64``, the image's.
         ports: containerPort -> hostPort (TCP) from ``networkRoutingRules``.
         python_path: the image's own ``PYTHONPATH`` ("" when unset).
+        note: one line for the user about the choice ("" when none), e.g. a tag standing in
+            for the image the asset was exported from.
     """
 
     node: str
@@ -52,6 +58,7 @@ class NodeImage:
     platform: str
     ports: dict[int, int] = field(default_factory=dict)
     python_path: str = ""
+    note: str = ""
 
 
 def host_arch() -> str:
@@ -114,17 +121,24 @@ def image_choices(images: Mapping[str, str], business: list[BusinessNode]) -> di
     return chosen
 
 
+def _container_uris(business: BusinessNode) -> dict[str, str]:
+    """Container asset name -> its assetUri, in package.json order."""
+    found: dict[str, str] = {}
+    for asset in business.package.assets():
+        impls = asset.get("implementations") or []
+        for impl in impls:
+            if isinstance(impl, dict) and impl.get("type") == "container":
+                found.setdefault(str(asset.get("name", "")), str(impl.get("assetUri") or ""))
+    return found
+
+
 def default_images(business: BusinessNode) -> tuple[list[str], list[str]]:
     """(candidate image tags, container asset names) of the node's package, best first:
     the asset its interface names, then the package's other container assets."""
     from panorama_cli.build.containers import image_tag
 
     package = business.package
-    assets = []
-    for asset in package.assets():
-        impls = asset.get("implementations") or []
-        if any(isinstance(i, dict) and i.get("type") == "container" for i in impls):
-            assets.append(str(asset.get("name", "")))
+    assets = list(_container_uris(business))
     wanted = next(
         (
             str(i.get("asset"))
@@ -163,6 +177,7 @@ def resolve_image(
     from panorama_cli.build import platforms
 
     name = business.node.name
+    note = ""
     if given:
         image = _lookup(client, given)
         reference = given
@@ -172,10 +187,9 @@ def resolve_image(
                 hint=f"build or pull it first (docker image ls shows what is there): {given}",
             )
     else:
-        tags, assets = default_images(business)
-        found = [(t, _lookup(client, t)) for t in tags]
-        reference, image = next(((t, i) for t, i in found if i is not None), ("", None))
+        reference, image, note = _exported_image(client, business)
         if image is None:
+            tags, assets = default_images(business)
             asset = assets[0] if assets else "code"
             folder = business.package_json.rsplit("/", 1)[0]
             looked = f" (looked for {', '.join(tags)})" if tags else ""
@@ -203,7 +217,37 @@ def resolve_image(
     platforms.check_platform(platform)
     env = (attrs.get("Config") or {}).get("Env") or []
     python_path = next((e.split("=", 1)[1] for e in env if e.startswith("PYTHONPATH=")), "")
-    return NodeImage(name, reference, str(image.id), platform, python_path=python_path)
+    return NodeImage(name, reference, str(image.id), platform, python_path=python_path, note=note)
+
+
+def _exported_image(client: Any, business: BusinessNode) -> tuple[str, Any | None, str]:
+    """(reference, image or None, note) of a node without ``--image``: the image its asset
+    was exported from, by id; else the project's tag, with a note (see the module doc)."""
+    from panorama_cli.build import image_cache
+
+    tags, assets = default_images(business)
+    uris = _container_uris(business)
+    for tag, asset in zip(tags, assets, strict=True):
+        uri = uris.get(asset, "")
+        for image_id in image_cache.images_for(uri) if uri else []:
+            image = _lookup(client, image_id)
+            if image is not None:
+                log.debug(
+                    "node %s: asset %s was exported from %s", business.node.name, uri, image_id
+                )
+                return image_id, image, ""
+    for tag, asset in zip(tags, assets, strict=True):
+        image = _lookup(client, tag)
+        if image is None:
+            continue
+        uri = uris.get(asset, "")
+        note = (
+            f"node {business.node.name}: the image assets/{uri} was exported from is not in the "
+            f"Docker engine any more; running {tag} instead, which may differ "
+            f"(rebuild with build-container to make them one)"
+        )
+        return tag, image, note
+    return "", None, ""
 
 
 def port_notes(plan: RunPlan, images: dict[str, NodeImage]) -> list[str]:
@@ -285,7 +329,7 @@ def prepare_containers(
             b.node.name: resolve_image(client, b, chosen.get(b.node.name), options.platform)
             for b in plan.business
         }
-        notes = port_notes(plan, images)
+        notes = [i.note for i in images.values() if i.note] + port_notes(plan, images)
     except BaseException:
         client.close()
         raise

@@ -178,6 +178,7 @@ class _Run:
                     "PYTHONPATH": str(SDK_DIR / ""),
                 },
                 aws_profile=self.options.aws_profile,
+                writable_app=self.options.writable_app,
             )
             make = AppProcess if self.containers is None else self.containers.app
             self.apps[name] = make(spec, logs / "console.log", self._output)

@@ -46,6 +46,9 @@ class RunOptions:
         snapshot_every: also write every Nth HDMI frame as PNG (0: never).
         python: the interpreter ``python3`` runs in the app (default: this one).
         aws_profile: pass AWS credentials with this profile (None: no credentials).
+        writable_app: /panorama writable (writes never reach src/) and working directory
+            /panorama, which the appliance does not do (default: the appliance's read-only
+            root, working directory /, see :mod:`.appliance`).
         grace_s: seconds between SIGINT, SIGTERM and SIGKILL when stopping the app.
         keep_frames: keep a copy of every HDMI frame and its overlays in memory (Python API).
         in_container: run each business-logic node in its image (:mod:`.container_app`).
@@ -71,6 +74,7 @@ class RunOptions:
     snapshot_every: int = 0
     python: str | None = None
     aws_profile: str | None = None
+    writable_app: bool = False
     grace_s: float = 2.0
     keep_frames: bool = False
     in_container: bool = False
@@ -282,6 +286,7 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
         run_dir=Path(options.output_dir) if options.output_dir else default_run_dir(project),
         python=options.python or sys.executable,
     )
+    _note_ignored_instructions(plan)
     if options.in_container:  # the image's python3 runs; ports: container_images.port_notes
         return plan
     _note_python_versions(plan)
@@ -291,6 +296,18 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
             f" directly on this machine (host port {rule.host_port} is not mapped in this mode)"
         )
     return plan
+
+
+def _note_ignored_instructions(plan: RunPlan) -> None:
+    """One note per node whose Dockerfile has runtime instructions (ENV, WORKDIR, USER, CMD,
+    ...): the appliance ignores them, and so does the run (:mod:`.appliance`)."""
+    from panorama_cli.localrun.appliance import ignored_note
+
+    for business in plan.business:
+        dockerfile = business.package.folder / "Dockerfile"
+        note = ignored_note(business.node.name, dockerfile) if dockerfile.is_file() else None
+        if note:
+            plan.notes.append(note)
 
 
 def _parameters(graph: AppGraph, overrides: Mapping[str, Any]) -> dict[str, Any]:

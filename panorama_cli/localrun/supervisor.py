@@ -1,11 +1,13 @@
 """Run a business-logic node's descriptor entry as on the device, and stop it for sure.
 
 The entry (``python3 /panorama/app.py``, ``bash /panorama/run.sh``) runs as a real process in
-its own session and process group, inside the mount namespace of :mod:`.sandbox` (bubblewrap,
-else ``unshare`` as root) where /panorama is the package's ``src/`` (writable, but writes go to
-a throwaway overlay or a copy in the run folder, never to src/), /opt/aws/panorama/logs
-and /opt/aws/panorama/storage are the run folder's ``logs/`` and ``storage/``, and
-``python3``/``python3.X`` run the chosen interpreter (shims first on PATH).
+its own session and process group, inside the sandbox of :mod:`.sandbox` (bubblewrap, else
+``unshare`` as root; no capabilities, its own pid namespace): the appliance's filesystem, where
+/panorama is the package's ``src/`` read-only (``--writable-app``: writable through a throwaway
+overlay or copy), /opt/aws/panorama/logs and /storage are the run folder's ``logs/`` and
+``storage/``, the working directory is ``/``, the environment is an allow-list
+(:func:`app_environment`) and ``python3``/``python3.X`` run the chosen interpreter (shims first
+on PATH).
 
 Stopping is a ladder on the app's process group: SIGINT (KeyboardInterrupt), then SIGTERM,
 then SIGKILL after ``grace_s`` each; SIGKILL to the sandbox takes every child with it (with a
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import sandbox
+from panorama_cli.localrun import appliance, sandbox
+from panorama_cli.localrun.appliance import APP_ROOT, SOCKET_ENV
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class AppSpec:
         python: the interpreter python3 resolves to.
         env: extra environment (socket, node name, AppGraph_Uid).
         aws_profile: pass AWS credentials through with this profile (None: none at all).
+        writable_app: ``--writable-app``: /panorama writable (a throwaway overlay or copy)
+            and working directory /panorama, which the appliance does not do.
     """
 
     node: str
@@ -74,6 +79,7 @@ class AppSpec:
     python: str = sys.executable
     env: Mapping[str, str] = field(default_factory=dict)
     aws_profile: str | None = None
+    writable_app: bool = False
 
 
 def python_version(python: str) -> str:
@@ -123,21 +129,9 @@ def _quote(text: str) -> str:
 
 
 def app_environment(spec: AppSpec) -> dict[str, str]:
-    """The app's environment: this one without AWS credentials (unless ``aws_profile``)."""
-    env = dict(os.environ)
-    env.pop("PYTHONHOME", None)
-    if spec.aws_profile is None:
-        for name in _AWS_CREDENTIAL_VARS:
-            env.pop(name, None)
-        env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
-        env["AWS_CONFIG_FILE"] = "/dev/null"
-    else:
-        env["AWS_PROFILE"] = spec.aws_profile
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PATH"] = os.pathsep.join([str(spec.bin_dir), env.get("PATH", "/usr/bin:/bin")])
-    env.update(spec.env)
-    return env
+    """The app's whole environment: an allow-list (:func:`.appliance.app_environment`),
+    nothing of the runner's own (no tokens, no AWS credentials unless ``aws_profile``)."""
+    return appliance.app_environment(spec.env, shims=True, aws_profile=spec.aws_profile)
 
 
 def _entry_argv(spec: AppSpec) -> list[str]:
@@ -187,22 +181,31 @@ class AppProcess:
         how = sandbox.mode()
         if not how:
             raise sandbox.unavailable()
-        overlay = how != "unshare" and sandbox.bwrap_overlay()
-        src = spec.src
-        if not overlay:  # the app's writes go to a copy in the run folder, removed by kill()
+        src, writable = spec.src, ""
+        if spec.writable_app:  # --writable-app: /panorama writable, never reaching src/
+            writable = "overlay" if sandbox.bwrap_overlay() else "copy"
+        if writable == "copy":  # the app's writes go to a copy in the run folder (kill())
             self._src_copy = spec.bin_dir.parent / f".panorama-{spec.node}"
             src = sandbox.copy_src(spec.src, self._src_copy)
-        app_ops = sandbox.app_ops(src, spec.logs, spec.storage, overlay=overlay)
-        ops = [*sandbox.root_ops(), *app_ops]
+        socket_path = Path(spec.env[SOCKET_ENV])
+        ops = sandbox.layout(
+            src,
+            spec.logs,
+            spec.storage,
+            binds=sandbox.tool_binds(spec.bin_dir, socket_path, aws=spec.aws_profile is not None),
+            keep=sandbox.interpreter_paths(spec.python),
+            writable=writable,
+        )
+        chdir = APP_ROOT if spec.writable_app else "/"
         if how == "unshare":
             self._new_root = spec.bin_dir.parent / f".root-{spec.node}"
-            self._start(sandbox.unshare_argv(ops, _entry_argv(spec), self._new_root), ())
+            self._start(sandbox.unshare_argv(ops, _entry_argv(spec), self._new_root, chdir), ())
             assert self._proc is not None
-            self._group = self._proc.pid  # unshare and the helper exec: one pid, its session
+            self._group = self._proc.pid  # unshare's process group: the helper and the entry
             return
         read_fd, write_fd = os.pipe()
         try:
-            argv = sandbox.bwrap_argv(ops, _entry_argv(spec), write_fd, how == "bwrap-pid")
+            argv = sandbox.bwrap_argv(ops, _entry_argv(spec), write_fd, chdir)
             self._start(argv, (write_fd,))
         finally:
             os.close(write_fd)

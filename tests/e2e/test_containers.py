@@ -873,3 +873,69 @@ def test_asset_name_with_a_leading_dash_is_valid_and_builds(
     project.tags.append(result.json()["image"])
     [asset] = project.package_json()["nodePackage"]["assets"]
     assert asset["name"] == "-code"
+
+
+# --------------------------------------------------------------------------- images never collide
+
+
+@pytest.mark.docker
+def test_two_projects_get_two_tags_and_run_uses_the_image_its_asset_came_from(
+    project: StarterProject, tmp_path: Path, docker_client, base_image_amd64: str, monkeypatch
+) -> None:
+    """Issue 15 §6: the same package in two projects gets two tags; ``run --in-container``
+    resolves the image by the id the asset was exported from, not by a tag that can move, and
+    says so in one note when that image is gone."""
+    from panorama_cli.localrun.container_images import prepare_containers, resolve_image
+    from panorama_cli.localrun.plan import RunOptions, build_plan
+
+    monkeypatch.setenv("PANORAMA_CLI_CACHE", str(tmp_path / "cache"))
+    # project B: the same account, package name and version in another folder
+    other_work = tmp_path / "other"
+    other_work.mkdir()
+    made = run_cli(
+        ["init-project", "--name", "proj", "--account-id", project.account], cwd=other_work
+    )
+    assert made.exit_code == 0, made.describe()
+    assert run_cli(["create-package", "--name", "app"], cwd=other_work / "proj").exit_code == 0
+    other = StarterProject(
+        other_work / "proj",
+        project.account,
+        other_work / "proj" / project.package.relative_to(project.root),
+    )
+    other.engine = project.engine
+    try:
+        ids = {}
+        for which, starter in (("A", project), ("B", other)):
+            (starter.package / "src" / "who.txt").write_text(which)  # two different images
+            built = starter.build("code", base_image_amd64, "--platform", "linux/amd64")
+            assert built.exit_code == 0, built.describe()
+            ids[which] = docker_client.images.get(built.json()["image"]).id
+        tag_a, tag_b = project.tags[0], other.tags[0]
+        assert tag_a != tag_b and ids["A"] != ids["B"]
+        assert tag_a.split(":")[0].startswith(f"panorama-cli/{project.account}-app-1-0-")
+
+        def resolved(starter: StarterProject):
+            plan = build_plan(Project(starter.root), RunOptions(in_container=True))
+            [business] = plan.business
+            return resolve_image(docker_client, business, None, None)
+
+        assert resolved(project).image_id == ids["A"] and resolved(project).note == ""
+        assert resolved(other).image_id == ids["B"]
+        # another build moves A's tag onto B's image: A still runs its own image, by id
+        docker_client.images.get(ids["B"]).tag(*tag_a.split(":"))
+        assert docker_client.images.get(tag_a).id == ids["B"]
+        assert resolved(project).image_id == ids["A"]
+        # A's image is gone: the project's tag stands in, with one note that says so
+        docker_client.images.remove(ids["A"], force=True)
+        fallback = resolved(project)
+        assert fallback.image_id == ids["B"] and fallback.image == tag_a
+        assert "is not in the Docker engine any more" in fallback.note
+        assert "rebuild with build-container" in fallback.note
+        notes: list[str] = []
+        plan = build_plan(Project(project.root), RunOptions(in_container=True))
+        runtime = prepare_containers(plan, lambda _event, data: notes.append(data["text"]))
+        with contextlib.suppress(Exception):
+            runtime.client.close()
+        assert [n for n in notes if "any more" in n] == [fallback.note]
+    finally:
+        other.remove_images()

@@ -177,7 +177,9 @@ def copy_sample(parent: Path, app: str) -> Path:
 
 
 def processes_with(marker: str) -> list[int]:
-    """Live (not zombie) processes whose environment holds ``marker`` (a /proc scan)."""
+    """Live (not zombie) processes whose environment holds ``marker``, or, for a path such as
+    a run's ``.bin`` folder, whose mount namespace binds it (an app in its sandbox: its
+    environment holds nothing of the host's paths) (a /proc scan)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -185,9 +187,11 @@ def processes_with(marker: str) -> list[int]:
         try:
             environ = (entry / "environ").read_bytes()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+            binds = [line.split()[3] for line in (entry / "mountinfo").read_text().splitlines()]
+        except (OSError, IndexError):
             continue
-        if marker.encode() in environ and state != "Z":
+        bound = any(r.count("/") >= 2 and marker.endswith(r) for r in binds)
+        if (marker.encode() in environ or bound) and state != "Z":
             found.append(int(entry.name))
     return found
 

@@ -162,7 +162,7 @@ def test_multiprocessing_child_does_not_outlive_the_app(tmp_path):
     )
     assert result.report["exit_reason"] == "frames", result.console
     assert (out / "storage" / "child-alive").exists()  # the child did run
-    # every app process has the run's .bin folder on its PATH
+    # every app process has the run's .bin folder bound in its sandbox
     assert processes_with(str(out / ".bin")) == []
     assert np.asarray(result.hdmi_frames["front_camera"]).shape == (4, 576, 768, 3)
 

@@ -131,7 +131,7 @@ if __name__ == "__main__":
 def test_real_sigint_to_the_cli_leaves_no_process_behind(tmp_path):
     root = make_project(tmp_path, STUBBORN, params={})
     out = tmp_path / "out"
-    marker = str(out / ".bin")  # on every app process's PATH
+    marker = str(out / ".bin")  # bound into every app process's sandbox
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     proc = popen_interruptible(
         [sys.executable, "-m", "panorama_cli", "run", "--camera", f"front_camera={video()}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from panorama_cli.build.containers import image_tag
+from panorama_cli.build.containers import image_tag, project_key
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.container_images import (
     NodeImage,
@@ -57,7 +57,11 @@ def test_default_images_are_build_containers_tags_interface_asset_first(tmp_path
     tags, assets = default_images(business)
     assert assets == ["code_asset", "older"]  # the model asset is no image
     assert tags == [image_tag(business.package, "code_asset"), image_tag(business.package, "older")]
-    assert tags[0] == f"panorama-cli/{ACCOUNT.lower()}-app-1-0:code_asset"
+    key = project_key(business.package)  # the project's: two projects never share a tag
+    assert tags[0] == f"panorama-cli/{ACCOUNT.lower()}-app-1-0-{key}:code_asset"
+    assert len(key) == 8 and key != project_key(
+        _plan(_project(tmp_path / "b", [])).business[0].package
+    )
 
 
 def test_host_mode_notes_the_containerport_in_container_mode_publishes_it(tmp_path):

@@ -1,4 +1,5 @@
-"""The app's world under panorama-cli run: mounts, interpreter, environment, SDK contract."""
+"""The app's world under panorama-cli run: the appliance's filesystem, no capabilities, its own
+pids, an allow-listed environment, the interpreter, the SDK contract (both sandbox modes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from panorama_cli.localrun import run_project
-from tests.localrun.helpers import make_project, video
+from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
 
 WORLD = """
 import json, os, shutil, subprocess, sys
@@ -33,6 +34,8 @@ if __name__ == "__main__":
         "metadata_disabled": os.environ.get("AWS_EC2_METADATA_DISABLED"),
         "aws_keys": sorted(k for k in os.environ if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")),
         "credentials_file": os.environ.get("AWS_SHARED_CREDENTIALS_FILE"),
+        "env": sorted(os.environ),
+        "token": os.environ.get("GITHUB_TOKEN"),
     }
     with open("/opt/aws/panorama/logs/app.log", "w") as f:
         f.write("logged\\n")
@@ -41,16 +44,35 @@ if __name__ == "__main__":
 """
 
 
-def test_entry_sees_panorama_mounts_interpreter_and_no_credentials(tmp_path, monkeypatch):
+#: All the app's environment holds (the appliance's allow-list; PWD comes from the shim's sh).
+APP_ENV = [
+    "AWS_CONFIG_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AppGraph_Uid",
+    "HOME",
+    "LANG",
+    "PANORAMA_LOCALRUN_NODE",
+    "PANORAMA_LOCALRUN_SOCKET",
+    "PATH",
+    "PWD",
+    "PYTHONPATH",
+    "PYTHONUNBUFFERED",
+]
+
+
+def test_entry_sees_panorama_mounts_interpreter_and_no_host_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_runner_token_must_not_leak")
     root = make_project(tmp_path, WORLD, files={"helper.txt": "x"}, cameras=(), hdmi=False)
     result = run_project(root, grace_s=1.0)
     # the app ended by itself before any frame: a non-zero run status, even with exit code 0
     assert result.report["exit_reason"] == "app-exited"
     assert result.report["app_exit_code"] == 0 and result.exit_status == 1
     facts = json.loads((result.run_dir / "storage" / "facts.json").read_text())
-    assert facts["name"] == "__main__" and facts["cwd"] == "/panorama"
+    assert facts["name"] == "__main__" and facts["cwd"] == "/"
+    assert facts["token"] is None and facts["env"] == APP_ENV
     assert facts["app_files"] == ["app.py", "helper.txt"]
     assert Path(facts["executable"]).resolve() == Path(sys.executable).resolve()
     assert Path(facts["child_executable"]).resolve() == Path(sys.executable).resolve(), facts
@@ -231,8 +253,8 @@ def test_unshare_fallback_gives_the_same_world(tmp_path, unshare_fallback):
     result = run_project(root, grace_s=1.0)
     assert result.report["exit_reason"] == "app-exited", result.console
     facts = json.loads((result.run_dir / "storage" / "facts.json").read_text())
-    assert facts["name"] == "__main__" and facts["cwd"] == "/panorama"
-    assert facts["app_files"] == ["app.py", "helper.txt"]
+    assert facts["name"] == "__main__" and facts["cwd"] == "/"
+    assert facts["app_files"] == ["app.py", "helper.txt"] and facts["env"] == APP_ENV
     assert Path(facts["child_executable"]).resolve() == Path(sys.executable).resolve(), facts
     assert (result.run_dir / "logs" / "app.log").read_text() == "logged\n"
     assert not Path("/panorama").exists()
@@ -267,6 +289,7 @@ facts = {
     "x": open("/panorama/x.txt").read(),
     "helper": open("/panorama/helper.txt").read(),
     "listing": sorted(os.listdir("/panorama")),
+    "cwd": os.getcwd(),
 }
 with open("/opt/aws/panorama/storage/writes.json", "w") as f:
     json.dump(facts, f)
@@ -278,7 +301,7 @@ def _writes_stay_out_of_src(tmp_path: Path) -> None:
     root = make_project(tmp_path, WRITER, files=files, cameras=(), hdmi=False)
     src = next((root / "packages").glob("*/src"))
     before = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
-    result = run_project(root, grace_s=1.0)
+    result = run_project(root, grace_s=1.0, writable_app=True)
     assert result.report["exit_reason"] == "app-exited", result.console
     assert result.report["app_exit_code"] == 0, result.console
     facts = json.loads((result.run_dir / "storage" / "writes.json").read_text())
@@ -287,6 +310,7 @@ def _writes_stay_out_of_src(tmp_path: Path) -> None:
         "x": "written",
         "helper": "x appended",
         "listing": ["app.py", "cache", "helper.txt", "x.txt"],
+        "cwd": "/panorama",
     }
     # ... and the project's src/ is as it was; nothing of the app's /panorama is left
     after = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
@@ -296,11 +320,11 @@ def _writes_stay_out_of_src(tmp_path: Path) -> None:
     assert not list(result.run_dir.glob(".panorama-*"))
 
 
-def test_app_writes_to_panorama_never_reach_src(tmp_path):
+def test_writable_app_writes_to_panorama_never_reach_src(tmp_path):
     _writes_stay_out_of_src(tmp_path)
 
 
-def test_unshare_fallback_writes_to_panorama_never_reach_src(tmp_path, unshare_fallback):
+def test_unshare_fallback_writable_app_never_reaches_src(tmp_path, unshare_fallback):
     _writes_stay_out_of_src(tmp_path)
 
 
@@ -318,13 +342,242 @@ def test_src_copy_leaves_out_a_run_folder_inside_src(tmp_path):
     assert sorted(p.name for p in (dest / "run").iterdir()) == []  # not itself
 
 
-def test_bwrap_command_line_overlays_src_on_panorama():
+def test_bwrap_command_line_overlays_src_on_panorama_with_writable_app():
     from panorama_cli.localrun import sandbox
 
-    ops = sandbox.app_ops(Path("/p/src"), Path("/r/logs"), Path("/r/storage"), overlay=True)
-    argv = sandbox.bwrap_argv(ops, ["python3", "/panorama/app.py"], 3, True)
+    logs, storage = Path("/r/logs"), Path("/r/storage")
+    ops = sandbox.layout(Path("/p/src"), logs, storage, writable="overlay")
+    argv = sandbox.bwrap_argv(ops, ["python3", "/panorama/app.py"], 3, "/panorama")
     at = argv.index("--overlay-src")
     assert argv[at : at + 4] == ["--overlay-src", "/p/src", "--tmp-overlay", "/panorama"]
     assert ["--bind", "/r/logs", "/opt/aws/panorama/logs"] == argv[at + 4 : at + 7]
-    plain = sandbox.app_ops(Path("/r/.panorama-n"), Path("/r/logs"), Path("/r/storage"))
-    assert plain[0] == ("bind", "/r/.panorama-n", "/panorama")
+    assert argv[argv.index("--chdir") + 1] == "/panorama"
+    plain = sandbox.layout(Path("/r/.panorama-n"), logs, storage, writable="copy")
+    assert ("bind", "/r/.panorama-n", "/panorama") in plain
+    default = sandbox.bwrap_argv(sandbox.layout(Path("/p/src"), logs, storage), ["x"], 3)
+    at = default.index("/p/src")
+    assert default[at - 1 : at + 2] == ["--ro-bind", "/p/src", "/panorama"]
+    assert default[default.index("--cap-drop") + 1] == "ALL" and "--unshare-pid" in default
+    assert default[default.index("--chdir") + 1] == "/"
+    assert ["--remount-ro", "/"] == default[default.index("--unshare-pid") - 2 :][:2]
+
+
+# -- a hostile app, in both sandbox modes -------------------------------------------------------
+
+HOSTILE = """
+import json, os, signal, subprocess
+
+def attempt(path):
+    try:
+        with open(path, "w") as f:
+            f.write("app was here")
+        return "written"
+    except OSError as e:
+        return e.errno
+
+def listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as e:
+        return e.errno
+
+def kill(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+        return "killed"
+    except OSError as e:
+        return type(e).__name__
+
+host = json.load(open("/panorama/host.json"))
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+remount = subprocess.run(["mount", "-o", "remount,bind,rw", "/etc"], capture_output=True)
+daemon = subprocess.Popen(["setsid", "sleep", "300"], env={"MARK": host["marker"]},
+                          start_new_session=True)
+facts = {
+    "cwd": os.getcwd(),
+    "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "remount": remount.returncode,
+    "etc": attempt("/etc/" + host["etc_name"]),
+    "secret": listing(host["secret_dir"]),
+    "home": listing("/home"), "tmp_before": listing("/tmp"),
+    "host_tmp_file": os.path.exists(host["host_tmp_file"]),
+    "write": {p: attempt(p) for p in ("/panorama/x", "/x", "/root/x", "/usr/x", "/tmp/x",
+                                     "/opt/aws/panorama/logs/x", "/opt/aws/panorama/storage/x")},
+    "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "sees_victim": os.path.exists("/proc/%d" % host["victim"]),
+    "kill": kill(host["victim"]),
+    "shm": attempt("/dev/shm/psm_sandbox_probe_%d" % os.getpid()),
+    "run": listing("/run"),
+}
+os.remove("/dev/shm/psm_sandbox_probe_%d" % os.getpid())
+json.dump(facts, open("/opt/aws/panorama/storage/hostile.json", "w"))
+"""
+
+
+@pytest.fixture(params=["bwrap", "unshare"])
+def sandbox_mode(request, monkeypatch):
+    """Each sandbox mode in turn (``PANORAMA_LOCALRUN_SANDBOX``); skip where it cannot run."""
+    import os
+    import shutil
+
+    from panorama_cli.localrun import sandbox
+
+    if request.param == "unshare" and os.geteuid() != 0:
+        pytest.skip("the unshare fallback needs root")
+    if request.param == "bwrap" and not shutil.which("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    monkeypatch.setenv(sandbox.FORCE_ENV, request.param)
+    sandbox.mode.cache_clear()
+    if sandbox.mode() != request.param:
+        pytest.skip(f"{request.param} cannot make the sandbox here")
+    yield request.param
+    monkeypatch.delenv(sandbox.FORCE_ENV)
+    sandbox.mode.cache_clear()
+
+
+def test_hostile_app_has_no_capabilities_no_host_files_and_no_host_processes(
+    tmp_path, sandbox_mode
+):
+    import os
+    import subprocess
+    import uuid
+
+    from tests.localrun.helpers import processes_with
+
+    marker = f"panorama-sandbox-{uuid.uuid4().hex}"
+    home = Path.home()
+    secret_dir = home / f".{marker}"  # as ~/.aws would be
+    secret_dir.mkdir()
+    (secret_dir / "credentials").write_text("[default]\naws_secret_access_key = s\n")
+    host_tmp_file = tmp_path / "host-tmp-file"
+    host_tmp_file.write_text("the host's /tmp")
+    etc_name = f"{marker}.conf"
+    victim = subprocess.Popen(["sleep", "120"])
+    host = {
+        "marker": marker,
+        "etc_name": etc_name,
+        "secret_dir": str(secret_dir),
+        "host_tmp_file": str(host_tmp_file),
+        "victim": victim.pid,
+    }
+    root = make_project(
+        tmp_path, HOSTILE, files={"host.json": json.dumps(host)}, cameras=(), hdmi=False
+    )
+    try:
+        result = run_project(root, grace_s=1.0)
+        deadline = time.monotonic() + 5
+        while processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        daemons = processes_with(marker)
+        victim_alive = victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+        for pid in processes_with(marker):
+            os.kill(pid, 9)
+        shutil_rmtree(secret_dir)
+        etc_written = Path("/etc", etc_name).exists()
+        Path("/etc", etc_name).unlink(missing_ok=True)
+    assert result.report["app_exit_code"] == 0, result.console
+    facts = json.loads((result.run_dir / "storage" / "hostile.json").read_text())
+    assert facts["cap_eff"] == facts["cap_prm"] == "0000000000000000"
+    assert facts["no_new_privs"] == "1"
+    assert facts["remount"] != 0 and facts["etc"] == 30 and not etc_written  # EROFS
+    assert facts["secret"] == 2  # ENOENT: the host's home is an empty tmpfs
+    assert not facts["host_tmp_file"] and facts["tmp_before"] == []
+    assert facts["cwd"] == "/"
+    erofs = {p: 30 for p in ("/panorama/x", "/x", "/root/x", "/usr/x")}
+    written = {p: "written" for p in
+               ("/tmp/x", "/opt/aws/panorama/logs/x", "/opt/aws/panorama/storage/x")}  # fmt: skip
+    assert facts["write"] == {**erofs, **written}
+    assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "app was here"
+    assert facts["shm"] == "written"  # /dev/shm is the host's: the frames live there
+    assert facts["run"] == ["panorama-cli"]  # not the host's /run (its Docker socket)
+    assert facts["pids"][0] == 1 and len(facts["pids"]) <= 4, facts["pids"]
+    assert not facts["sees_victim"] and facts["kill"] == "ProcessLookupError"
+    assert victim_alive  # the host process survived
+    assert daemons == []  # the setsid daemon died with the sandbox
+    assert (result.run_dir / "storage" / "x").read_text() == "app was here"
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+READ_ONLY_WRITER = """
+open("/panorama/results.txt", "w").write("x")
+"""
+
+RELATIVE_READER = """
+open("model/labels.txt").read()
+"""
+
+
+@pytest.mark.parametrize(
+    "app, why",
+    [
+        (READ_ONLY_WRITER, "the app wrote to /panorama/results.txt, which is read-only as on "
+         "the appliance: write to /opt/aws/panorama/storage"),
+        (RELATIVE_READER, "the app opened the relative path 'model/labels.txt', but its working "
+         "directory is / as on the appliance: open /panorama/model/labels.txt"),
+    ],
+    ids=["EROFS", "relative-path"],
+)  # fmt: skip
+def test_filesystem_failure_says_why_on_the_last_line(tmp_path, app, why):
+    from tests.support.cli_runner import run_cli_subprocess
+
+    root = make_project(
+        tmp_path, app, files={"model/labels.txt": "person\n"}, cameras=(), hdmi=False, params={}
+    )
+    result = run_cli_subprocess(["run", "--output-dir", str(tmp_path / "out")], cwd=root)
+    assert result.exit_code == 1, result.describe()
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("why: " + why), result.stderr
+
+
+def test_writable_app_keeps_the_old_writable_panorama(tmp_path):
+    from tests.support.cli_runner import run_cli_subprocess
+
+    app = (
+        READ_ONLY_WRITER
+        + 'open("/opt/aws/panorama/storage/cwd", "w").write(__import__("os").getcwd())\n'
+    )
+    root = make_project(tmp_path, app, cameras=(), hdmi=False, params={})
+    out = tmp_path / "out"
+    result = run_cli_subprocess(["run", "--writable-app", "--output-dir", str(out)], cwd=root)
+    assert result.exit_code == 1 and "why:" not in result.stderr, result.describe()
+    assert (out / "storage" / "cwd").read_text() == "/panorama"
+    assert not (root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0" / "src" / "results.txt").exists()
+    help_text = run_cli_subprocess(["run", "--help"], cwd=root).stdout
+    assert "--writable-app" in help_text and "not what the appliance does" in help_text
+
+
+def test_dockerfile_runtime_instructions_are_named_at_start(tmp_path):
+    from tests.support.cli_runner import run_cli_subprocess
+
+    app = (
+        'import os; open("/opt/aws/panorama/storage/env", "w").write(os.environ.get("MODE", "-"))\n'
+    )
+    root = make_project(tmp_path, app, cameras=(), hdmi=False, params={})
+    (root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0" / "Dockerfile").write_text(
+        "FROM public.ecr.aws/panorama/panorama-application AS build\n"
+        "WORKDIR /build\n"
+        "FROM public.ecr.aws/panorama/panorama-application\n"
+        "ENV MODE=fast \\\n"
+        "    OTHER=1\n"
+        "# a comment\n"
+        "WORKDIR /panorama\n"
+        "COPY src /panorama\n"
+        "USER 1000\n"
+        'CMD ["python3", "/panorama/app.py"]\n'
+    )
+    out = tmp_path / "out"
+    result = run_cli_subprocess(["run", "--output-dir", str(out)], cwd=root)
+    assert (
+        "node code_node: the appliance ignores the Dockerfile's ENV (line 4), WORKDIR (line 7), "
+        "USER (line 9), CMD (line 10)"
+    ) in " ".join(result.stderr.split()), result.describe()
+    assert (out / "storage" / "env").read_text() == "-"
