@@ -227,7 +227,7 @@ def _exported_image(client: Any, business: BusinessNode) -> tuple[str, Any | Non
 
     tags, assets = default_images(business)
     uris = _container_uris(business)
-    for tag, asset in zip(tags, assets, strict=True):
+    for asset in assets:
         uri = uris.get(asset, "")
         for image_id in image_cache.images_for(uri) if uri else []:
             image = _lookup(client, image_id)
@@ -241,10 +241,15 @@ def _exported_image(client: Any, business: BusinessNode) -> tuple[str, Any | Non
         if image is None:
             continue
         uri = uris.get(asset, "")
+        why = (
+            "is not in the Docker engine any more"
+            if uri and image_cache.images_for(uri)
+            else "was not exported on this machine (no image id recorded)"
+        )
         note = (
-            f"node {business.node.name}: the image assets/{uri} was exported from is not in the "
-            f"Docker engine any more; running {tag} instead, which may differ "
-            f"(rebuild with build-container to make them one)"
+            f"node {business.node.name}: the image assets/{uri} was exported from {why}; "
+            f"running {tag} instead, which may differ (rebuild with build-container to make "
+            "them one)"
         )
         return tag, image, note
     return "", None, ""
