@@ -1,8 +1,18 @@
 """``run --in-container``: a business-logic node's descriptor entry in its image, as on the
 device, through the Docker SDK.
 
-The container gets, as on the appliance:
+The container gets, as on the appliance (which runs the image's exported filesystem, not a
+container of it: :mod:`.appliance`):
 
+* the image's filesystem read-only (``read_only``), a private tmpfs ``/tmp``, working directory
+  ``/``, user root with no capabilities (plus DAC_OVERRIDE when the runner is not root, so that
+  root in the container can write the runner's logs/storage and reach its socket) and
+  ``no-new-privileges``;
+* none of the image's runtime configuration: ENTRYPOINT and CMD are replaced by the
+  descriptor's entry, WORKDIR by ``/``, USER by root, and its ENV is not seen: the engine merges
+  the image's Env into every container's (the create API has no way to leave it out), so the
+  entry starts through ``/usr/bin/env -i`` with exactly the appliance's environment
+  (:func:`.appliance.app_environment`), nothing of the image's or the runner's;
 * ``/panorama`` from the image itself (what build-container put there, not src/);
 * ``/opt/aws/panorama/logs`` and ``/opt/aws/panorama/storage`` bind-mounted from the run
   folder's ``logs/`` and ``storage/``;
@@ -11,7 +21,8 @@ The container gets, as on the appliance:
 * the runner's control socket bind-mounted at :data:`SOCKET_TARGET` (a Unix socket, no TCP
   port) and the host's IPC namespace (``--ipc=host``), so the frame rings and call arenas in
   ``/dev/shm/psm_*`` are the same memory on both sides;
-* ``AppGraph_Uid`` and the node name in its environment, ``docker-init`` as PID 1 so that
+* ``AppGraph_Uid`` and the node name in its environment (``--writable-app``: writable root and
+  working directory /panorama, not what the appliance does), ``docker-init`` as PID 1 so that
   SIGINT/SIGTERM reach the entry, the routing rules' ports, and with ``--device cuda`` every
   GPU (Docker device requests, ``--gpus all``).
 
@@ -33,6 +44,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun import appliance
+from panorama_cli.localrun.appliance import (
+    APP_ROOT,
+    AWS_TARGET,
+    LOGS,
+    SDK_DIR,
+    SDK_TARGET,
+    SOCKET_TARGET,
+    STORAGE,
+)
 
 if TYPE_CHECKING:
     from panorama_cli.localrun.container_images import NodeImage
@@ -40,13 +61,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SDK_DIR = Path(__file__).resolve().parent / "sdk"
-SDK_TARGET = "/opt/panorama-cli/sdk"
-SOCKET_TARGET = "/run/panorama-cli/ctl.sock"
-LOGS = "/opt/aws/panorama/logs"
-STORAGE = "/opt/aws/panorama/storage"
-AWS_TARGET = "/opt/panorama-cli/aws"
 ROLE = "run-app"
+#: Starts the entry with exactly the given environment (coreutils/busybox, in every base image).
+ENV_PROGRAM = "/usr/bin/env"
+TMPFS = {"/tmp": "rw,exec,nosuid,nodev,mode=1777"}
 #: Labels naming the node and the run folder (docker ps --filter label=panorama-cli.run=DIR).
 NODE_LABEL = "panorama-cli.node"
 RUN_LABEL = "panorama-cli.run"
@@ -59,25 +77,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def container_environment(spec: AppSpec, target: NodeImage) -> dict[str, str]:
-    """The entry's environment in the container: the runner's variables translated to the
-    container's paths (socket, SDK first on the image's PYTHONPATH), no AWS credentials
-    unless ``spec.aws_profile`` (then the runner's ~/.aws, read-only, and that profile)."""
-    env = {k: v for k, v in spec.env.items() if k not in ("PYTHONPATH",)}
-    env["PANORAMA_LOCALRUN_SOCKET"] = SOCKET_TARGET
-    env["PYTHONPATH"] = ":".join(p for p in (SDK_TARGET, target.python_path) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    if spec.aws_profile is not None:
-        env["AWS_PROFILE"] = spec.aws_profile
-        env["AWS_SHARED_CREDENTIALS_FILE"] = f"{AWS_TARGET}/credentials"
-        env["AWS_CONFIG_FILE"] = f"{AWS_TARGET}/config"
-    return env
+def container_environment(spec: AppSpec) -> dict[str, str]:
+    """The entry's whole environment in the container: the appliance's allow-list with the
+    container's paths (socket, SDK on PYTHONPATH), no AWS credentials unless
+    ``spec.aws_profile`` (then the runner's AWS files, read-only, and that profile). Not the
+    image's ENV (see the module docstring)."""
+    return appliance.app_environment(spec.env, shims=False, aws_profile=spec.aws_profile)
+
+
+def entry_argv(spec: AppSpec) -> list[str]:
+    """The container's entrypoint: ``env -i NAME=VALUE... <entry.path> <entry.name>``."""
+    env = [f"{k}={v}" for k, v in sorted(container_environment(spec).items())]
+    return [ENV_PROGRAM, "-i", *env, spec.interpreter, spec.entry]
 
 
 def container_mounts(spec: AppSpec, socket_path: Path) -> list[Any]:
     """Bind mounts: logs, storage (read-write), the SDK (read-only), the control socket,
-    and ~/.aws read-only when credentials are passed."""
+    and the runner's AWS credentials/config files read-only when a profile is passed."""
     from docker.types import Mount
 
     mounts = [
@@ -86,9 +102,9 @@ def container_mounts(spec: AppSpec, socket_path: Path) -> list[Any]:
         Mount(SDK_TARGET, str(SDK_DIR), type="bind", read_only=True),
         Mount(SOCKET_TARGET, str(socket_path), type="bind"),
     ]
-    aws = Path.home() / ".aws"
-    if spec.aws_profile is not None and aws.is_dir():
-        mounts.append(Mount(AWS_TARGET, str(aws), type="bind", read_only=True))
+    if spec.aws_profile is not None:
+        for name, path in appliance.aws_files().items():
+            mounts.append(Mount(f"{AWS_TARGET}/{name}", str(path), type="bind", read_only=True))
     return mounts
 
 
@@ -183,11 +199,18 @@ class ContainerApp:
             folder.mkdir(parents=True, exist_ok=True)
         socket_path = Path(spec.env["PANORAMA_LOCALRUN_SOCKET"])
         options: dict[str, Any] = {
-            "environment": container_environment(spec, target),
+            "entrypoint": entry_argv(spec),
+            "environment": container_environment(spec),  # docker inspect; env -i is what counts
             "mounts": container_mounts(spec, socket_path),
+            "read_only": not spec.writable_app,
+            "tmpfs": dict(TMPFS),
+            "user": "0:0",
+            "cap_drop": ["ALL"],
+            "cap_add": [] if os.geteuid() == 0 else ["DAC_OVERRIDE"],
+            "security_opt": ["no-new-privileges"],
             "ipc_mode": "host",
             "init": True,
-            "working_dir": "/panorama",
+            "working_dir": APP_ROOT if spec.writable_app else "/",
             "ports": {f"{c}/tcp": ("127.0.0.1", h) for c, h in target.ports.items()},
             "labels": {
                 docker_engine.CONTAINER_LABEL: ROLE,
@@ -206,7 +229,7 @@ class ContainerApp:
         log.debug("node %s: container of %s: %s", spec.node, target.image, self._command())
         try:
             self.container = self.runtime.client.containers.create(
-                target.image_id, self._command(), platform=target.platform, **options
+                target.image_id, None, platform=target.platform, **options
             )
         except docker.errors.APIError as exc:
             raise UserError(
@@ -342,6 +365,12 @@ def _start_error(node: str, target: NodeImage, command: list[str], exc: Exceptio
         return UserError(
             f"node {node}: a hostPort of its networkRoutingRules is in use ({message})",
             hint="stop what listens there or change hostPort (an override file)",
+        )
+    if ENV_PROGRAM in message:
+        return UserError(
+            f"node {node}: image {target.image} has no {ENV_PROGRAM}, which starts the entry "
+            f"with the appliance's environment ({message})",
+            hint="build FROM an image with coreutils or busybox (every Panorama base image has it)",
         )
     if "executable file not found" in message or "no such file or directory" in message:
         return UserError(

@@ -42,8 +42,30 @@ ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 RUN apt-get update && apt-get install -y --no-install-recommends python3-numpy \\
     && rm -rf /var/lib/apt/lists/*
+ENV IMAGE_ONLY=from-the-image \\
+    PYTHONPATH=/nowhere
+WORKDIR /panorama
 COPY src /panorama
+USER 1000
+ENTRYPOINT ["/bin/false"]
+CMD ["the appliance never runs this"]
 """
+#: What the start note names of DOCKERFILE (the appliance ignores them; so does the run).
+IGNORED = "ENV (line 5), WORKDIR (line 7), USER (line 9), ENTRYPOINT (line 10), CMD (line 11)"
+#: The entry's whole environment (the appliance's allow-list, nothing of the image's ENV).
+APP_ENV = [
+    "AWS_CONFIG_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AppGraph_Uid",
+    "HOME",
+    "LANG",
+    "PANORAMA_LOCALRUN_NODE",
+    "PANORAMA_LOCALRUN_SOCKET",
+    "PATH",
+    "PYTHONPATH",
+    "PYTHONUNBUFFERED",
+]
 
 APP = """
 import json, os, platform, sys, threading
@@ -54,6 +76,24 @@ import panoramasdk
 
 STATE = "/opt/aws/panorama/storage/state.json"
 seen = []
+
+
+def attempt(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "written"
+    except OSError as e:
+        return e.errno
+
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+world = {
+    "env": sorted(os.environ), "image_only": os.environ.get("IMAGE_ONLY"),
+    "user": [os.getuid(), os.getgid()], "cap_eff": status["CapEff"].strip(),
+    "writes": {p: attempt(p) for p in ("/panorama/x", "/x", "/etc/x", "/tmp/x",
+                                       "/opt/aws/panorama/logs/x")},
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -85,7 +125,8 @@ class Application(panoramasdk.node):
             json.dump({"frames": len(seen), "shape": list(seen[0]), "baked": True,
                        "machine": platform.machine(), "python": sys.version_info[:2],
                        "numpy": numpy.__version__, "sdk": panoramasdk.__file__,
-                       "uid": os.environ.get("AppGraph_Uid"), "cwd": os.getcwd()}, f)
+                       "uid": os.environ.get("AppGraph_Uid"), "cwd": os.getcwd(),
+                       "world": world}, f)
 
 
 app = Application()
@@ -182,7 +223,16 @@ def test_amd64_image_runs_video_frames_with_the_run_folder_mounted(
     assert report["hdmi"]["front_camera"]["frames"] == 8
     state = json.loads((out / "storage" / "state.json").read_text())
     assert state["frames"] == 8 and state["shape"] == [576, 768] and state["baked"]
-    assert state["machine"] == "x86_64" and state["cwd"] == "/panorama"
+    assert state["machine"] == "x86_64" and state["cwd"] == "/"  # not the image's WORKDIR
+    # the appliance's world: the image's ENV/USER/ENTRYPOINT/CMD not applied, read-only root
+    world = state["world"]
+    assert world["env"] == APP_ENV and world["image_only"] is None
+    assert world["user"] == [0, 0] and world["cap_eff"] == "0000000000000000"
+    assert world["writes"] == {
+        "/panorama/x": 30, "/x": 30, "/etc/x": 30,  # EROFS
+        "/tmp/x": "written", "/opt/aws/panorama/logs/x": "written",
+    }  # fmt: skip
+    assert f"the appliance ignores the Dockerfile's {IGNORED}" in " ".join(result.stderr.split())
     assert state["sdk"].startswith("/opt/panorama-cli/sdk/panoramasdk/")
     assert state["numpy"].startswith("1.")  # Debian's numpy, not the runner's
     assert state["uid"].startswith("applicationInstance-")
@@ -197,7 +247,7 @@ def test_arm64_image_runs_under_qemu(app_project, arm64_image, docker_client, tm
     assert result.exit_code == 0, result.describe()
     assert result.stderr.count("under qemu emulation") == 1
     state = json.loads((out / "storage" / "state.json").read_text())
-    assert state["machine"] == "aarch64" and state["frames"] == 3
+    assert state["machine"] == "aarch64" and state["frames"] == 3 and state["cwd"] == "/"
     assert _left(docker_client, out) == []
     wrong = _run(app_project, tmp_path / "x", "--image", arm64_image, "--platform", "linux/amd64")
     assert wrong.exit_code == 1
@@ -399,4 +449,16 @@ def test_two_nodes_in_two_containers_with_a_model_call(base_image_amd64, docker_
     assert len(first["means"]) == 4 and all(0.0 < m < 1.0 for m in first["means"])
     assert second["white"] == [True] * 4  # first's drawing reached second through /dev/shm
     assert (out / "logs" / "second" / "console.log").is_file()
+    assert _left(docker_client, out) == []
+
+
+def test_writable_app_gives_the_old_writable_image_and_workdir(
+    app_project, amd64_image, docker_client, tmp_path
+):
+    out = tmp_path / "out"
+    result = _run(app_project, out, "--frames", "2", "--writable-app")
+    assert result.exit_code == 0, result.describe()
+    state = json.loads((out / "storage" / "state.json").read_text())
+    assert state["cwd"] == "/panorama" and state["world"]["writes"]["/panorama/x"] == "written"
+    assert state["world"]["image_only"] is None  # the image's ENV still does not apply
     assert _left(docker_client, out) == []
