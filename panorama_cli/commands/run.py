@@ -181,9 +181,12 @@ def cli(
         device=device,
         deps=deps,
     )
+    from panorama_cli.localrun.engine import hangup_stops
+
     view = _LiveView(as_json)
     try:
-        result = run_application(project, options, view.notify)
+        with hangup_stops():  # a closed terminal stops the run as SIGTERM does
+            result = run_application(project, options, view.notify)
     finally:
         view.close()
     report = result.report
@@ -258,7 +261,11 @@ class _LiveView:
 def _print_summary(report: dict[str, Any], run_dir: Path, root: Path) -> None:
     rows: list[list[str]] = []
     for name, cam in report["cameras"].items():
-        rows.append([f"camera {name}", f"{cam['frames']} frames", f"{cam['fps']:.1f} fps", "", ""])
+        read = cam.get("read_ms") or {"mean": 0.0, "p50": 0.0, "p95": 0.0}
+        rows.append(
+            [f"camera {name} read ({cam['fps']:.1f} fps)", f"{cam['frames']} frames",
+             f"{read['mean']:.2f} ms", f"{read['p50']:.2f} ms", f"{read['p95']:.2f} ms"]
+        )  # fmt: skip
         if cam["dropped"]:
             rows[-1][1] += f" ({cam['dropped']} dropped)"
     for name, node in report["nodes"].items():
@@ -272,7 +279,8 @@ def _print_summary(report: dict[str, Any], run_dir: Path, root: Path) -> None:
     for name, model in report["models"].items():
         rows.append(
             [f"model {name} ({model['backend']})", f"{model['calls']} calls",
-             f"{model['mean_ms']:.2f} ms", "", f"{model['p95_ms']:.2f} ms"]
+             f"{model['mean_ms']:.2f} ms", f"{model.get('p50_ms', 0.0):.2f} ms",
+             f"{model['p95_ms']:.2f} ms"]
         )  # fmt: skip
     console.emit_table(["", "count", "mean", "p50", "p95"], rows, title="timings")
     for stream, out in report["hdmi"].items():

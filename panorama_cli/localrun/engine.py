@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan
+from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan, create_run_dir
+from panorama_cli.localrun.report import REFRESH_S
 from panorama_cli.project.project import Project
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,10 @@ class _Run:
         self.router: Any = None
         self.server: Any = None
         self.containers: Any = None  # container_app.ContainerRuntime with --in-container
+        self.last_report = 0.0
+        self.reason = "app-error"
+        self.shown: set[str] = set()
+        self.said_stopped: set[str] = set()
 
     # -- set up ------------------------------------------------------------------------------
     def load_models(self) -> None:
@@ -152,9 +159,9 @@ class _Run:
             on_first_frame=self._first_frame,
             keep_frames=self.options.keep_frames,
         )
-        self.server = ControlServer(
-            socket_path(plan.run_dir), self.router, on_close=self.router.session_closed
-        )
+        path = socket_path(plan.run_dir)
+        _remove_stale_socket(path)  # a killed run's ctl.sock in a reused --output-dir
+        self.server = ControlServer(path, self.router, on_close=self.router.session_closed)
         uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
         several = len(plan.business) > 1
         for business in plan.business:
@@ -228,10 +235,71 @@ class _Run:
             if now - last_status >= 0.5:
                 last_status = now
                 self.notify("status", {"cameras": self.camera_status(), "elapsed_s": now - started})
+            if now - self.last_report >= REFRESH_S:
+                self.write_progress()
+            self.show_notes()
+
+    # -- report ------------------------------------------------------------------------------
+    def build(self, reason: str, hdmi: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """report.json's content now (see :mod:`.report`)."""
+        from panorama_cli.localrun.report import build_report
+
+        return build_report(
+            exit_reason=reason,
+            app_exit_code=self.exit_code(reason) if reason != "running" else None,
+            startup_s=None if self.first_frame_t is None else self.first_frame_t - self.t0,
+            wall_s=time.monotonic() - self.t0,
+            cameras={name: feed.camera.stats for name, feed in self.feeds.items()},
+            nodes={name: s.samples for name, s in self.router.stats.items()} if self.router else {},
+            models=self.models,
+            hdmi=hdmi,
+            notes=self.notes(),
+        )
+
+    def notes(self) -> list[str]:
+        """What the run dropped or skipped so far: console lines (cap, full disk), unreadable
+        images, malformed overlays; each part's ``notes`` list, in that order."""
+        parts: list[Any] = list(self.apps.values())
+        parts += [feed.camera.source for feed in self.feeds.values()]
+        parts += [w.sink for w in dict(self.router.sinks if self.router else {}).values()]
+        return [note for part in parts for note in list(getattr(part, "notes", ()))]
+
+    def show_notes(self) -> None:
+        """Print the notes not printed yet (one line each, as they happen)."""
+        for note in self.notes():
+            if note not in self.shown:
+                self.shown.add(note)
+                self.notify("note", {"text": note})
+
+    def say_stopped(self, name: str, how: str) -> None:
+        """One line for a node the runner stopped (its KeyboardInterrupt stays in console.log)."""
+        app = self.apps[name]
+        by = getattr(app, "stopped_by", None)
+        if by is None or name in self.said_stopped:
+            return
+        self.said_stopped.add(name)
+        text = f"node {name} stopped {how}"
+        if by != "SIGINT":
+            text += f" ({by}: it did not end within {self.options.grace_s:g} s of SIGINT)"
+        self.notify("note", {"text": text})
+
+    def write_progress(self) -> None:
+        """report.json with exit_reason "running" (what a killed runner leaves); a write error
+        (full disk) is logged, never ends the run."""
+        from panorama_cli.localrun.report import write_report
+
+        self.last_report = time.monotonic()
+        sinks = dict(self.router.sinks) if self.router else {}
+        hdmi = {stream: worker.sink.progress() for stream, worker in sinks.items()}
+        try:
+            write_report(self.plan.run_dir, self.build("running", hdmi))
+        except OSError as exc:
+            log.debug("run: report.json not updated: %s", exc)
 
     def _stop_node(self, node: str) -> None:
         self.apps[node].stop(self.options.grace_s)
         self.router.node_ended(node)
+        self.say_stopped(node, "at end of input")
 
     def _input_reason(self) -> str:
         frames = self.options.frames
@@ -254,6 +322,16 @@ class _Run:
             thread.start()
         for thread in threads:
             thread.join()
+        how = {
+            "frames": "at end of input",
+            "end-of-input": "at end of input",
+            "duration": f"after --duration {self.options.duration:g} s"
+            if self.options.duration
+            else "at the end of the run",
+            "interrupted": "(interrupted)",
+        }.get(self.reason, "(another node ended)")
+        for name in self.apps:
+            self.say_stopped(name, how)
 
     def teardown(self) -> dict[str, dict[str, Any]]:
         """Stop the apps (a second Ctrl-C skips the grace periods), the cameras, the sinks
@@ -286,6 +364,55 @@ class _Run:
         return None if first is None else _status(first)
 
 
+def _remove_stale_socket(path: Path) -> None:
+    """Unlink ``path`` when it is a socket no process listens on (left by a killed run)."""
+    import socket
+    import stat
+
+    try:
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            return
+    except OSError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink(missing_ok=True)
+        log.debug("run: removed the stale socket %s", path)
+    except OSError:
+        pass
+    else:
+        raise UserError(
+            f"{path.parent}: another run is using this run folder",
+            hint="wait for it to end, or pass another --output-dir",
+        )
+    finally:
+        probe.close()
+
+
+@contextmanager
+def hangup_stops() -> Iterator[None]:
+    """Within the block SIGHUP (the terminal closed) stops the run as SIGTERM does: it raises
+    :class:`~panorama_cli.interrupts.Terminated`, the apps are stopped, report.json written."""
+    from panorama_cli import interrupts
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(
+        signal.SIGHUP
+    ) in (signal.SIG_IGN, None):  # nohup: hang-ups stay ignored
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise interrupts.Terminated()
+
+    old = signal.signal(signal.SIGHUP, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, old if old is not None else signal.SIG_DFL)
+
+
 def _status(code: int) -> int:
     """A Popen return code as a shell shows it (killed by signal N -> 128+N)."""
     return 128 - code if code < 0 else code
@@ -309,7 +436,7 @@ def run_application(
             such node, a camera has no source or cannot be opened, a model cannot load, the
             sandbox cannot be made.
     """
-    from panorama_cli.localrun.report import build_report, write_report
+    from panorama_cli.localrun.report import write_report
 
     t0 = time.monotonic()
     plan = build_plan(project, options)
@@ -329,31 +456,36 @@ def run_application(
             from panorama_cli.localrun.container_images import prepare_containers
 
             run.containers = prepare_containers(plan, notify)
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        create_run_dir(plan)  # this run's own folder, even when another started this second
+        if run.containers is not None:
+            run.containers.run_dir = plan.run_dir
         for folder in ("logs", "storage"):
             (plan.run_dir / folder).mkdir(exist_ok=True)
         run.start_apps()
+        run.write_progress()  # a runner killed from now on leaves a report
         try:
             reason = run.wait_for_end()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP
             reason = "interrupted"
+        run.reason = reason
         notify("stopping", {"reason": reason})
     finally:
         hdmi = run.teardown()
+    broken = {n: f.camera.error for n, f in run.feeds.items() if f.camera.error is not None}
+    if broken and reason in ("end-of-input", "frames", "duration"):
+        reason = "camera-error"  # a source that broke is not the end of its input
+    app_code = run.exit_code(reason)
+    run.show_notes()
+    report = run.build(reason, hdmi)
+    try:
+        write_report(plan.run_dir, report)
+    except OSError as exc:  # a full disk: the run's result still reaches the caller
+        notify("note", {"text": f"report.json not written ({exc.strerror or exc})"})
     for error in run.router.sink_errors() if run.router else []:
         raise UserError(f"HDMI output failed: {error}")
-    app_code = run.exit_code(reason)
-    report = build_report(
-        exit_reason=reason,
-        app_exit_code=app_code,
-        startup_s=None if run.first_frame_t is None else run.first_frame_t - t0,
-        wall_s=time.monotonic() - t0,
-        cameras={name: feed.camera.stats for name, feed in run.feeds.items()},
-        nodes={name: stats.samples for name, stats in run.router.stats.items()},
-        models=run.models,
-        hdmi=hdmi,
-    )
-    write_report(plan.run_dir, report)
+    if broken and reason != "interrupted":
+        name, error = next(iter(broken.items()))
+        raise UserError(f"camera {name}: {error}")
     status = 0
     if reason in ("app-error", "app-exited"):
         status = app_code if app_code else 1

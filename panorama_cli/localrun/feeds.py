@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 from panorama_cli.localrun.channel import FrameRing
+from panorama_cli.localrun.report import TimingStats
+from panorama_cli.localrun.sinks import as_list
 
 _POLL_S = 0.2
 _QUEUE_FRAMES = 4
@@ -78,15 +80,25 @@ class CameraFeed:
 
 
 class NodeStats:
-    """Seconds spent in get / put / call, as the SDK measured them."""
+    """Seconds spent in get / put / call, as the SDK measured them (streaming statistics:
+    bounded memory however long the run). Malformed pairs are ignored."""
 
     def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = {"get": [], "put": [], "call": []}
+        self.samples: dict[str, TimingStats] = {k: TimingStats() for k in ("get", "put", "call")}
 
     def add(self, pairs: Any) -> None:
-        for kind, seconds in pairs or ():
-            if kind in self.samples:
-                self.samples[kind].append(float(seconds))
+        try:
+            for kind, seconds in pairs or ():
+                if kind in self.samples:
+                    self.samples[kind].add(float(seconds))
+        except (TypeError, ValueError):
+            return
+
+
+def _tuples(items: Any) -> list[Any]:
+    """The overlays as tuples (``(l, t, r, b)``, ``(text, x, y)``) whatever the wire made of
+    them; a malformed one as it came."""
+    return [tuple(x) if isinstance(x, (list, tuple)) else x for x in as_list(items)]
 
 
 class SinkWorker:
@@ -113,7 +125,7 @@ class SinkWorker:
             try:
                 image = ring.view(slot)
                 if self.keep is not None:
-                    self.keep.append((image.copy(), list(rects), list(labels)))
+                    self.keep.append((image.copy(), _tuples(rects), _tuples(labels)))
                 if self.error is None:
                     self.sink.write(image, rects, labels)
             except BaseException as exc:  # noqa: BLE001 - reported at the end of the run

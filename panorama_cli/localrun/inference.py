@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from array import array
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun import model_archive
+from panorama_cli.localrun.report import TimingStats
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,7 +97,7 @@ class ModelNode:
             n: (math.prod(s) if s and -1 not in s else None) for n, s in self.input_shapes.items()
         }
         self._lock = threading.Lock()
-        self._latency_ms = array("d")
+        self._latency_ms = TimingStats()  # bounded memory, however many calls
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -202,7 +202,7 @@ class ModelNode:
         try:
             start = time.perf_counter()  # waiting for another call is not this call's latency
             outputs = self.impl.run(feed)
-            self._latency_ms.append((prepared + time.perf_counter() - start) * 1000.0)
+            self._latency_ms.add((prepared + time.perf_counter() - start) * 1000.0)
         finally:
             self._lock.release()
         return outputs
@@ -214,24 +214,13 @@ class ModelNode:
         """``{"backend", "calls", "mean_ms", "p50_ms", "p95_ms"}`` over every call so far
         (milliseconds checking/converting the inputs plus running the model; time spent
         waiting for another call on the same model is not counted)."""
-        import numpy as np
-
-        with self._lock:
-            values = np.frombuffer(self._latency_ms, dtype=np.float64).copy()
-        if values.size == 0:
-            return {
-                "backend": self.backend,
-                "calls": 0,
-                "mean_ms": 0.0,
-                "p50_ms": 0.0,
-                "p95_ms": 0.0,
-            }
+        summary = self._latency_ms.summary()
         return {
             "backend": self.backend,
-            "calls": int(values.size),
-            "mean_ms": float(values.mean()),
-            "p50_ms": float(np.percentile(values, 50)),
-            "p95_ms": float(np.percentile(values, 95)),
+            "calls": int(summary["count"]),
+            "mean_ms": float(summary["mean"]),
+            "p50_ms": float(summary["p50"]),
+            "p95_ms": float(summary["p95"]),
         }
 
 

@@ -7,6 +7,9 @@ absolute paths, no ``..``, no links leaving the folder, no device files; an equi
 Pythons without it), extraction happens in a temporary folder renamed into place, under a file
 lock, so concurrent runs and interrupted extractions never leave a half-filled cache entry;
 a missing, changed or broken archive leaves nothing (no lock file, no cache folder).
+Extraction is bounded: at most :data:`MAX_MEMBERS` members and :data:`MAX_BYTES` bytes
+unpacked in all (checked from each member's header before it is written, so a tar bomb
+stops before it fills the disk).
 
 :func:`find_model_file` then says which runtime the folder (or a ``--model`` path) needs.
 """
@@ -26,6 +29,9 @@ from panorama_cli.errors import UserError
 ONNX, TORCHSCRIPT, SAVEDMODEL, MXNET, NEO, TFLITE, KERAS = (
     "onnx", "torchscript", "savedmodel", "mxnet", "neo", "tflite", "keras",
 )  # fmt: skip
+#: The most members and unpacked bytes a model archive may hold.
+MAX_MEMBERS = 10_000
+MAX_BYTES = 16 << 30
 #: Files that mark a SageMaker Neo-compiled artifact (DLR / TVM runtime).
 NEO_MARKERS = (
     "compiled.so",
@@ -66,15 +72,25 @@ def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
 
 
 def _extract(archive: Path, dest: Path, label: str) -> None:
+    """One pass over the archive: each member checked (filter, caps), then written."""
+    members = 0
+    unpacked = 0
     try:
         with tarfile.open(archive, "r:*") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(dest, filter="data")
-            else:  # Python < 3.10.12 / 3.11.4
-                members = tar.getmembers()
-                for member in members:
+            for member in tar:
+                members += 1
+                unpacked += max(member.size, 0) if member.isfile() else 0
+                if members > MAX_MEMBERS or unpacked > MAX_BYTES:
+                    raise UserError(
+                        f"{label}: more than {MAX_MEMBERS} members or {MAX_BYTES >> 20} MiB "
+                        "unpacked; refusing to extract it",
+                        hint="a model archive holds the model's files only",
+                    )
+                if hasattr(tarfile, "data_filter"):
+                    tar.extract(member, dest, filter="data")
+                else:  # Python < 3.10.12 / 3.11.4
                     _check_member(member, dest)
-                tar.extractall(dest, members=members)  # noqa: S202 - checked above
+                    tar.extract(member, dest)  # noqa: S202 - checked above
     except tarfile.ReadError as exc:
         raise UserError(f"{label}: not a tar archive ({exc})") from None
     except (tarfile.TarError, OSError) as exc:

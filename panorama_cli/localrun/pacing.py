@@ -24,9 +24,10 @@ import collections
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from panorama_cli.localrun.report import TimingStats
 from panorama_cli.localrun.sources import Frame, FrameSource
 
 if TYPE_CHECKING:
@@ -44,12 +45,14 @@ class CameraStats:
         frames: frames delivered by :meth:`Camera.get`.
         dropped: frames read from the source and dropped (real-time mode, consumer behind).
         first_t, last_t: ``time.monotonic()`` seconds of the first / last delivered frame.
+        read: seconds each ``source.read`` took (decoding; a live source's wait too).
     """
 
     frames: int = 0
     dropped: int = 0
     first_t: float | None = None
     last_t: float | None = None
+    read: TimingStats = field(default_factory=TimingStats)
 
     @property
     def fps(self) -> float:
@@ -163,9 +166,11 @@ class Camera:
         while not self._stop.is_set():
             if self.fast and self.max_frames is not None and read >= self.max_frames:
                 return
+            started = time.perf_counter()
             frame = self._read()
             if frame is None:
                 return
+            self.stats.read.add(time.perf_counter() - started)
             read += 1
             if paced:
                 if first_pts is None:

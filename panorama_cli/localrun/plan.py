@@ -231,13 +231,38 @@ def parameter_value(type_name: str, value: Any, where: str) -> Any:
 
 
 def default_run_dir(project: Project) -> Path:
+    """``<project>/.panorama-run/<YYYYmmdd-HHMMSS>`` (not created: see :func:`create_run_dir`)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = project.root / RUNS_FOLDER / stamp
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{stamp}-{n}")
-    return candidate
+    return project.root / RUNS_FOLDER / stamp
+
+
+def create_run_dir(plan: RunPlan) -> Path:
+    """Create the run folder; returns it (``plan.run_dir`` is updated).
+
+    ``--output-dir`` is used as it is (created when missing, reused when there). The default
+    folder is made atomically and is this run's alone: ``mkdir`` without ``exist_ok``, and on
+    a clash (another run started in the same second) ``<stamp>-2``, ``<stamp>-3``, ...
+
+    Raises:
+        UserError: the folder cannot be created.
+    """
+    try:
+        if plan.options.output_dir:
+            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            return plan.run_dir
+        base = plan.run_dir
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            plan.run_dir = candidate
+            return candidate
+        raise FileExistsError(f"{base}-N: 10000 run folders in the same second")
+    except OSError as exc:
+        raise UserError(f"cannot create the run folder {plan.run_dir}: {exc}") from None
 
 
 def build_plan(project: Project, options: RunOptions) -> RunPlan:

@@ -28,10 +28,13 @@ from panorama_cli.localrun.channel import (
     FrameRing,
     Session,
     align,
+    arena_ref,
+    array_end,
     pack_array,
     unpack_array,
 )
 from panorama_cli.localrun.feeds import CameraFeed, Ended, NodeStats, SinkWorker
+from panorama_cli.localrun.wire import MAX_ARENA_BYTES, MAX_ARENA_TOTAL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -278,9 +281,9 @@ class Router:
             target = edge.consumer_node
             for item in message.get("media", ()):
                 ring = self._by_name.get(item["ref"][0])
-                if ring is None:
-                    continue
                 slot = item["ref"][1]
+                if ring is None or not 0 <= slot < ring.slots:
+                    continue
                 if target in self.plan.sinks:
                     self._to_sink(ring, slot, item)
                 elif (target, edge.consumer_port) in self._queues:
@@ -296,7 +299,8 @@ class Router:
                 keep = self.kept.setdefault(stream, [])
             worker = SinkWorker(self._make_sink(stream, feed.fps if feed else 10.0), keep)
             self.sinks[stream] = worker
-        worker.submit(ring, slot, list(item.get("rects", ())), list(item.get("labels", ())))
+        # the sink skips malformed overlays itself (one warning), never ends the stream
+        worker.submit(ring, slot, item.get("rects") or [], item.get("labels") or [])
 
     def _forward(self, ring: FrameRing, item: dict[str, Any]) -> dict[str, Any]:
         name, slot = item["ref"]
@@ -360,10 +364,22 @@ class Router:
     def _arena(self, session: Session, message: dict[str, Any]) -> None:
         """A (new, larger) CallArena for this session's large model inputs."""
         size = max(int(message.get("size", 0)), 1 << 20)
-        arena = self._new_arena(session, size)
+        try:
+            arena = self._new_arena(session, size)
+        except ValueError as exc:
+            session.reply(message, error="value", message=str(exc))
+            return
         session.reply(message, name=arena.name, size=arena.size)
 
     def _new_arena(self, session: Session, size: int) -> CallArena:
+        """Raises ValueError: over MAX_ARENA_BYTES, or the run's arenas over MAX_ARENA_TOTAL."""
+        with self._lock:
+            others = sum(a.size for s, a in self._arenas.items() if s is not session)
+        if size > MAX_ARENA_BYTES or others + size > MAX_ARENA_TOTAL:
+            raise ValueError(
+                f"node.call(): {size} bytes of shared memory for model arrays is over the "
+                f"runner's limit ({MAX_ARENA_BYTES} per process, {MAX_ARENA_TOTAL} per run)"
+            )
         arena = CallArena(size)
         with self._lock:
             old = self._arenas.pop(session, None)
@@ -388,27 +404,22 @@ class Router:
         arrays = [np.ascontiguousarray(o) for o in outputs]
         large = sum(align(a.nbytes) for a in arrays if a.nbytes > INLINE_BYTES)
         if not large:
-            return {"outputs": tuple(pack_array(a) for a in arrays)}
+            return {"outputs": [pack_array(a) for a in arrays]}
         refs = [inputs["array"]] if "array" in inputs else list(inputs.get("dict", {}).values())
-        ends = [
-            align(int(ref[4]) + int(np.prod(ref[2])) * np.dtype(ref[1]).itemsize)
-            for ref in refs
-            if ref[0] == "s"
-        ]
-        start = max(ends, default=0)  # the app's inputs come first in the arena
+        start = max((array_end(ref) for ref in refs), default=0)  # the app's inputs first
         arena = self._arenas.get(session)
         reply: dict[str, Any] = {}
         if arena is None or start + large > arena.size:
             arena = self._new_arena(session, max(2 * large, 1 << 20))
             start = 0
-            reply["arena"] = (arena.name, arena.size)
+            reply["arena"] = [arena.name, arena.size]
         packed = []
         for array in arrays:
             if array.nbytes <= INLINE_BYTES:
                 packed.append(pack_array(array))
                 continue
             arena.view(array.dtype.str, array.shape, start)[...] = array
-            packed.append(("s", array.dtype.str, array.shape, arena.name, start))
+            packed.append(arena_ref(array, arena.name, start))
             start += align(array.nbytes)
-        reply["outputs"] = tuple(packed)
+        reply["outputs"] = packed
         return reply

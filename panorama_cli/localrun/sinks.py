@@ -1,16 +1,23 @@
 """HdmiSink: what a data-sink node (``panorama::hdmi_data_sink``) shows, written to a file.
 
 Each stream put to an output connected to a data sink becomes ``hdmi/<stream_id>.mp4``: H.264
-(PyAV's libx264, ``yuv420p``, ``+faststart``), the profile and pixel format every browser plays.
+(PyAV's libx264, ``yuv420p``), the profile and pixel format every browser plays, in a
+*fragmented* mp4 (``movflags=frag_keyframe+empty_moov+default_base_moof``: the moov comes
+first, then one fragment per keyframe, a keyframe every second), so the file plays up to its
+last full fragment even when the runner is killed (SIGKILL, power loss) and never closes it.
 The overlays an app stored with ``media.add_rect`` / ``media.add_label`` (normalized [0, 1]
 coordinates) are drawn by :class:`backpack.annotation.OpenCVImageAnnotationDriver` on a COPY of
-the frame, so the app's pixels never change. ``snapshot_every=N`` also writes every N-th drawn
-frame as a PNG. Odd frame sizes are padded by one black pixel column/row (yuv420p needs even
-sizes). The frame rate is constant (``fps``); frame i is shown at i / fps seconds.
+the frame, so the app's pixels never change. A malformed overlay (not numbers, NaN, wrong
+length) is skipped and counted, one warning for the stream; out-of-range coordinates are
+clipped and an inverted rect is drawn between its corners. ``snapshot_every=N`` also writes
+every N-th drawn frame as a PNG. Odd frame sizes are padded by one black pixel column/row
+(yuv420p needs even sizes). The frame rate is constant (``fps``); frame i is shown at i / fps.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 Rect = tuple[float, float, float, float]
 Label = tuple[str, float, float]
@@ -30,10 +39,63 @@ RECT_THICKNESS = 2
 #: bold enough to stay legible through H.264 (20 pixels high on 576p).
 LABEL_SIZE = 0.035
 LABEL_THICKNESS = 2
+#: mp4 muxer flags: a fragment per keyframe after an empty moov (survives a killed runner).
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+#: Seconds between keyframes (and so at most lost, with the fragment, when killed).
+KEYFRAME_S = 1.0
 
 
 def _clamp(value: float) -> float:
     return 0.0 if not value > 0.0 else (1.0 if value > 1.0 else float(value))
+
+
+def _numbers(values: Any, count: int) -> list[float] | None:
+    """``values`` as ``count`` finite floats, or None (wrong type, length, NaN, inf)."""
+    if isinstance(values, (str, bytes)):
+        return None
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        return None
+    return numbers
+
+
+def as_list(items: Any) -> list[Any]:
+    """``items`` as a list; something that is not a list of overlays is one bad overlay."""
+    if not items:
+        return []
+    if isinstance(items, (str, bytes)):
+        return [items]
+    try:
+        return list(items)
+    except TypeError:
+        return [items]
+
+
+def clean_rect(rect: Any) -> Rect | None:
+    """``(left, top, right, bottom)`` clipped into [0, 1] with left <= right, top <= bottom;
+    None when it is not four finite numbers."""
+    numbers = _numbers(rect, 4)
+    if numbers is None:
+        return None
+    left, top, right, bottom = (_clamp(v) for v in numbers)
+    return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+
+def clean_label(label: Any) -> Label | None:
+    """``(text, x, y)`` with x, y clipped into [0, 1]; None when malformed."""
+    if isinstance(label, (str, bytes)):
+        return None
+    try:
+        text, *xy = label
+    except (TypeError, ValueError):
+        return None
+    numbers = _numbers(xy, 2)
+    if numbers is None:
+        return None
+    return (str(text), _clamp(numbers[0]), _clamp(numbers[1]))
 
 
 class HdmiSink:
@@ -47,6 +109,10 @@ class HdmiSink:
         snapshot_every: write frames 0, N, 2N, ... as ``<stem>-<frame:06d>.png`` (0 = never).
         preset, crf: libx264 speed preset and quality (lower crf = better, bigger).
         threads: libx264 threads (0 = its own choice; 2 keeps it from crowding a small machine).
+
+    Attributes:
+        skipped: malformed rects / labels skipped so far.
+        notes: a line when the first one was skipped, and their count at close().
 
     Raises:
         ValueError: fps not > 0, or snapshot_every < 0.
@@ -75,6 +141,8 @@ class HdmiSink:
         self.crf = crf
         self.threads = threads
         self.frames = 0
+        self.skipped = 0
+        self.notes: list[str] = []
         self.snapshots: list[Path] = []
         self._container: Any = None
         self._stream: Any = None
@@ -88,7 +156,10 @@ class HdmiSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._size = (width + width % 2, height + height % 2)
         self._container = av.open(
-            str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"}
+            str(self.path),
+            mode="w",
+            format="mp4",
+            options={"movflags": MOVFLAGS, "flush_packets": "1"},
         )
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
@@ -98,7 +169,29 @@ class HdmiSink:
         stream.codec_context.time_base = 1 / rate
         stream.options = {"preset": self.preset, "crf": str(self.crf)}
         stream.codec_context.thread_count = self.threads
+        stream.codec_context.gop_size = max(1, round(self.fps * KEYFRAME_S))
         self._stream = stream
+
+    def _clean(self, rects: Any, labels: Any) -> tuple[list[Rect], list[Label]]:
+        """The drawable overlays; malformed ones are counted (one warning per stream)."""
+        rect_list, label_list = as_list(rects), as_list(labels)
+        good_rects = [r for r in map(clean_rect, rect_list) if r is not None]
+        good_labels = [x for x in map(clean_label, label_list) if x is not None]
+        bad = len(rect_list) - len(good_rects) + len(label_list) - len(good_labels)
+        if bad:
+            if not self.skipped:
+                first = next(
+                    (r for r in rect_list if clean_rect(r) is None),
+                    next((x for x in label_list if clean_label(x) is None), None),
+                )
+                text = (
+                    f"HDMI {self.path.stem}: skipping malformed overlays (first: "
+                    f"{str(first)[:60]!s} on frame {self.frames}); the rest is drawn"
+                )
+                log.debug("%s", text)
+                self.notes.append(text)
+            self.skipped += bad
+        return good_rects, good_labels
 
     def _draw(self, image: np.ndarray, rects: list[Rect], labels: list[Label]) -> np.ndarray:
         from backpack.annotation import (
@@ -118,16 +211,11 @@ class HdmiSink:
             )
         annotations: list[Any] = [
             RectAnnotation(
-                point1=Point(_clamp(left), _clamp(top)),
-                point2=Point(_clamp(right), _clamp(bottom)),
-                color=Color(*RECT_COLOR),
+                point1=Point(left, top), point2=Point(right, bottom), color=Color(*RECT_COLOR)
             )
             for left, top, right, bottom in rects
         ]
-        annotations += [
-            LabelAnnotation(point=Point(_clamp(x), _clamp(y)), text=str(text))
-            for text, x, y in labels
-        ]
+        annotations += [LabelAnnotation(point=Point(x, y), text=text) for text, x, y in labels]
         return self._driver.render(annotations, image.copy())
 
     def write(
@@ -141,7 +229,8 @@ class HdmiSink:
         Args:
             image: H×W×3 BGR uint8 (not modified). Later frames of another size are resized
                 to the first frame's size.
-            rects: ``(left, top, right, bottom)`` normalized [0, 1], clamped into the frame.
+            rects: ``(left, top, right, bottom)`` normalized [0, 1], clamped into the frame
+                (malformed ones skipped, see the module docstring).
             labels: ``(text, x, y)``: text anchored at its bottom-left, normalized [0, 1].
 
         Raises:
@@ -160,6 +249,8 @@ class HdmiSink:
             or (image.shape[2] != 3)
         ):
             raise ValueError("an HDMI frame must be an H×W×3 uint8 BGR array")
+        if rects or labels:
+            rects, labels = self._clean(rects, labels)
         drawn = self._draw(image, list(rects), list(labels)) if rects or labels else image
         height, width = drawn.shape[:2]
         if self._container is None:
@@ -191,6 +282,11 @@ class HdmiSink:
         os.replace(tmp, target)
         self.snapshots.append(target)
 
+    def progress(self) -> dict[str, Any]:
+        """What :meth:`close` returns, so far (for the reports written during the run)."""
+        path = f"{self.path.parent.name}/{self.path.name}" if self.frames else None
+        return {"frames": self.frames, "path": path}
+
     def close(self) -> dict[str, Any]:
         """Flushes the encoder and closes the file; idempotent.
 
@@ -200,10 +296,11 @@ class HdmiSink:
         """
         if not self._closed:
             self._closed = True
+            if self.skipped:
+                self.notes.append(
+                    f"HDMI {self.path.stem}: {self.skipped} malformed overlays skipped"
+                )
             if self._container is not None:
                 self._container.mux(self._stream.encode(None))
                 self._container.close()
-        path = None
-        if self.frames:
-            path = f"{self.path.parent.name}/{self.path.name}"
-        return {"frames": self.frames, "path": path}
+        return self.progress()

@@ -15,13 +15,27 @@ image sequences are *not live* (the :class:`~panorama_cli.localrun.pacing.Camera
 their fps); RTSP, V4L2 and live GStreamer pipelines are *live* (they pace themselves).
 ``uri`` is the display form of the source with any password replaced by ``***``. The live
 sources are in :mod:`.live_sources`, the GStreamer source in :mod:`.gst_source`.
+
+OpenCV's and FFmpeg's own messages (``[ WARN:0@0.019] ...``, ``moov atom not found``) never
+reach the terminal: :func:`native_logs_to_debug` silences them unless ``--debug`` is on, and
+opening a file captures what native code writes to stderr into the debug log
+(:func:`native_stderr_to_debug`). A video file must decode a first frame to open; an image
+that cannot be read in an image sequence is skipped and counted (``notes``), and a sequence
+with no readable first image does not open.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import math
+import os
 import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +57,64 @@ DEFAULT_LIVE_FPS = 15.0
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]*@")
 _SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass|token|secret)=)[^&\s]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+log = logging.getLogger(__name__)
+#: FFmpeg's AV_LOG_QUIET, for the FFmpeg that OpenCV's wheels bundle (OPENCV_FFMPEG_LOGLEVEL).
+_FFMPEG_QUIET = "-8"
+
+
+def native_logs_to_debug() -> None:
+    """Keep OpenCV's log and its FFmpeg's messages off the terminal unless debug logging is on.
+
+    OpenCV: its log level (``cv2.utils.logging``, what ``OPENCV_LOG_LEVEL`` sets). Its FFmpeg
+    reads ``OPENCV_FFMPEG_LOGLEVEL`` once, at the process's first FFMPEG capture: set here
+    only for that moment (:func:`_first_capture`), so the apps' environment never gets it.
+    """
+    import cv2
+
+    debug = log.isEnabledFor(logging.DEBUG)
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_DEBUG if debug else levels.LOG_LEVEL_SILENT)
+
+
+@contextmanager
+def native_stderr_to_debug(what: str) -> Iterator[None]:
+    """Within the block, what native code writes on file descriptor 2 goes to the debug log
+    (one record per line, naming ``what``) instead of the terminal. Only in the main thread,
+    and only while the block runs (opening a source, before any app prints); elsewhere it
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read(1 << 16).decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.debug("%s: %s", what, line)
+
+
+@contextmanager
+def _first_capture() -> Iterator[None]:
+    """``OPENCV_FFMPEG_LOGLEVEL`` quiet (unless debug) while OpenCV may initialise FFmpeg."""
+    if log.isEnabledFor(logging.DEBUG) or "OPENCV_FFMPEG_LOGLEVEL" in os.environ:
+        yield
+        return
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = _FFMPEG_QUIET
+    try:
+        yield
+    finally:
+        os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
 
 
 @dataclass
@@ -143,7 +215,19 @@ class VideoFileSource:
                 hint="give a video file, image, folder, "
                 "glob, rtsp:// URL, /dev/videoN or gst:<pipeline>",
             )
-        self._capture = self._open()
+        native_logs_to_debug()
+        with native_stderr_to_debug(self.uri), _first_capture():
+            self._capture = self._open()
+            ok, first = self._capture.read()
+            first_msec = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        if not ok:
+            self._capture.release()
+            raise UserError(
+                f"{self.path}: FFMPEG opens it but decodes no frame (a broken or empty video)",
+                hint="check it plays (ffplay), or convert it: ffmpeg -i IN -c:v libx264 OUT.mp4",
+            )
+        #: The probed first frame and its position (ms), delivered by the first read.
+        self._first: tuple[Any, float] | None = (first, first_msec)
         self.fps = positive_fps(self._capture.get(cv2.CAP_PROP_FPS), DEFAULT_IMAGE_FPS)
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -175,7 +259,17 @@ class VideoFileSource:
         cv2 = self._cv2
         if self._capture is None:
             return None
-        ok, image = self._read(out)
+        in_pass: float | None = None
+        if self._first is not None:
+            image, in_pass = self._first
+            self._first = None
+            ok = True
+            if out is not None and out.shape == image.shape and out.dtype == image.dtype:
+                out[...] = image
+                image = out
+            in_pass /= 1000.0
+        else:
+            ok, image = self._read(out)
         if not ok:
             if not self.loop or self._pass_index == 0:
                 return None
@@ -186,7 +280,8 @@ class VideoFileSource:
             ok, image = self._read(out)
             if not ok:
                 return None
-        in_pass = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if in_pass is None:
+            in_pass = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
         pts = self._offset + in_pass
         if not math.isfinite(pts) or pts <= self._last_pts:  # no/odd timestamps: fps clock
             pts = max(self._last_pts + 1.0 / self.fps, self._offset + self._pass_index / self.fps)
@@ -217,7 +312,11 @@ class ImageSequenceSource:
         loop: restart at the end.
 
     Raises:
-        UserError: ``paths`` is empty. ``read`` raises it for a file that is not a readable image.
+        UserError: ``paths`` is empty, or its first image cannot be read.
+
+    Attributes:
+        skipped: images that could not be read and were skipped (after the first).
+        notes: a line at the first skipped image, and their count at close().
     """
 
     live = False
@@ -234,24 +333,55 @@ class ImageSequenceSource:
         self.loop = loop
         self.size: tuple[int, int] | None = None
         self.frame_count = len(paths)
+        self.skipped = 0
+        self.notes: list[str] = []
         self._index = 0
         self._closed = False
+        native_logs_to_debug()
+        with native_stderr_to_debug(uri):
+            first = self._imread(paths[0])
+        if first is None:
+            raise UserError(f"{paths[0]}: not an image OpenCV can read")
+        self.size = (first.shape[1], first.shape[0])
+        self._pending: Any = first  # delivered by the first read
+
+    def _imread(self, path: Path) -> Any:
+        try:
+            return self._cv2.imread(str(path), self._cv2.IMREAD_COLOR)
+        except Exception:  # noqa: BLE001 - OpenCV raises cv2.error for some broken files
+            return None
 
     def read(self, out: np.ndarray | None = None) -> Frame | None:
         """Next image; pts = index / fps. ``out`` is ignored (``imread`` allocates)."""
-        if self._closed or (not self.loop and self._index >= len(self.paths)):
-            return None
-        path = self.paths[self._index % len(self.paths)]
-        image = self._cv2.imread(str(path), self._cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"{path}: not an image OpenCV can read")
-        if self.size is None:
-            self.size = (image.shape[1], image.shape[0])
+        tries = 0
+        while True:
+            if self._closed or (not self.loop and self._index >= len(self.paths)):
+                return None
+            if tries >= len(self.paths):  # --loop over images none of which reads now
+                raise UserError(f"{self.uri}: no image in it can be read")
+            path = self.paths[self._index % len(self.paths)]
+            if self._pending is not None:
+                image, self._pending = self._pending, None
+            else:
+                image = self._imread(path)
+            if image is not None:
+                break
+            self._skip(path)
+            tries += 1
         frame = Frame(image, self._index / self.fps, self._index)
         self._index += 1
         return frame
 
+    def _skip(self, path: Path) -> None:
+        """An unreadable image: counted, one note for the first, and the next one read."""
+        if not self.skipped:
+            self.notes.append(f"{path}: not an image OpenCV can read; skipping unreadable images")
+        self.skipped += 1
+        self._index += 1
+
     def close(self) -> None:
+        if not self._closed and self.skipped:
+            self.notes.append(f"{self.uri}: {self.skipped} unreadable images skipped")
         self._closed = True
 
 

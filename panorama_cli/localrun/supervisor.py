@@ -32,8 +32,12 @@ from pathlib import Path
 from panorama_cli.errors import UserError
 from panorama_cli.localrun import appliance, sandbox
 from panorama_cli.localrun.appliance import APP_ROOT, SOCKET_ENV
+from panorama_cli.localrun.console_log import ConsoleLog
 
 log = logging.getLogger(__name__)
+
+#: The longest piece of an app's output line read at once (bytes).
+LINE_BYTES = 1 << 16
 
 #: Environment variables that carry AWS credentials or point at them.
 _AWS_CREDENTIAL_VARS = (
@@ -164,6 +168,11 @@ class AppProcess:
         self._reader: threading.Thread | None = None
         self.started_at: float | None = None
         self.stop_requested = False
+        #: The signal of the stop ladder that ended the app ("SIGINT", ...; None: not stopped).
+        self.stopped_by: str | None = None
+        self._console = ConsoleLog(
+            console_log, spec.node, on_output, stopping=lambda: self.stop_requested
+        )
         self._new_root: Path | None = None
         self._src_copy: Path | None = None
         self._stop_lock = threading.Lock()
@@ -241,13 +250,23 @@ class AppProcess:
             return None  # bwrap failed before starting the child; poll() shows it
 
     def _pump(self) -> None:
+        """Drain the app's output into its :class:`ConsoleLog` until the pipe closes (lines
+        longer than :data:`LINE_BYTES` come in pieces; nothing here stops reading)."""
         assert self._proc is not None and self._proc.stdout is not None
-        with open(self.console_log, "ab") as log:
-            for raw in self._proc.stdout:
-                log.write(raw)
-                log.flush()
-                if self._on_output is not None:
-                    self._on_output(self.spec.node, raw.decode("utf-8", "replace").rstrip("\n"))
+        stream = self._proc.stdout
+        try:
+            while True:
+                raw = stream.readline(LINE_BYTES)
+                if not raw:
+                    break
+                self._console.feed(raw)
+        finally:
+            self._console.close()
+
+    @property
+    def notes(self) -> list[str]:
+        """What was lost of the app's console output (cap reached, full disk), one line each."""
+        return list(self._console.notes)
 
     @property
     def pid(self) -> int | None:
@@ -296,7 +315,11 @@ class AppProcess:
             log.debug("node %s: %s to process group %s", self.spec.node, sig.name, self._group)
             self._signal_group(sig)
             if self.wait(grace_s) is not None:
+                self.stopped_by = sig.name
                 break
+        else:
+            if self._proc.poll() is None:
+                self.stopped_by = "SIGKILL"
         self.kill()
 
     def kill(self) -> None:

@@ -111,3 +111,49 @@ def test_vtest_frames_with_out_of_range_boxes(tmp_path):
     _, images = decode(tmp_path / "hdmi" / "street.mp4")
     assert len(images) == 20 and images[0].shape == (576, 768, 3)
     assert images[3][int(0.5 * 576) - 1 : int(0.5 * 576) + 2, 100:600, 1].mean() > 200  # top edge
+
+
+def test_malformed_overlays_are_skipped_counted_and_noted_once(tmp_path):
+    from panorama_cli.localrun.sinks import clean_label, clean_rect
+
+    assert clean_rect((0.9, 0.8, 0.2, 0.1)) == (0.2, 0.1, 0.9, 0.8)  # inverted: its corners
+    assert clean_rect((-1, 0.5, 3, 0.6)) == (0.0, 0.5, 1.0, 0.6)  # clipped
+    for bad in ((float("nan"), 0, 1, 1), (0, float("inf"), 1, 1), "abcd", (0.1, 0.2), None, 5):
+        assert clean_rect(bad) is None
+    assert clean_label(("hi", 2, -1)) == ("hi", 1.0, 0.0)
+    assert clean_label(12) is None and clean_label(("x", float("nan"), 0)) is None
+    path = tmp_path / "hdmi" / "cam.mp4"
+    sink = HdmiSink(path, fps=10)
+    for frame in frames_of(64, 48, 5):
+        sink.write(frame, [(0.1, 0.1, 0.5, 0.5), "bad", (float("nan"),) * 4], [("ok", 0.1, 0.9), 7])
+    sink.write(frames_of(64, 48, 1)[0], 42, "not labels")  # not even lists
+    assert sink.close()["frames"] == 6
+    assert sink.skipped == 5 * 3 + 2
+    assert len(sink.notes) == 2 and "skipping malformed overlays" in sink.notes[0]
+    assert sink.notes[1] == "HDMI cam: 17 malformed overlays skipped"
+    assert len(decode(path)[1]) == 6
+
+
+def test_a_killed_writer_leaves_a_playable_fragmented_mp4(tmp_path):
+    """The mp4 is fragmented: cut anywhere after its first fragment, it still plays."""
+    path = tmp_path / "cam.mp4"
+    sink = HdmiSink(path, fps=10)
+    for frame in frames_of(160, 120, 45):
+        sink.write(frame)
+    sink.close()
+    data = path.read_bytes()
+    assert data.index(b"moov") < data.index(b"moof")
+    fragments = [i - 4 for i in range(len(data)) if data.startswith(b"moof", i)]
+    assert len(fragments) >= 4  # a keyframe (and a fragment) every second
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: fragments[3]])  # the writer killed before its 4th fragment
+    assert len(decode(cut)[1]) == 30
+    cut.write_bytes(data[: (fragments[3] + fragments[4]) // 2])  # ... in the middle of it
+    with av.open(str(cut)) as container:
+        frames = 0
+        for packet in container.demux(container.streams.video[0]):
+            try:
+                frames += len(packet.decode())
+            except av.error.InvalidDataError:
+                break  # the cut-off sample
+    assert frames >= 20  # up to the cut (less what the decoder still held)

@@ -13,7 +13,7 @@ import pytest
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.pacing import Camera
-from panorama_cli.localrun.sources import open_source, redact_uri
+from panorama_cli.localrun.sources import Frame, open_source, redact_uri
 from tests.support.paths import VIDEO
 from tests.support.shared import require
 
@@ -210,14 +210,64 @@ def test_get_times_out_and_stop_ends_the_reader(tmp_path):
     assert not camera._thread.is_alive() and camera.get(timeout=1) is None
 
 
-def test_a_broken_source_is_raised_after_the_frames_before_it(tmp_path):
-    write_pngs(tmp_path / "f", 3)
-    (tmp_path / "f" / "frame3.png").write_bytes(b"\x89PNG broken")
-    camera = Camera("cam", open_source(str(tmp_path / "f")), fast=True, max_frames=None)
+def test_a_broken_source_is_raised_after_the_frames_before_it():
+    class Breaks:
+        uri, fps, size, live = "stub", 10.0, (4, 4), False
+
+        def __init__(self) -> None:
+            self.index = 0
+
+        def read(self, out=None):
+            if self.index == 3:
+                raise UserError("stub: the stream broke")
+            self.index += 1
+            return Frame(np.zeros((4, 4, 3), np.uint8), self.index / 10, self.index - 1)
+
+        def close(self) -> None:
+            pass
+
+    camera = Camera("cam", Breaks(), fast=True, max_frames=None)
     camera.start()
-    assert [number(camera.get(timeout=5)) for _ in range(3)] == [0, 1, 2]
-    with pytest.raises(UserError, match="frame3.png: not an image OpenCV can read"):
+    assert [camera.get(timeout=5).index for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(UserError, match="stub: the stream broke"):
         camera.get(timeout=5)
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path):
+    write_pngs(tmp_path / "f", 4)
+    (tmp_path / "f" / "frame2.png").write_bytes(b"\x89PNG broken")
+    source = open_source(str(tmp_path / "f"))
+    numbers = []
+    while (frame := source.read()) is not None:
+        numbers.append(number(frame))
+    source.close()
+    assert numbers == [0, 1, 3] and source.skipped == 1
+    assert source.notes == [
+        f"{tmp_path / 'f' / 'frame2.png'}: not an image OpenCV can read; skipping unreadable images",
+        f"{tmp_path / 'f'}: 1 unreadable images skipped",
+    ]
+
+
+def test_a_sequence_whose_first_image_is_unreadable_does_not_open(tmp_path, capfd):
+    write_pngs(tmp_path / "f", 2)
+    (tmp_path / "f" / "frame0.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="frame0.png: not an image OpenCV can read"):
+        open_source(str(tmp_path / "f"))
+    assert capfd.readouterr().err == ""  # OpenCV's own [ WARN ] line stays off stderr
+
+
+def test_a_video_that_decodes_no_frame_does_not_open_and_native_chatter_stays_quiet(
+    tmp_path, capfd
+):
+    no_moov = tmp_path / "cut.mp4"  # an mp4 cut before its moov box, as a killed writer leaves
+    no_moov.write_bytes(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\0" * 4096)
+    with pytest.raises(UserError, match="cut.mp4: not a video FFMPEG can open"):
+        open_source(str(no_moov))
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    with pytest.raises(UserError, match="garbage.avi: "):
+        open_source(str(garbage))
+    assert capfd.readouterr().err == ""
 
 
 # -- GStreamer ---------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def test_frame_ring_slots_are_shared_memory_and_held_slots_are_skipped():
 def test_arrays_travel_without_numpy_pickles():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # not contiguous
     packed = pack_array(array)
-    assert packed[:3] == ("b", "<f4", (3, 2)) and isinstance(packed[3], bytes)
+    assert (packed["dtype"], packed["shape"]) == ("<f4", [3, 2])
+    assert isinstance(packed["data"], bytes)
     assert (unpack_array(packed, None) == array).all()
 
 
@@ -66,10 +67,13 @@ def test_large_arrays_go_through_the_sessions_arena():
     try:
         view = arena.view("<f4", (1, 3, 224, 224), 64)
         view[...] = 2.5
-        same = unpack_array(("s", "<f4", (1, 3, 224, 224), arena.name, 64), arena)
+        ref = {"dtype": "<f4", "shape": [1, 3, 224, 224], "arena": arena.name, "offset": 64}
+        same = unpack_array(ref, arena)
         assert same.shape == (1, 3, 224, 224) and float(same.mean()) == 2.5
         with pytest.raises(ValueError, match="unknown shared memory"):
-            unpack_array(("s", "<f4", (1,), "psm_someone_else", 0), arena)
+            unpack_array({**ref, "arena": "psm_someone_else"}, arena)
+        with pytest.raises(ValueError, match="outside"):
+            unpack_array({**ref, "offset": (1 << 20) - 64}, arena)
         del view, same
     finally:
         arena.close()
@@ -111,7 +115,7 @@ def test_timing_summaries_in_milliseconds():
     stats = summary_ms([0.001] * 19 + [0.021])
     assert stats["count"] == 20 and stats["p50"] == 1.0 and stats["mean"] == 2.0
     assert stats["p95"] == pytest.approx(2.0, abs=1e-9)
-    assert summary_ms([]) == {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0}
+    assert summary_ms([]) == {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
 
 
 def test_frame_ring_reuses_given_back_slots_first_and_finds_its_own_views():
