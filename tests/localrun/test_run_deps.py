@@ -234,6 +234,15 @@ def test_installed_modules_pass(tmp_path):
     assert (out / "storage" / "imported").read_text() == "'numpy'"
 
 
+def test_another_version_is_a_debug_line_not_an_error(tmp_path):
+    root = _project(tmp_path, "numpy", "FROM base\nRUN pip install 'numpy<1.0'\n")
+    out = tmp_path / "out"
+    result = run_cli_subprocess(["--debug", "run", "--output-dir", str(out)], cwd=root)
+    assert (out / "storage" / "imported").read_text() == "'numpy'", result.describe()
+    version = __import__("numpy").__version__
+    assert f"Dockerfile line 2 wants numpy<1.0, {sys.executable} has {version}" in result.stderr
+
+
 def test_deps_none_runs_into_the_module_not_found_error(tmp_path):
     root = _project(tmp_path, "scipy_xyz_missing", MISSING)
     result = run_cli_subprocess(["run", "--deps", "none"], cwd=root)
@@ -294,6 +303,8 @@ def test_deps_venv_builds_once_then_reuses_the_cached_environment(tmp_path):
     first_s = time.monotonic() - t0
     assert (outs[0] / "storage" / "imported").read_text() == "'tinydep_panorama'", first.describe()
     assert "node code_node: built virtualenv .panorama-run/.venvs/" in first.stderr
+    assert ".venvs/.env-" not in first.stderr  # the published name
+    assert "(tinydep_panorama==0.3)" in first.stderr
     cache = root / ".panorama-run" / ".venvs"
     [link] = [p for p in cache.iterdir() if p.is_symlink()]
     python = link / "bin" / "python"
@@ -365,3 +376,17 @@ def test_a_second_run_waits_for_the_build_in_progress_and_reuses_it(tmp_path):
     waiter.join(30)
     assert got == [(str(built / "bin" / "python"), False)]  # no build of its own
     assert sorted(p.name for p in cache.iterdir()) == sorted([key, built.name, f".{key}.lock"])
+
+
+def test_several_nodes_missing_modules_are_one_line(tmp_path):
+    from tests.localrun.helpers import make_chain_project
+
+    root = make_chain_project(tmp_path, {"first": "print('x')\n", "second": "print('y')\n"})
+    for index, name in enumerate(["alpha_xyz_missing", "beta_xyz_missing"]):
+        package = root / "packages" / f"{ACCOUNT}-STAGE{index}-1.0"
+        (package / "Dockerfile").write_text(f"FROM base\nRUN pip install {name} numpy\n")
+    result = run_cli_subprocess(["run", "--camera", "cam=nothing.avi"], cwd=root)
+    assert result.exit_code == 1, result.describe()
+    [line] = result.stderr.strip().splitlines()
+    assert "node first: the package installs alpha_xyz_missing (Dockerfile line 2)" in line
+    assert "; node second: the package installs beta_xyz_missing (Dockerfile line 2)" in line

@@ -203,7 +203,7 @@ def _problem(node: str, found: list[Install], probe: Probe) -> str | None:
         specifier = install.requirement.specifier
         if version and specifier and not specifier.contains(version, prereleases=True):
             log.debug(
-                "node %s: %s wants %s, %s has %s", node, install.where, install.text,
+                "node %s: %s wants %s, %s has %s (not an error)", node, install.where, install.text,
                 probe.python, version,
             )  # fmt: skip
     if not missing:
@@ -245,7 +245,8 @@ def _venvs(plan: RunPlan, base: Probe, installs: dict[str, list[Install]], notif
             cache_dir, plan.python, base.version, base.site, requirements,
             label=label, notify=notify,
         )  # fmt: skip
-        where = plan.project.rel(Path(python).parent.parent)
+        key = Path(python).parent.parent.name.split("-")[1]  # .env-<key>-XXXX
+        where = f"{plan.project.rel(cache_dir)}/{key}"
         if built:
             text = f"{label}: built virtualenv {where} in {time.monotonic() - t0:.1f} s"
         else:

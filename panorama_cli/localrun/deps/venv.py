@@ -143,6 +143,7 @@ def _build(
         shutil.rmtree(stale, ignore_errors=True)
     env_dir = Path(tempfile.mkdtemp(prefix=f".env-{key}-", dir=cache_dir))
     try:
+        env_dir.chmod(0o755)  # mkdtemp's 0700: the app may run as another uid
         with _Progress(f"{label}: virtualenv", len(requirements) + 1) as progress:
             _run([base_python, "-m", "venv", str(env_dir)], f"{label}: python -m venv", progress)
             progress.step("pip")
