@@ -111,7 +111,9 @@ class port(object):
         connection = _client.connection()
         start = time.perf_counter()
         try:
-            reply = connection.request({"op": "get", "port": self.name, "timeout": timeout})
+            reply = connection.request(
+                {"op": "get", "port": self.name, "timeout": _seconds(timeout)}
+            )
         except KeyboardInterrupt:
             raise KeyboardInterrupt() from None  # the app's frames, not the socket's
         frames = [media(info) for info in reply["media"]]
@@ -197,28 +199,36 @@ def _align(size):
     return (size + 63) & ~63
 
 
+def _seconds(timeout):
+    """A timeout as the runner takes it: None or seconds >= 0 (a float)."""
+    return None if timeout is None else max(0.0, float(timeout))
+
+
 def _pack_inputs(arrays, connection):
-    """Model inputs on the wire: ("b", dtype, shape, bytes) inline, or ("s", dtype, shape,
-    arena, offset) in the runner's shared-memory arena; never numpy pickles, so the runner's
-    numpy version need not match the app's."""
+    """Model inputs on the wire: {"dtype", "shape", "data": bytes} inline, or {"dtype",
+    "shape", "arena", "offset"} in the runner's shared-memory arena; never numpy pickles, so
+    the runner's numpy version need not match the app's."""
     import numpy as np
 
     arrays = [(key, np.ascontiguousarray(value)) for key, value in arrays]
     for _, array in arrays:
-        if array.dtype.hasobject:
-            raise TypeError("node.call(): arrays of Python objects cannot be model inputs")
+        if array.dtype.str not in _client.DTYPES:
+            raise TypeError(
+                "node.call(): arrays of {} cannot be model inputs (numbers and booleans "
+                "only)".format(array.dtype)
+            )
     large = sum(_align(a.nbytes) for _, a in arrays if a.nbytes > _INLINE_BYTES)
     if large:
         name, size = connection.arena_for(large)
         buffer = connection.buffer(name, size)
     offset, packed = 0, {}
     for key, array in arrays:
-        shape = tuple(int(d) for d in array.shape)
+        shape = [int(d) for d in array.shape]
         if array.nbytes <= _INLINE_BYTES:
-            packed[key] = ("b", array.dtype.str, shape, array.tobytes())
+            packed[key] = {"dtype": array.dtype.str, "shape": shape, "data": array.tobytes()}
             continue
         np.ndarray(shape, dtype=array.dtype, buffer=buffer, offset=offset)[...] = array
-        packed[key] = ("s", array.dtype.str, shape, name, offset)
+        packed[key] = {"dtype": array.dtype.str, "shape": shape, "arena": name, "offset": offset}
         offset += _align(array.nbytes)
     return packed
 
@@ -227,11 +237,10 @@ def _unpack(packed, connection):
     """An output array (a private, writeable copy)."""
     import numpy as np
 
-    if packed[0] == "b":
-        _, dtype, shape, data = packed
-        return np.frombuffer(bytearray(data), dtype=np.dtype(dtype)).reshape(shape)
-    _, dtype, shape, name, offset = packed
-    dtype = np.dtype(dtype)
+    dtype, shape = np.dtype(packed["dtype"]), tuple(packed["shape"])
+    if "data" in packed:
+        return np.frombuffer(bytearray(packed["data"]), dtype=dtype).reshape(shape)
+    name, offset = packed["arena"], packed["offset"]
     size = dtype.itemsize
     for dim in shape:
         size *= dim
@@ -318,7 +327,7 @@ class node(object):
             )
         start = time.perf_counter()
         try:
-            message = {"op": "call", "model": name, "timeout": time_out}
+            message = {"op": "call", "model": name, "timeout": _seconds(time_out)}
             message["inputs"] = _call_inputs(inputs, connection)
             reply = connection.request(message)
         except KeyboardInterrupt:

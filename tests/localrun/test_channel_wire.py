@@ -1,0 +1,445 @@
+"""The control socket's wire format against hostile and real peers: no pickle, caps, schemas.
+
+A real :class:`ControlServer` with the real :class:`Router` (on a one-node plan) serves
+raw sockets from this process (hostile frames) and the real simulated SDK in a child
+process (every message kind, numpy arrays of several dtypes inline and through the arena).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from panorama_cli.localrun import routing, wire
+from panorama_cli.localrun.channel import MAX_CONNECTIONS, ControlServer, socket_path
+from panorama_cli.localrun.engine import SDK_DIR
+from panorama_cli.localrun.routing import Router
+
+NODE = "app_node"
+
+
+class _Double:
+    """A model node: each input array doubled (same dtype), plus a 1 MB float32 output."""
+
+    def run(self, payload):
+        arrays = list(payload.values()) if isinstance(payload, dict) else [payload]
+        return tuple(a * 2 if a.dtype != np.bool_ else ~a for a in arrays) + (
+            np.full((512, 512), 1.5, np.float32),
+        )
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def warnings(self):
+        return [r for r in self.records if r.levelno >= logging.WARNING]
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """A ControlServer + Router for one business node ``app_node`` and model ``double``;
+    yields (server, router, ops seen, log records, thread exceptions)."""
+    business = SimpleNamespace(
+        node=SimpleNamespace(name=NODE),
+        inputs={"video_in": {"type": "media", "connected": True}},
+        outputs={"video_out": {"type": "media", "connected": True}},
+        package_json="packages/app/package.json",
+    )
+    plan = SimpleNamespace(
+        business=[business],
+        models=[SimpleNamespace(name="double")],
+        sinks=set(),
+        graph=SimpleNamespace(edges_from=lambda node, port: []),
+        media_producers=lambda node, port: [],
+    )
+    router = Router(plan, {}, {"double": _Double()}, None, lambda node: None, lambda: None)
+    seen: list[str] = []
+
+    def handler(session, message):
+        seen.append(message["op"])
+        router(session, message)
+
+    records = _Records()
+    logger = logging.getLogger("panorama_cli.localrun")
+    logger.addHandler(records)
+    monkeypatch.setattr(logger, "level", logging.DEBUG)
+    crashes: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)
+    server = ControlServer(socket_path(tmp_path), handler, on_close=router.session_closed)
+    try:
+        yield SimpleNamespace(server=server, router=router, seen=seen, log=records, crashes=crashes)
+    finally:
+        server.close()
+        router.close()
+        logger.removeHandler(records)
+
+
+def _connect(server) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(server.path))
+    return sock
+
+
+def _frame(header: bytes, body: bytes = b"") -> bytes:
+    return struct.pack(">II", 4 + len(header) + len(body), len(header)) + header + body
+
+
+def _send(sock, message: dict) -> None:
+    sock.sendall(wire.encode(message))
+
+
+def _reply(sock) -> dict | None:
+    """The next message from the runner, or None when it closed the connection."""
+    try:
+        first = sock.recv(4, socket.MSG_WAITALL)
+        if len(first) < 4:
+            return None
+        (size,) = struct.unpack(">I", first)
+        payload = sock.recv(size, socket.MSG_WAITALL)
+    except ConnectionResetError:
+        return None
+    (header,) = struct.unpack_from(">I", payload)
+    return json.loads(payload[4 : 4 + header])
+
+
+def _closed(sock) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _hello(sock) -> dict:
+    _send(sock, {"op": "hello", "id": 1, "node": NODE, "pid": os.getpid()})
+    reply = _reply(sock)
+    assert reply is not None and reply["node"] == NODE
+    return reply
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class _Pwn:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_that_would_create_a_file_is_refused_not_run(runner, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"op": "hello", "x": _Pwn(marker)}, protocol=4)
+    assert pickle.loads(payload) and marker.exists()  # the payload works when unpickled
+    marker.unlink()
+    for data in (
+        struct.pack(">I", len(payload)) + payload,  # the old framing
+        _frame(payload),  # the new framing, a pickle as the header
+        _frame(b'{"op":"hello","id":1,"node":"app_node","pid":1}', payload),  # as a blob
+    ):
+        with _connect(runner.server) as sock:
+            sock.sendall(data)
+            reply = _reply(sock)
+            if reply is not None and reply.get("node") == NODE:  # a blob is only bytes
+                _send(sock, {"op": "get", "id": 2, "port": "video_in", "timeout": 0})
+                assert _reply(sock)["error"] == "timeout"
+            else:
+                assert reply is not None and reply["error"] == "protocol"
+                assert _closed(sock)
+    assert not marker.exists()
+    assert runner.crashes == []
+    with _connect(runner.server) as sock:  # the runner goes on
+        _hello(sock)
+
+
+def test_a_4gib_length_is_refused_before_anything_is_allocated(runner, monkeypatch):
+    asked: list[int] = []
+    real = wire._recv_exact
+
+    def spy(sock, size):
+        asked.append(size)
+        return real(sock, size)
+
+    monkeypatch.setattr(wire, "_recv_exact", spy)
+    before = _rss_kib()
+    socks = [_connect(runner.server) for _ in range(3)]
+    for sock in socks:
+        sock.sendall(b"\xff\xff\xff\xff" + b"x" * 64)
+    replies = [_reply(sock) for sock in socks]
+    after = _rss_kib()
+    print(f"VmRSS before {before} KiB, after 3 x 0xFFFFFFFF {after} KiB")
+    for reply, sock in zip(replies, socks, strict=True):
+        assert reply["error"] == "protocol" and "4294967295 bytes" in reply["message"]
+        assert str(wire.MAX_MESSAGE_BYTES) in reply["message"]
+        assert _closed(sock)
+        sock.close()
+    assert max(asked) == 4  # only the length word was ever read
+    assert after - before < 20 * 1024
+    warnings = runner.log.warnings()
+    assert len(warnings) == 3 and all("4294967295" in r.getMessage() for r in warnings)
+
+
+def test_memory_follows_the_bytes_really_sent(runner):
+    """A frame under the cap that claims 60 MB but sends 1 KB costs about 1 MB, not 60."""
+    before = _rss_kib()
+    socks = [_connect(runner.server) for _ in range(3)]
+    for sock in socks:
+        sock.sendall(struct.pack(">II", 60 << 20, 10) + b'{"op":"x"}' + b"\0" * 1024)
+    time.sleep(0.5)
+    grown = _rss_kib() - before
+    for sock in socks:
+        sock.close()
+    assert grown < 12 * 1024, f"{grown} KiB for 3 KB sent"
+    deadline = time.monotonic() + 10
+    while len(runner.log.warnings()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all("bytes into a frame" in r.getMessage() for r in runner.log.warnings())
+
+
+def test_an_arena_over_the_cap_is_refused_and_the_run_total_is_capped(runner, monkeypatch):
+    with _connect(runner.server) as sock:
+        _hello(sock)
+        _send(sock, {"op": "arena", "id": 2, "size": wire.MAX_ARENA_BYTES + 1})
+        reply = _reply(sock)
+        assert reply["error"] == "value" and "limit" in reply["message"]
+        _send(sock, {"op": "arena", "id": 3, "size": 1 << 20})
+        assert _reply(sock)["size"] == 1 << 20  # the connection goes on
+    monkeypatch.setattr(routing, "MAX_ARENA_TOTAL", 5 << 20)
+    with _connect(runner.server) as first, _connect(runner.server) as second:
+        _hello(first)
+        _hello(second)
+        _send(first, {"op": "arena", "id": 2, "size": 3 << 20})
+        assert _reply(first)["size"] == 3 << 20
+        _send(second, {"op": "arena", "id": 2, "size": 3 << 20})
+        reply = _reply(second)
+        assert reply["error"] == "value" and "per run" in reply["message"]
+        _send(first, {"op": "arena", "id": 3, "size": 4 << 20})  # replaces its own
+        assert _reply(first)["size"] == 4 << 20
+    assert runner.crashes == [] and runner.log.warnings() == []
+
+
+def test_too_many_connections_are_refused_and_freed_ones_count_again(runner):
+    socks = [_connect(runner.server) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for sock in socks[:3]:
+            _hello(sock)
+        deadline = time.monotonic() + 10
+        while runner.server.connections() < MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runner.server.connections() == MAX_CONNECTIONS
+        extra = [_connect(runner.server) for _ in range(3)]
+        for sock in extra:
+            reply = _reply(sock)
+            assert reply["error"] == "protocol" and "too many connections" in reply["message"]
+            assert _closed(sock)
+            sock.close()
+        warnings = runner.log.warnings()
+        assert len(warnings) == 1 and "too many connections" in warnings[0].getMessage()
+        socks.pop().close()
+        while runner.server.connections() >= MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with _connect(runner.server) as again:
+            _hello(again)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert runner.crashes == []
+
+
+_ARRAY = {"dtype": "<f4", "shape": [2, 2], "data": {"$blob": [0, 16]}}
+
+
+@pytest.mark.parametrize(
+    "hello, header, body, says",
+    [
+        (False, b"{not json", b"", "not JSON"),
+        (False, b"\xff\xfe", b"", "not JSON"),
+        (False, b"[1, 2]", b"", "JSON list, not an object"),
+        (False, b"[" * 100000, b"", "not JSON"),
+        (False, b'{"op": "get", "id": 1, "port": "video_in"}', b"", "get before hello"),
+        (True, b'{"op": "exec", "id": 2}', b"", "unknown op 'exec'"),
+        (True, b'{"op": "get", "id": 2, "port": 5}', b"", "port: 5 is not of type 'string'"),
+        (True, b'{"op": "get", "id": 2, "port": "p", "timeout": -1}', b"", "less than the minimum"),
+        (True, b'{"op": "get", "id": 2, "port": "p", "x": 1}', b"", "'x' was unexpected"),
+        (True, b'{"op": "arena", "id": 2, "size": 1.0}', b"", "size: 1.0 is not of type"),
+        (True, b'{"op": "put", "port": "p", "media": [{"ref": ["a", -1]}]}', b"", "ref/1"),
+        (
+            True,
+            json.dumps(
+                {"op": "call", "id": 2, "model": "double", "inputs": {"array": _ARRAY}}
+            ).encode(),
+            b"\0" * 8,
+            "outside the 8 bytes sent",
+        ),
+        (
+            True,
+            json.dumps(
+                {"op": "call", "id": 2, "model": "double", "inputs": {"array": _ARRAY}}
+            ).encode(),
+            b"\0" * 64,
+            "",  # fits: answered
+        ),
+        (
+            True,
+            json.dumps(
+                {
+                    "op": "call",
+                    "id": 2,
+                    "model": "double",
+                    "inputs": {"array": {**_ARRAY, "shape": [3, 2]}},
+                }
+            ).encode(),
+            b"\0" * 64,
+            "of 24 bytes sent with 16",
+        ),
+        (
+            True,
+            json.dumps(
+                {
+                    "op": "call",
+                    "id": 2,
+                    "model": "double",
+                    "inputs": {"array": {**_ARRAY, "dtype": "|O"}},
+                }
+            ).encode(),
+            b"\0" * 64,
+            "dtype",
+        ),
+    ],
+)
+def test_a_bad_message_is_one_warning_a_protocol_error_and_a_closed_connection(
+    runner, hello, header, body, says
+):
+    with _connect(runner.server) as sock:
+        if hello:
+            _hello(sock)
+        sock.sendall(_frame(header, body))
+        reply = _reply(sock)
+        if not says:
+            assert [o["dtype"] for o in reply["outputs"]] == ["<f4", "<f4"]
+            assert runner.log.warnings() == []
+            return
+        assert reply["error"] == "protocol" and says in reply["message"]
+        assert _closed(sock)
+    warnings = runner.log.warnings()
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    line = warnings[0].getMessage()
+    assert "\n" not in line and says in line and warnings[0].exc_info is None
+    assert (f"node {NODE}" in line) == hello
+    assert runner.crashes == []
+    with _connect(runner.server) as sock:
+        _hello(sock)
+
+
+_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import panoramasdk
+    from panoramasdk import _client
+
+    app = panoramasdk.node()
+    out = {"inputs": sorted(p.name for p in app.inputs), "models": _client.connection().hello["models"]}
+    try:
+        app.inputs.video_in.get(timeout=0.2)
+    except TimeoutError as exc:
+        out["get"] = str(exc)
+    app.outputs.video_out.put([])
+    conn = _client.connection()
+    conn.post({"op": "put", "port": "video_out",
+               "media": [{"ref": ["none", 0], "labels": [["a", 0.1, 0.2]], "rects": [[0, 0, 1, 1]]}]})
+    for _ in range(300):
+        conn.record("get", 0.001)  # a stats message after 256
+    checks = {}
+    for dtype in sys.argv[1:]:
+        small = (np.arange(24) % 3).astype(dtype).reshape(2, 3, 4)
+        large = (np.arange(3 * 40000) % 5).astype(dtype).reshape(3, 40000)[:, ::2]
+        got = app.call({"small": small, "large": large}, "double")
+        want = [~a if a.dtype == np.bool_ else a * 2 for a in (small, large)]
+        checks[dtype] = [
+            str(got[0].dtype), list(got[1].shape), bool((got[0] == want[0]).all()),
+            bool((got[1] == want[1]).all()), float(got[2].mean()), got[0].flags.writeable,
+        ]
+    out["calls"] = checks
+    out["one"] = app.call(np.ones(3, np.float64), "double")[0].tolist()
+    big = app.call({"big": np.ones((1, 3, 400, 400), np.float64)}, "double")  # a new arena
+    out["big"] = [list(big[0].shape), float(big[0].sum())]
+    out["arena"] = conn.arena is not None
+    try:
+        conn.request({"op": "get", "port": 5})
+    except RuntimeError as exc:
+        out["refused"] = str(exc)
+    try:
+        app.call({"x": np.array(["text"])}, "double")
+    except TypeError as exc:
+        out["strings"] = str(exc)
+    out["after"] = app.call(np.zeros(2, np.int32), "double")[0].tolist()  # a new connection
+    print(json.dumps(out))
+    """
+)
+
+DTYPES = ["uint8", "int8", "int16", "uint32", "int64", "float16", "float32", "float64", "bool"]
+
+
+def test_every_message_kind_round_trips_with_the_real_sdk(runner, tmp_path):
+    script = tmp_path / "client.py"
+    script.write_text(_CLIENT)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(SDK_DIR),
+        "PANORAMA_LOCALRUN_SOCKET": str(runner.server.path),
+        "PANORAMA_LOCALRUN_NODE": NODE,
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), *DTYPES], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["inputs"] == ["video_in"] and out["models"] == ["double"]
+    assert out["get"] == "no camera is connected to this input"
+    for dtype in DTYPES:
+        assert out["calls"][dtype] == [np.dtype(dtype).name, [3, 20000], True, True, 1.5, True]
+    assert out["one"] == [2.0, 2.0, 2.0] and out["arena"] is True
+    assert out["big"] == [[1, 3, 400, 400], 2.0 * 3 * 400 * 400]
+    assert "the panorama-cli runner refused: get: port: 5 is not of type" in out["refused"]
+    assert "cannot be model inputs" in out["strings"]
+    assert out["after"] == [0, 0]
+    assert {"hello", "get", "put", "call", "stats", "arena"} <= set(runner.seen)
+    assert runner.crashes == []
+    warnings = [r.getMessage() for r in runner.log.warnings()]
+    assert len(warnings) == 1 and f"node {NODE}" in warnings[0] and "port" in warnings[0]
+
+
+def test_pickle_is_gone_from_both_ends():
+    for path in (
+        Path(wire.__file__),
+        Path(wire.__file__).with_name("channel.py"),
+        SDK_DIR / "panoramasdk" / "_client.py",
+        SDK_DIR / "panoramasdk" / "__init__.py",
+    ):
+        text = path.read_text()
+        assert "import pickle" not in text and "loads(" not in text.replace("json.loads(", "")
