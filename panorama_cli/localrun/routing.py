@@ -332,7 +332,10 @@ class Router:
             return
         inputs = message.get("inputs") or {}
         if "media" in inputs:
-            ring = self._by_name[inputs["media"][0]]
+            ring = self._by_name.get(inputs["media"][0])
+            if ring is None or not 0 <= inputs["media"][1] < ring.slots:
+                session.reply(message, error="value", message="node.call(): not a frame")
+                return
             payload: Any = ring.view(inputs["media"][1])
         else:
             arena = self._arenas.get(session)
