@@ -21,6 +21,7 @@ def cli(producer: str, consumer: str) -> None:
     from panorama_cli.project.project import Project
 
     project = Project.discover()
+    add_edge(project, producer, consumer, dry_run=True)  # refused before the lock: no trace
     with locked(project):
         added = add_edge(project, producer, consumer)
     graph = project.rel(project.graph_path)

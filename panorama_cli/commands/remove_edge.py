@@ -19,6 +19,7 @@ def cli(producer: str, consumer: str) -> None:
     from panorama_cli.project.project import Project
 
     project = Project.discover()
+    remove_edge(project, producer, consumer, dry_run=True)  # refused before the lock: no trace
     with locked(project):
         remove_edge(project, producer, consumer)
     console.success(

@@ -31,6 +31,7 @@ def cli(name: str) -> None:
 
     names.check(names.NODE_NAME, name)  # before the lock: a refused command changes nothing
     project = Project.discover()
+    remove_node(project, name, dry_run=True)  # refused before the lock: no trace
     with locked(project):
         removed = remove_node(project, name)
     report(removed, project.rel(project.graph_path))

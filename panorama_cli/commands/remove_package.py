@@ -25,6 +25,7 @@ def cli(name: str, delete_folder: bool) -> None:
     from panorama_cli.project.project import Project
 
     project = Project.discover()
+    remove_package(project, name, dry_run=True)  # refused before the lock: no trace
     with locked(project):
         removed = remove_package(project, name, delete_folder=delete_folder)
     report(removed, project.rel(project.graph_path))

@@ -4,7 +4,8 @@ Each function reads graph.json (schema-checked), changes the parsed document, ch
 result the way ``validate`` does where it matters (an added edge: both ends exist, the
 producer is an output or a parameter node, the consumer an input, both of one type) and writes
 graph.json once, atomically (:class:`panorama_cli.project.manifests.Transaction`). A failing call
-changes nothing. Edge format in graph.json::
+changes nothing; with ``dry_run=True`` each only checks (what a command does before it takes
+the project lock, so that a refused one leaves no trace). Edge format in graph.json::
 
     {"producer": "front_camera.video_out", "consumer": "code_node.video_in"}
     {"producer": "threshold", "consumer": "code_node.threshold"}     # parameter node
@@ -63,7 +64,7 @@ def _check_new_edge(project: Project, graph: dict[str, Any], index: int) -> None
         raise UserError(first.message, hint=hint or first.hint)
 
 
-def add_edge(project: Project, producer: str, consumer: str) -> bool:
+def add_edge(project: Project, producer: str, consumer: str, *, dry_run: bool = False) -> bool:
     """Add the edge ``producer -> consumer`` to graph.json.
 
     Args:
@@ -83,12 +84,14 @@ def add_edge(project: Project, producer: str, consumer: str) -> bool:
         return False
     edges.append({"producer": producer, "consumer": consumer})
     _check_new_edge(project, graph, len(edges) - 1)
+    if dry_run:
+        return True
     _write(project, graph)
     log.debug("edge %s -> %s added", producer, consumer)
     return True
 
 
-def remove_edge(project: Project, producer: str, consumer: str) -> None:
+def remove_edge(project: Project, producer: str, consumer: str, *, dry_run: bool = False) -> None:
     """Remove the edge ``producer -> consumer``.
 
     Raises:
@@ -105,6 +108,8 @@ def remove_edge(project: Project, producer: str, consumer: str) -> None:
             "edges: " + "; ".join(have[:6]) if have else "graph.json has no edges"
         )
         raise UserError(f"graph.json has no edge {producer} -> {consumer}", hint=hint)
+    if dry_run:
+        return
     edges[:] = kept
     _write(project, graph)
 
@@ -134,7 +139,7 @@ def _drop_nodes(graph: dict[str, Any], doomed: set[str], removed: Removed) -> No
     edges[:] = [e for e in edges if not _touches(e, doomed)]
 
 
-def remove_node(project: Project, node: str) -> Removed:
+def remove_node(project: Project, node: str, *, dry_run: bool = False) -> Removed:
     """Remove node ``node`` and every edge from or to it.
 
     Raises:
@@ -149,11 +154,14 @@ def remove_node(project: Project, node: str) -> Removed:
         )
     removed = Removed()
     _drop_nodes(graph, {node}, removed)
-    _write(project, graph)
+    if not dry_run:
+        _write(project, graph)
     return removed
 
 
-def remove_package(project: Project, package: str, *, delete_folder: bool = False) -> Removed:
+def remove_package(
+    project: Project, package: str, *, delete_folder: bool = False, dry_run: bool = False
+) -> Removed:
     """Remove node package ``package`` from graph.json with its nodes and their edges.
 
     Args:
@@ -181,6 +189,8 @@ def remove_package(project: Project, package: str, *, delete_folder: bool = Fals
         )
     ref = matches[0]
     removed = Removed(package=ref)
+    if dry_run:
+        return removed
     doomed = {
         str(n.get("name"))
         for n in _nodes(graph)

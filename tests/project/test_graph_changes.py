@@ -1,7 +1,7 @@
 """add-edge, remove-edge, remove-node, remove-package and validate's wiring warnings.
 
-The project is the people-counter sample (init-project --sample) with a stand-in model file:
-graph editing never reads the model.
+The project is the people-counter sample (init-project --sample) with a stand-in model of
+YOLOX-nano's signature (init checks it): graph editing never reads the model.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.onnx_models import yolox_shaped_model
 from tests.support.project_helpers import run, snapshot
 
 CODE = "people_counter_node"
@@ -18,8 +19,7 @@ CODE = "people_counter_node"
 
 @pytest.fixture
 def app(tmp_path) -> Path:
-    model = tmp_path / "stand-in.onnx"
-    model.write_bytes(b"not read by graph editing")
+    model = yolox_shaped_model(tmp_path / "stand-in.onnx")
     result = run(tmp_path, "init-project", "--sample", "people-counter", "--model", str(model))
     assert result.exit_code == 0, result.describe()
     return tmp_path / "people-counter"

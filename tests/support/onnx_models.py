@@ -4,6 +4,9 @@
   outputs, in this order, ``zeta`` = x * scale and ``alpha`` = mean(x) (scalar).
 - :func:`pool_model`: one input (default ``data`` float32 [1, 3, 224, 224]) → GlobalAveragePool
   → ``means`` [1, 3, 1, 1]: cheap, so a benchmark measures the call overhead.
+- :func:`yolox_shaped_model`: YOLOX-nano's signature (``images`` [1, 3, 416, 416] →
+  [1, 3549, 85], the first input values reshaped): what ``init-project --sample
+  people-counter --model`` accepts, without the real weights.
 - :func:`int_model`: input ``ids`` int64 [3] → ``doubled`` = ids + ids (int64).
 - :func:`archive`: a .tar.gz holding files (model archive as add-raw-model stores it).
 """
@@ -58,6 +61,30 @@ def pool_model(path: Path, name: str = "data", shape: tuple[int, ...] = (1, 3, 2
         "pool",
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))],
         [helper.make_tensor_value_info("means", TensorProto.FLOAT, [shape[0], shape[1], 1, 1])],
+    )
+    return _save(graph, path)
+
+
+def yolox_shaped_model(path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    count = 3549 * 85
+    consts = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [count]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("shape", TensorProto.INT64, [3], [1, 3549, 85]),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["images"], ["flat"], axis=1),
+            helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["head"]),
+            helper.make_node("Reshape", ["head", "shape"], ["output"]),
+        ],
+        "yolox_shaped",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 416, 416])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3549, 85])],
+        initializer=consts,
     )
     return _save(graph, path)
 
