@@ -54,6 +54,7 @@ def test_pip_lines_with_continuations_chains_and_flags(tmp_path):
         RUN ["python3.8", "-m", "pip", "install", "--target", "/opt/lib", "pyyaml"]
         RUN pip3.7 install 'attrs; python_version < "3.8"' && pip --version && python3 app.py
         RUN echo pip install notme && pip download notme2 && python3 -m pip list
+        RUN /bin/bash -c "source /opt/env && pip install 'tqdm<5'"
         """,
     )
     found = collect(folder)
@@ -64,6 +65,7 @@ def test_pip_lines_with_continuations_chains_and_flags(tmp_path):
         ("six", "Dockerfile line 9"),
         ("pyyaml", "Dockerfile line 11"),
         ('attrs; python_version < "3.8"', "Dockerfile line 12"),
+        ("tqdm<5", "Dockerfile line 14"),
     ]
     boto3 = found[1].requirement
     assert boto3.name == "boto3" and boto3.extras == {"crt"} and str(boto3.specifier) == "==1.24.*"

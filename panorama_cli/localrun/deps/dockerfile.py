@@ -224,6 +224,9 @@ def _from_command(words: list[str], context: _Context) -> list[Install]:
     program = PurePosixPath(words[0]).name
     if program in ("apt-get", "apt", "aptitude"):
         return _from_apt(words[1:], context)
+    if program in ("sh", "bash", "dash") and "-c" in words[1:-1]:  # bash -c "pip install x"
+        script = words[words.index("-c", 1) + 1]
+        return [i for command in _commands(script) for i in _from_command(command, context)]
     args = _pip_install_args(program, words[1:])
     return [] if args is None else _from_pip(args, context)
 
