@@ -39,21 +39,6 @@ log = logging.getLogger(__name__)
 #: The longest piece of an app's output line read at once (bytes).
 LINE_BYTES = 1 << 16
 
-#: Environment variables that carry AWS credentials or point at them.
-_AWS_CREDENTIAL_VARS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-)
-
 
 @dataclass
 class AppSpec:
