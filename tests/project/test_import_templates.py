@@ -130,3 +130,25 @@ def test_run_and_deploy_refuse_a_template_as_given(tmp_path):
     request = DeployRequest("device-1", "app", override_path=Path("override_template.json"))
     with pytest.raises(UserError, match=r"is an override template \(\{YourAwsAccountId\}"):
         check_request(Project(root), request)
+
+
+def test_a_template_that_is_not_json_gets_its_account_ids_rewritten_too(tmp_path):
+    root = copy_app(tmp_path)
+    template = root / "graphs" / "my-app" / "override_template.json"
+    text = (
+        '{"nodeGraphOverrides": {"envelopeVersion": "2021-01-01",\n'
+        f'  "packages": [{{"name": "{OLD}::{{{{camera}}}}", "version": "1.0"}}],\n'
+        '  "nodes": [{"name": "threshold_override", "interface": "float32",'
+        ' "value": {threshold}}]}}\n'
+    )
+    template.write_text(text)
+    result = run(root, "import-application", "--account-id", NEW)
+    assert result.exit_code == 0, result.stderr
+    assert template.read_text() == text.replace(OLD, NEW)
+    assert "{{camera}}" in template.read_text() and "{threshold}" in template.read_text()
+    [note] = [
+        line
+        for line in result.stderr.splitlines()
+        if "override_template" in line and "note" in line
+    ]
+    assert "not JSON: 1 account id rewritten, nothing else checked" in note
