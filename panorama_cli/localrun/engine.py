@@ -472,8 +472,8 @@ def run_application(
     finally:
         hdmi = run.teardown()
     broken = {n: f.camera.error for n, f in run.feeds.items() if f.camera.error is not None}
-    if broken and reason in ("end-of-input", "frames", "duration"):
-        reason = "camera-error"  # a source that broke is not the end of its input
+    if broken and reason != "interrupted":
+        reason = "camera-error"  # not the end of its input (and why an app failed, if it did)
     app_code = run.exit_code(reason)
     run.show_notes()
     report = run.build(reason, hdmi)

@@ -86,3 +86,37 @@ def test_the_default_run_folder_is_made_atomically_and_never_shared(tmp_path):
     plan = Plan()
     plan.run_dir = made[0]
     assert create_run_dir(plan) == made[0]
+
+
+def test_a_camera_that_breaks_mid_run_fails_the_run_with_one_line(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    import pytest
+
+    from panorama_cli.errors import UserError
+    from panorama_cli.localrun import run_project, sources
+
+    class Breaks:
+        uri, fps, size, live = "stub://camera", 10.0, (32, 24), False
+
+        def __init__(self) -> None:
+            self.index = 0
+
+        def read(self, out=None):
+            if self.index == 4:
+                raise UserError("stub://camera: the stream broke")
+            self.index += 1
+            return sources.Frame(np.zeros((24, 32, 3), np.uint8), self.index / 10, self.index - 1)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(sources, "open_source", lambda spec, **kwargs: Breaks())
+    root = make_project(tmp_path, PASS_THROUGH)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="camera front_camera: stub://camera: the stream broke"):
+        run_project(root, cameras={"front_camera": "stub"}, output_dir=out, grace_s=0.5)
+    report = json.loads((out / "report.json").read_text())
+    assert report["exit_reason"] == "camera-error"  # never "end-of-input", never exit 0
+    assert report["cameras"]["front_camera"]["frames"] == 4
