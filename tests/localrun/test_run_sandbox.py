@@ -581,3 +581,34 @@ def test_dockerfile_runtime_instructions_are_named_at_start(tmp_path):
         "USER (line 9), CMD (line 10)"
     ) in " ".join(result.stderr.split()), result.describe()
     assert (out / "storage" / "env").read_text() == "-"
+
+
+def test_aws_profile_shows_only_the_runners_aws_files_read_only(tmp_path):
+    from tests.support.cli_runner import run_cli_subprocess
+
+    app = """
+    import json, os
+    path = os.environ["AWS_SHARED_CREDENTIALS_FILE"]
+    try:
+        open(path, "a").write("x")
+        write = "written"
+    except OSError as e:
+        write = e.errno
+    json.dump({"path": path, "text": open(path).read(), "write": write,
+               "profile": os.environ.get("AWS_PROFILE"), "key": os.environ.get("AWS_ACCESS_KEY_ID")},
+              open("/opt/aws/panorama/storage/aws.json", "w"))
+    """
+    root = make_project(tmp_path, app, cameras=(), hdmi=False, params={})
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[dev]\naws_access_key_id = AKIAEXAMPLE\n")
+    out = tmp_path / "out"
+    result = run_cli_subprocess(
+        ["run", "--aws-profile", "dev", "--output-dir", str(out)],
+        cwd=root,
+        env={"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_ACCESS_KEY_ID": "AKIAENV"},
+    )
+    assert result.exit_code == 1, result.describe()  # the app ended by itself
+    seen = json.loads((out / "storage" / "aws.json").read_text())
+    assert seen["path"] == "/opt/panorama-cli/aws/credentials"
+    assert seen["text"] == credentials.read_text() and seen["write"] == 30  # read-only
+    assert seen["profile"] == "dev" and seen["key"] is None  # the profile, not the env keys
