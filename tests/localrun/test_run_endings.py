@@ -120,3 +120,28 @@ def test_a_camera_that_breaks_mid_run_fails_the_run_with_one_line(tmp_path, monk
     report = json.loads((out / "report.json").read_text())
     assert report["exit_reason"] == "camera-error"  # never "end-of-input", never exit 0
     assert report["cameras"]["front_camera"]["frames"] == 4
+
+
+def test_a_stale_socket_is_removed_and_a_live_one_refused(tmp_path):
+    import socket
+
+    import pytest
+
+    from panorama_cli.errors import UserError
+    from panorama_cli.localrun.engine import _remove_stale_socket
+
+    path = tmp_path / "ctl.sock"
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(str(path))
+    live.listen(1)
+    try:
+        with pytest.raises(UserError, match="another run is using this run folder"):
+            _remove_stale_socket(path)
+        assert path.exists()
+    finally:
+        live.close()  # what a SIGKILL leaves: the socket file, no one listening
+    _remove_stale_socket(path)
+    assert not path.exists()
+    path.write_text("not a socket")
+    _remove_stale_socket(path)  # never removes anything else
+    assert path.read_text() == "not a socket"
