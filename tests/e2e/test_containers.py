@@ -44,6 +44,7 @@ from panorama_cli.build import (
     docker_client,
     docker_engine,
     docker_export,
+    image_cache,
     platforms,
 )
 from panorama_cli.project.project import Project
@@ -522,6 +523,9 @@ def test_export_container_stores_an_existing_image(
     assert sha256(asset_path) + ".tar.gz" == exported["assetUri"]
     stored = read_container_asset(asset_path, lambda n: n == "panorama/app.py")
     assert stored["panorama/app.py"] == (project.package / "src" / "app.py").read_bytes()
+    # the asset came from the image's id, recorded for run --in-container (a tag can move)
+    assert exported["image"] == tag
+    assert docker_client.images.get(tag).id in image_cache.images_for(exported["assetUri"])
     assert (project.root / "assets" / exported["descriptorUri"]).read_bytes() == (
         project.package / "descriptor.json"
     ).read_bytes()
