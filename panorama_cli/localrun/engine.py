@@ -71,13 +71,26 @@ def _silent(event: str, data: dict[str, Any]) -> None:
     return None
 
 
+def _quiet_when_gone(notify: Notify) -> Notify:
+    """``notify`` that never raises for a terminal that is gone (EIO after a hang-up, EPIPE):
+    the run still stops its apps, closes its files and writes report.json."""
+
+    def call(event: str, data: dict[str, Any]) -> None:
+        try:
+            notify(event, data)
+        except (OSError, ValueError) as exc:
+            log.debug("run: %s not shown: %s", event, exc)
+
+    return call
+
+
 class _Run:
     """State of one run (see :func:`run_application`)."""
 
     def __init__(self, plan: RunPlan, notify: Notify, t0: float):
         self.plan = plan
         self.options = plan.options
-        self.notify = notify
+        self.notify = _quiet_when_gone(notify)
         self.t0 = t0
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
         self.first_frame_t: float | None = None
@@ -468,7 +481,7 @@ def run_application(
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP
             reason = "interrupted"
         run.reason = reason
-        notify("stopping", {"reason": reason})
+        run.notify("stopping", {"reason": reason})
     finally:
         hdmi = run.teardown()
     broken = {n: f.camera.error for n, f in run.feeds.items() if f.camera.error is not None}
@@ -480,7 +493,7 @@ def run_application(
     try:
         write_report(plan.run_dir, report)
     except OSError as exc:  # a full disk: the run's result still reaches the caller
-        notify("note", {"text": f"report.json not written ({exc.strerror or exc})"})
+        run.notify("note", {"text": f"report.json not written ({exc.strerror or exc})"})
     for error in run.router.sink_errors() if run.router else []:
         raise UserError(f"HDMI output failed: {error}")
     if broken and reason != "interrupted":

@@ -106,6 +106,36 @@ def test_sighup_stops_the_run_like_sigterm_and_writes_the_report(tmp_path):
     assert "KeyboardInterrupt" not in stderr
 
 
+def test_a_closed_terminal_and_its_hangup_still_end_the_run_cleanly(tmp_path):
+    """stdout/stderr on a pty whose other end closes (writes fail with EIO), then SIGHUP."""
+    import pty
+
+    root = make_project(tmp_path, PASS_THROUGH)
+    out = tmp_path / "out"
+    primary, secondary = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panorama_cli", "run", "--camera", f"front_camera={video()}",
+         "--fast", "--loop", "--output-dir", str(out)],
+        cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+    )  # fmt: skip
+    os.close(secondary)
+    try:
+        wait_for_progress(proc, out, frames=10)
+        os.close(primary)  # the terminal window is gone
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report = json.loads((out / "report.json").read_text())
+    assert report["exit_reason"] == "interrupted"
+    frames = report["hdmi"]["front_camera"]["frames"]
+    assert frames >= 10 and decoded_frames(out / "hdmi" / "front_camera.mp4") == frames
+    assert not (out / "ctl.sock").exists()
+
+
 MALFORMED = """
 import panoramasdk
 
