@@ -193,8 +193,12 @@ class V4L2Source:
     def __init__(self, device: str) -> None:
         import cv2
 
+        from panorama_cli.localrun.sources import native_logs_to_debug, native_stderr_to_debug
+
         self.uri = device
-        self._capture: Any = cv2.VideoCapture(device, cv2.CAP_V4L2)
+        native_logs_to_debug()  # OpenCV's "[ WARN:0@0.020] ... can't be used" stays off stderr
+        with native_stderr_to_debug(device):
+            self._capture: Any = cv2.VideoCapture(device, cv2.CAP_V4L2)
         if not self._capture.isOpened():
             self._capture.release()
             raise UserError(f"{device}: cannot open this V4L2 camera (missing, or in use)")

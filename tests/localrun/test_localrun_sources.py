@@ -485,3 +485,10 @@ def test_camera_decodes_into_claimed_slots_and_gives_back_the_dropped_ones(tmp_p
     finally:
         camera.stop()
         ring.close()
+
+
+def test_a_missing_v4l2_camera_is_one_error_without_opencv_chatter(capfd):
+    device = next(f"/dev/video{n}" for n in range(90, 100) if not Path(f"/dev/video{n}").exists())
+    with pytest.raises(UserError, match=f"{device}: cannot open this V4L2 camera"):
+        open_source(device)
+    assert capfd.readouterr().err == ""
