@@ -5,7 +5,12 @@ problem is reported before any frame), opens every camera, starts the control so
 (:mod:`.channel`, answered by :mod:`.routing`), starts each business-logic node's entry in its
 sandbox (:mod:`.supervisor`) and waits for the end: ``--frames`` / end of input (a node asks
 for a frame that will not come), ``--duration``, Ctrl-C, or an app that exits by itself. Then
-it stops every app (SIGINT, SIGTERM, SIGKILL), flushes the HDMI files and writes report.json.
+it stops every app (SIGINT, SIGTERM, SIGKILL; one line per node, e.g. ``node X stopped at
+end of input``), flushes the HDMI files and writes report.json. report.json is also written
+as soon as the apps start and every :data:`~.report.REFRESH_S` seconds (exit_reason
+"running"), so a runner killed by SIGKILL leaves the counts so far; SIGHUP (in the CLI,
+:func:`hangup_stops`) and SIGTERM stop the run as Ctrl-C does. A camera whose source breaks
+ends the run as "camera-error" (exit 1), never as end of input.
 """
 
 from __future__ import annotations

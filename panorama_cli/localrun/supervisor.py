@@ -12,6 +12,10 @@ on PATH).
 Stopping is a ladder on the app's process group: SIGINT (KeyboardInterrupt), then SIGTERM,
 then SIGKILL after ``grace_s`` each; SIGKILL to the sandbox takes every child with it (with a
 pid namespace, even children that left the process group).
+
+The app's output (stdout and stderr, one pipe) is drained by a thread into a
+:class:`~.console_log.ConsoleLog`: console.log (capped; a full disk drops lines, never stops
+the draining) and the terminal (without the traceback of the runner's own SIGINT).
 """
 
 from __future__ import annotations
