@@ -296,7 +296,8 @@ class ControlServer:
                     )
                     session.send({"id": exc.request_id, "error": "protocol", "message": str(exc)})
                     break
-                except OSError:
+                except OSError as exc:  # includes a frame cut short: the app went away
+                    log.debug("localrun: %s: %s", session, exc)
                     message = None
                 if message is None:
                     break

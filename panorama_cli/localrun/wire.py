@@ -118,7 +118,8 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
     arrive, at most :data:`_CHUNK` ahead of them.
 
     Raises:
-        ProtocolError: the peer closed mid-frame.
+        ConnectionError: the peer closed mid-frame (an app killed while sending: not a bad
+            message).
     """
     buffer = bytearray(min(size, _CHUNK))
     got = 0
@@ -129,7 +130,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
         if not count:
             if got == 0:
                 return None
-            raise ProtocolError(f"the connection closed {size - got} bytes into a frame")
+            raise ConnectionError(f"the connection closed {size - got} bytes before a frame's end")
         got += count
     return buffer
 
@@ -138,8 +139,8 @@ def read_frame(sock: socket.socket) -> tuple[bytes, bytearray] | None:
     """The next frame's (JSON header, blob region); None when the peer closed between frames.
 
     Raises:
-        ProtocolError: a length over its cap (nothing allocated for it), or a frame cut short.
-        OSError: the socket failed.
+        ProtocolError: a length over its cap (nothing allocated for it).
+        OSError: the socket failed, or the peer closed inside a frame (ConnectionError).
     """
     first = _recv_exact(sock, 4)
     if first is None:
@@ -151,7 +152,7 @@ def read_frame(sock: socket.socket) -> tuple[bytes, bytearray] | None:
         raise ProtocolError(f"a frame of {total} bytes (too short for its header length)")
     second = _recv_exact(sock, 4)
     if second is None:
-        raise ProtocolError("the connection closed inside a frame")
+        raise ConnectionError("the connection closed inside a frame")
     (header_size,) = _WORD.unpack(second)
     if header_size > MAX_HEADER_BYTES or header_size > total - 4:
         raise ProtocolError(
@@ -161,7 +162,7 @@ def read_frame(sock: socket.socket) -> tuple[bytes, bytearray] | None:
     header = _recv_exact(sock, header_size) if header_size else bytearray()
     body = _recv_exact(sock, total - 4 - header_size) if total - 4 - header_size else bytearray()
     if header is None or body is None:
-        raise ProtocolError("the connection closed inside a frame")
+        raise ConnectionError("the connection closed inside a frame")
     return bytes(header), body
 
 
