@@ -9,7 +9,9 @@ entry (chroot, working directory, then ``setpriv`` with no_new_privs and every c
 the bounding set too, emptied) and reaps until the entry ends. Its exit status is the entry's
 (128+N when signal N ended it); when it exits, the kernel kills whatever else is left in the
 namespace (a setsid daemon too). SIGINT and SIGTERM reach the entry through its process group
-(this process ignores them). Standalone (stdlib only): it imports nothing of panorama_cli.
+(this process ignores them). At EOF on the ``lifeline`` pipe (the runner is gone, even after a
+SIGKILL) it exits at once, which ends the namespace. Standalone (stdlib only): it imports
+nothing of panorama_cli.
 """
 
 import json
@@ -17,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _DEV_LINKS = {
@@ -97,7 +100,21 @@ def build(root: str, ops: list) -> None:
                 _read_only(target)
 
 
+def _watch(lifeline: int) -> None:
+    """Exit (pid 1: the kernel kills the whole namespace) when the runner's end closes."""
+    while True:
+        try:
+            if not os.read(lifeline, 1):
+                os._exit(137)
+        except InterruptedError:
+            continue
+        except OSError:
+            os._exit(137)
+
+
 def _exec_entry(spec: dict) -> None:
+    if spec.get("lifeline", -1) >= 0:
+        os.close(spec["lifeline"])
     os.chroot(spec["root"])
     os.chdir(spec["chdir"])
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,6 +136,8 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     entry = os.fork()
+    if entry != 0 and spec.get("lifeline", -1) >= 0:
+        threading.Thread(target=_watch, args=(spec["lifeline"],), daemon=True).start()
     if entry == 0:
         try:
             _exec_entry(spec)

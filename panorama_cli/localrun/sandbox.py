@@ -280,10 +280,19 @@ def bwrap_argv(ops: list[Op], entry: list[str], info_fd: int, chdir: str = "/") 
     return [*args, "--", *entry]
 
 
-def unshare_argv(ops: list[Op], entry: list[str], new_root: Path, chdir: str = "/") -> list[str]:
+def unshare_argv(
+    ops: list[Op], entry: list[str], new_root: Path, chdir: str = "/", lifeline: int = -1
+) -> list[str]:
     """``unshare`` running the helper that builds ``new_root`` and execs ``entry`` through
-    ``setpriv`` with no capabilities."""
+    ``setpriv`` with no capabilities.
+
+    Args:
+        lifeline: the read end of a pipe whose write end only the runner holds (passed to the
+            child): at its EOF (the runner died, even by SIGKILL) the helper ends the sandbox,
+            as bubblewrap's ``--die-with-parent`` does (-1: none).
+    """
     spec = {
+        "lifeline": lifeline,
         "root": str(new_root),
         "ops": ops,
         "chdir": chdir,

@@ -163,6 +163,7 @@ class AppProcess:
             console_log, spec.node, on_output, stopping=lambda: self.stop_requested
         )
         self._new_root: Path | None = None
+        self._lifeline: int | None = None  # the unshare fallback's: see _unshare_root.py
         self._src_copy: Path | None = None
         self._stop_lock = threading.Lock()
 
@@ -197,7 +198,12 @@ class AppProcess:
         chdir = APP_ROOT if spec.writable_app else "/"
         if how == "unshare":
             self._new_root = spec.bin_dir.parent / f".root-{spec.node}"
-            self._start(sandbox.unshare_argv(ops, _entry_argv(spec), self._new_root, chdir), ())
+            life, self._lifeline = os.pipe()  # EOF (this runner gone): the helper ends it all
+            try:
+                argv = sandbox.unshare_argv(ops, _entry_argv(spec), self._new_root, chdir, life)
+                self._start(argv, (life,))
+            finally:
+                os.close(life)
             assert self._proc is not None
             self._group = self._proc.pid  # unshare's process group: the helper and the entry
             return
@@ -324,6 +330,9 @@ class AppProcess:
         self.wait(10)
         if self._reader is not None:
             self._reader.join(timeout=5)
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         if self._new_root is not None:  # the unshare fallback's (now empty) mount point
             try:
                 self._new_root.rmdir()

@@ -612,3 +612,53 @@ def test_aws_profile_shows_only_the_runners_aws_files_read_only(tmp_path):
     assert seen["path"] == "/opt/panorama-cli/aws/credentials"
     assert seen["text"] == credentials.read_text() and seen["write"] == 30  # read-only
     assert seen["profile"] == "dev" and seen["key"] is None  # the profile, not the env keys
+
+
+LINGERER = """
+import os, subprocess, time
+import panoramasdk
+
+subprocess.Popen(["setsid", "sleep", "300"], env={"MARK": open("/panorama/mark").read()})
+panoramasdk.node()
+open("/opt/aws/panorama/storage/running", "w").close()
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_sigkilled_runner_takes_the_sandbox_with_it(tmp_path, sandbox_mode):
+    import os
+    import subprocess
+    import uuid
+
+    from tests.localrun.helpers import processes_with
+    from tests.support.paths import REPO
+
+    marker = f"panorama-lingerer-{uuid.uuid4().hex}"
+    root = make_project(
+        tmp_path, LINGERER, files={"mark": marker}, cameras=(), hdmi=False, params={}
+    )
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "panorama_cli", "run", "--output-dir", str(out)],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "storage" / "running").exists():
+            assert runner.poll() is None and time.monotonic() < deadline, "the app never ran"
+            time.sleep(0.1)
+        assert processes_with(marker) and processes_with(str(out / ".bin"))
+        runner.kill()  # SIGKILL: no clean-up in the runner at all
+        runner.wait(10)
+        deadline = time.monotonic() + 10
+        while (processes_with(marker) or processes_with(str(out / ".bin"))) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        assert processes_with(marker) == [] and processes_with(str(out / ".bin")) == []
+    finally:
+        runner.kill()
+        for pid in processes_with(marker) + processes_with(str(out / ".bin")):
+            os.kill(pid, 9)
