@@ -409,6 +409,7 @@ facts = {
     "kill": kill(host["victim"]),
     "shm": attempt("/dev/shm/psm_sandbox_probe_%d" % os.getpid()),
     "run": listing("/run"),
+    "sysctl": attempt("/proc/sys/kernel/hostname"),
 }
 os.remove("/dev/shm/psm_sandbox_probe_%d" % os.getpid())
 json.dump(facts, open("/opt/aws/panorama/storage/hostile.json", "w"))
@@ -454,6 +455,7 @@ def test_hostile_app_has_no_capabilities_no_host_files_and_no_host_processes(
     host_tmp_file.write_text("the host's /tmp")
     etc_name = f"{marker}.conf"
     victim = subprocess.Popen(["sleep", "120"])
+    hostname = Path("/proc/sys/kernel/hostname").read_text()
     host = {
         "marker": marker,
         "etc_name": etc_name,
@@ -477,6 +479,9 @@ def test_hostile_app_has_no_capabilities_no_host_files_and_no_host_processes(
         for pid in processes_with(marker):
             os.kill(pid, 9)
         shutil_rmtree(secret_dir)
+        hostname_after = Path("/proc/sys/kernel/hostname").read_text()
+        if hostname_after != hostname and os.geteuid() == 0:  # put the host's name back
+            Path("/proc/sys/kernel/hostname").write_text(hostname)
         etc_written = Path("/etc", etc_name).exists()
         Path("/etc", etc_name).unlink(missing_ok=True)
     assert result.report["app_exit_code"] == 0, result.console
@@ -494,6 +499,7 @@ def test_hostile_app_has_no_capabilities_no_host_files_and_no_host_processes(
     assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "app was here"
     assert facts["shm"] == "written"  # /dev/shm is the host's: the frames live there
     assert facts["run"] == ["panorama-cli"]  # not the host's /run (its Docker socket)
+    assert facts["sysctl"] == 30 and hostname_after == hostname  # /proc/sys is read-only
     assert facts["pids"][0] == 1 and len(facts["pids"]) <= 4, facts["pids"]
     assert not facts["sees_victim"] and facts["kill"] == "ProcessLookupError"
     assert victim_alive  # the host process survived
