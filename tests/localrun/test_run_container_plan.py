@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from panorama_cli.build.containers import image_tag, project_key
-from panorama_cli.errors import UserError
+from panorama_cli.errors import UsageError, UserError
 from panorama_cli.localrun.container_images import (
     NodeImage,
     default_images,
@@ -91,7 +91,7 @@ def test_image_bindings_name_business_logic_nodes(tmp_path):
     assert image_choices({"": "my/app:1"}, plan.business) == {"code_node": "my/app:1"}
     assert image_choices({"": "a", "code_node": "b"}, plan.business) == {"code_node": "b"}
     assert image_choices({}, plan.business) == {}
-    with pytest.raises(UserError, match="--image other=...: other is not a business-logic"):
+    with pytest.raises(UsageError, match="--image other=...: unknown business-logic node 'other'"):
         image_choices({"other": "x"}, plan.business)
 
 
