@@ -355,6 +355,25 @@ _ARRAY = {"dtype": "<f4", "shape": [2, 2], "data": {"$blob": [0, 16]}}
             b"\0" * 64,
             "dtype",
         ),
+        (
+            True,
+            json.dumps(
+                {
+                    "op": "call",
+                    "id": 2,
+                    "model": "double",
+                    "inputs": {"array": {**_ARRAY, "arena": "psm_x", "offset": 0}},
+                }
+            ).encode(),
+            b"\0" * 64,
+            "an array has data or arena + offset",
+        ),
+        (
+            True,
+            b'{"op": "call", "id": 2, "model": "double", "inputs": {"array": {"dtype": "<f4", "shape": [1]}}}',
+            b"",
+            "an array has data or arena + offset",
+        ),
     ],
 )
 def test_a_bad_message_is_one_warning_a_protocol_error_and_a_closed_connection(
