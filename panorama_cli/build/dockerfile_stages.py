@@ -9,7 +9,6 @@ package's Dockerfile, between two marker comments::
     ... and the runtime layers of each stage (apt-get, COPY --from=kvs-builder, ENV)
     # END panorama-cli stages sha256:<first 12 hex of the block's sha256>
     <your own layers>
-    WORKDIR /panorama
     COPY src /panorama
 
 Everything heavy sits above ``COPY src``, so a code change rebuilds only the last layers; the

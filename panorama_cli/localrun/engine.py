@@ -30,6 +30,7 @@ from typing import Any
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan, create_run_dir
 from panorama_cli.localrun.report import REFRESH_S
+from panorama_cli.localrun.supervisor import apps_get_default_sigint
 from panorama_cli.project.project import Project
 
 log = logging.getLogger(__name__)
@@ -436,6 +437,30 @@ def _status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def _run_apps(run: _Run, plan: RunPlan, options: RunOptions) -> str:
+    """Models, cameras, the run folder and the apps, then the wait: the end's reason."""
+    run.load_models()
+    run.open_cameras()  # a model or camera problem: one line, no run folder yet
+    if options.in_container:  # a missing image too
+        from panorama_cli.localrun.container_images import prepare_containers
+
+        run.containers = prepare_containers(plan, run.notify)
+    create_run_dir(plan)  # this run's own folder, even when another started this second
+    if run.containers is not None:
+        run.containers.run_dir = plan.run_dir
+    for folder in ("logs", "storage"):
+        (plan.run_dir / folder).mkdir(exist_ok=True)
+    run.start_apps()
+    run.write_progress()  # a runner killed from now on leaves a report
+    try:
+        reason = run.wait_for_end()
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP
+        reason = "interrupted"
+    run.reason = reason
+    run.notify("stopping", {"reason": reason})
+    return reason
+
+
 def run_application(
     project: Project, options: RunOptions, notify: Notify | None = None
 ) -> RunResult:
@@ -468,25 +493,8 @@ def run_application(
     reason = "app-error"
     hdmi: dict[str, dict[str, Any]] = {}
     try:
-        run.load_models()
-        run.open_cameras()  # a model or camera problem: one line, no run folder yet
-        if options.in_container:  # a missing image too
-            from panorama_cli.localrun.container_images import prepare_containers
-
-            run.containers = prepare_containers(plan, notify)
-        create_run_dir(plan)  # this run's own folder, even when another started this second
-        if run.containers is not None:
-            run.containers.run_dir = plan.run_dir
-        for folder in ("logs", "storage"):
-            (plan.run_dir / folder).mkdir(exist_ok=True)
-        run.start_apps()
-        run.write_progress()  # a runner killed from now on leaves a report
-        try:
-            reason = run.wait_for_end()
-        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP
-            reason = "interrupted"
-        run.reason = reason
-        run.notify("stopping", {"reason": reason})
+        with apps_get_default_sigint():  # the stop ladder's SIGINT reaches them, as it should
+            reason = _run_apps(run, plan, options)
     finally:
         hdmi = run.teardown()
     broken = {n: f.camera.error for n, f in run.feeds.items() if f.camera.error is not None}

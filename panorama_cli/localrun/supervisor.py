@@ -29,9 +29,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun import appliance, sandbox
@@ -132,6 +134,30 @@ def _entry_argv(spec: AppSpec) -> list[str]:
     if Path(program).name.startswith("python"):
         program = Path(program).name  # python3 / python3.8 / /usr/bin/python3 -> the shim
     return [program, spec.entry]
+
+
+@contextmanager
+def apps_get_default_sigint() -> Iterator[None]:
+    """Within the block the app processes started start with SIGINT at its default, as on the
+    appliance, even when this runner was started with SIGINT ignored (a background job of a
+    shell without job control, as POSIX has it): the stop ladder's SIGINT then raises
+    KeyboardInterrupt in the app. The runner itself keeps ignoring SIGINT: a no-op handler
+    replaces SIG_IGN (exec resets handled signals to their default, never ignored ones).
+    Only the main thread can change handlers; elsewhere the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    log.debug("run: SIGINT ignored (it was ignored when the runner started)")
 
 
 class AppProcess:

@@ -145,3 +145,34 @@ def test_a_stale_socket_is_removed_and_a_live_one_refused(tmp_path):
     path.write_text("not a socket")
     _remove_stale_socket(path)  # never removes anything else
     assert path.read_text() == "not a socket"
+
+
+CLEAN_UP = """
+import panoramasdk
+
+node = panoramasdk.node()
+try:
+    while True:
+        node.outputs.video_out.put(node.inputs.video_in.get())
+except KeyboardInterrupt:
+    print("app clean-up ran", flush=True)
+"""
+
+
+def test_a_runner_started_with_sigint_ignored_still_stops_its_apps_with_sigint(tmp_path):
+    """A background job of a script (`bash -c 'panorama-cli run ... &'`) inherits SIGINT ignored;
+    the apps must not: on the appliance SIGINT is at its default, so the app's
+    KeyboardInterrupt clean-up runs and no SIGTERM is needed."""
+    root = make_project(tmp_path, CLEAN_UP, params={})
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "panorama_cli", "run", "--camera", f"front_camera={video()}",
+            "--frames", "5", "--fast", "--output-dir", str(out)]  # fmt: skip
+    env = {"PYTHONPATH": str(REPO), "NO_COLOR": "1", "PATH": "/usr/bin:/bin"}
+    ignoring = [sys.executable, "-c",
+                "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execv(sys.argv[1], sys.argv[1:])", *argv]  # fmt: skip
+    proc = subprocess.run(ignoring, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "node code_node stopped at end of input" in proc.stderr, proc.stderr
+    assert "SIGTERM" not in proc.stderr, proc.stderr
+    assert "app clean-up ran" in (out / "logs" / "console.log").read_text()
