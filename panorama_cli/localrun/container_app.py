@@ -54,6 +54,7 @@ from panorama_cli.localrun.appliance import (
     SOCKET_TARGET,
     STORAGE,
 )
+from panorama_cli.localrun.console_log import ConsoleLog
 
 if TYPE_CHECKING:
     from panorama_cli.localrun.container_images import NodeImage
@@ -169,6 +170,11 @@ class ContainerApp:
         self.started_at: float | None = None
         self.startup_s: float | None = None
         self.stop_requested = False
+        #: The signal of the stop ladder that ended the app ("SIGINT", ...; None: not stopped).
+        self.stopped_by: str | None = None
+        self._console = ConsoleLog(
+            console_log, spec.node, on_output, stopping=lambda: self.stop_requested
+        )
         self._exit: int | None = None
         self._exited = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -258,28 +264,29 @@ class ContainerApp:
         return str(getattr(self.container, "name", "") or "")
 
     def _pump(self) -> None:
-        """Copy the container's stdout+stderr, line by line, to the console log."""
+        """Copy the container's stdout+stderr, line by line, into its :class:`ConsoleLog`
+        (capped, full-disk proof, the runner's stop traceback kept off the terminal)."""
         pending = b""
-        with open(self.console_log, "ab") as out:
-            try:
-                stream = self.runtime.streams.api.logs(
-                    self.container.id, stdout=True, stderr=True, stream=True, follow=True
-                )
-                for chunk in stream:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for raw in lines:
-                        self._line(out, raw + b"\n")
-            except Exception as exc:  # noqa: BLE001 - the engine went away; the wait says so
-                log.debug("node %s: log stream ended: %s", self.spec.node, exc)
+        try:
+            stream = self.runtime.streams.api.logs(
+                self.container.id, stdout=True, stderr=True, stream=True, follow=True
+            )
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._console.feed(raw + b"\n")
+        except Exception as exc:  # noqa: BLE001 - the engine went away; the wait says so
+            log.debug("node %s: log stream ended: %s", self.spec.node, exc)
+        finally:
             if pending:
-                self._line(out, pending + b"\n")
+                self._console.feed(pending + b"\n")
+            self._console.close()
 
-    def _line(self, out: Any, raw: bytes) -> None:
-        out.write(raw)
-        out.flush()
-        if self._on_output is not None:
-            self._on_output(self.spec.node, raw.decode("utf-8", "replace").rstrip("\n"))
+    @property
+    def notes(self) -> list[str]:
+        """What was lost of the app's console output (cap reached, full disk), one line each."""
+        return list(self._console.notes)
 
     def _wait_exit(self) -> None:
         try:
@@ -322,7 +329,11 @@ class ContainerApp:
                 log.debug("node %s: %s to container %s", self.spec.node, sig, self.name)
                 self._signal(sig)
                 if self._exited.wait(grace_s):
+                    self.stopped_by = sig
                     break
+            else:
+                if not self._exited.is_set():
+                    self.stopped_by = "SIGKILL"
             self.kill()
         return self.poll()
 

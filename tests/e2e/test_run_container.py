@@ -237,6 +237,10 @@ def test_amd64_image_runs_video_frames_with_the_run_folder_mounted(
     assert state["numpy"].startswith("1.")  # Debian's numpy, not the runner's
     assert state["uid"].startswith("applicationInstance-")
     assert (out / "hdmi" / "front_camera.mp4").stat().st_size > 1000
+    # a quiet, honest ending in the container too: one line, the stop traceback in console.log
+    assert "node code_node stopped" in result.stderr, result.stderr
+    assert "KeyboardInterrupt" not in result.stderr and "Traceback" not in result.stderr
+    assert "KeyboardInterrupt" in (out / "logs" / "console.log").read_text()
     assert _left(docker_client, out) == []
 
 

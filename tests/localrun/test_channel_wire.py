@@ -82,6 +82,10 @@ def runner(tmp_path, monkeypatch):
     logger = logging.getLogger("panorama_cli.localrun")
     logger.addHandler(records)
     monkeypatch.setattr(logger, "level", logging.DEBUG)
+    for name in ("channel", "wire", "routing"):  # earlier tests may have set or disabled them
+        child = logging.getLogger(f"panorama_cli.localrun.{name}")
+        monkeypatch.setattr(child, "level", logging.NOTSET)
+        monkeypatch.setattr(child, "disabled", False)
     crashes: list[object] = []
     monkeypatch.setattr(threading, "excepthook", crashes.append)
     server = ControlServer(socket_path(tmp_path), handler, on_close=router.session_closed)
