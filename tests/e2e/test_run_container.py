@@ -31,6 +31,7 @@ from panorama_cli.build import containers, docker_engine
 from panorama_cli.localrun.container_app import RUN_LABEL
 from panorama_cli.project.project import Project
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
+from tests.localrun.helpers import APP_ENV as HOST_APP_ENV
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.paths import REPO
 from tests.support.signals import popen_interruptible
@@ -53,19 +54,7 @@ CMD ["the appliance never runs this"]
 #: What the start note names of DOCKERFILE (the appliance ignores them; so does the run).
 IGNORED = "ENV (line 5), WORKDIR (line 7), USER (line 9), ENTRYPOINT (line 10), CMD (line 11)"
 #: The entry's whole environment (the appliance's allow-list, nothing of the image's ENV).
-APP_ENV = [
-    "AWS_CONFIG_FILE",
-    "AWS_EC2_METADATA_DISABLED",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AppGraph_Uid",
-    "HOME",
-    "LANG",
-    "PANORAMA_LOCALRUN_NODE",
-    "PANORAMA_LOCALRUN_SOCKET",
-    "PATH",
-    "PYTHONPATH",
-    "PYTHONUNBUFFERED",
-]
+APP_ENV = [name for name in HOST_APP_ENV if name != "PWD"]
 
 APP = """
 import json, os, platform, sys, threading

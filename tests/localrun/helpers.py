@@ -265,3 +265,21 @@ def inject_backpack(root: Path) -> None:
     for rel, data in backpack_injection.package_files().items():
         (package / rel).parent.mkdir(parents=True, exist_ok=True)
         (package / rel).write_bytes(data)
+
+
+#: All a host-mode app's environment holds (the appliance's allow-list; PWD comes from the
+#: python3 shim's sh; an --in-container app has the same without PWD).
+APP_ENV = [
+    "AWS_CONFIG_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AppGraph_Uid",
+    "HOME",
+    "LANG",
+    "PANORAMA_LOCALRUN_NODE",
+    "PANORAMA_LOCALRUN_SOCKET",
+    "PATH",
+    "PWD",
+    "PYTHONPATH",
+    "PYTHONUNBUFFERED",
+]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from panorama_cli.localrun import run_project
-from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
+from tests.localrun.helpers import ACCOUNT, APP_ENV, PACKAGE, make_project, video
 
 WORLD = """
 import json, os, shutil, subprocess, sys
@@ -42,23 +42,6 @@ if __name__ == "__main__":
     with open("/opt/aws/panorama/storage/facts.json", "w") as f:
         json.dump(facts, f)
 """
-
-
-#: All the app's environment holds (the appliance's allow-list; PWD comes from the shim's sh).
-APP_ENV = [
-    "AWS_CONFIG_FILE",
-    "AWS_EC2_METADATA_DISABLED",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AppGraph_Uid",
-    "HOME",
-    "LANG",
-    "PANORAMA_LOCALRUN_NODE",
-    "PANORAMA_LOCALRUN_SOCKET",
-    "PATH",
-    "PWD",
-    "PYTHONPATH",
-    "PYTHONUNBUFFERED",
-]
 
 
 def test_entry_sees_panorama_mounts_interpreter_and_no_host_environment(tmp_path, monkeypatch):
