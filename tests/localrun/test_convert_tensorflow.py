@@ -74,6 +74,26 @@ elif kind == "graphdef":
     with open(out_dir + "/frozen.pb", "wb") as f:
         f.write(frozen.graph.as_graph_def().SerializeToString())
     outputs = frozen(tf.constant(((np.arange(24) % 17) / 17.0).astype(np.float32)[None]))
+elif kind == "detector":  # shaped like an Object Detection API SSD: uint8 images, 3 outputs
+    class Detector(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.normal([3, 8]))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.uint8, name="input_tensor")])
+        def __call__(self, images):
+            pixels = tf.reshape(tf.cast(images, tf.float32) / 255.0, [1, 64, 3])
+            logits = tf.matmul(pixels, self.w)[:, :4, :]
+            return {
+                "num_detections": tf.reduce_sum(tf.cast(logits[:, :, 0] > 0, tf.float32), 1),
+                "detection_scores": tf.sigmoid(logits[:, :, 1]),
+                "detection_boxes": tf.sigmoid(logits[:, :, 4:]),
+            }
+
+    module = Detector()
+    tf.saved_model.save(module, out_dir + "/saved", signatures=module.__call__)
+    images = (np.arange(192) % 251).astype(np.uint8).reshape(1, 8, 8, 3)
+    result = module.__call__(tf.constant(images))
+    outputs = [result[k] for k in sorted(result)]
 elif kind == "igamma":
     class Module(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
@@ -167,6 +187,27 @@ def test_keras_files_and_frozen_graphs_convert(tf_python, tmp_path, kind, name, 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {name: fixed_input(tuple(shape))})
     reference = json.loads((folder / "reference.json").read_text())
+    assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
+
+
+def test_detector_savedmodel_keeps_uint8_input_and_sorted_output_keys(tf_python, tmp_path):
+    import onnxruntime as ort
+
+    folder = build(tf_python, tmp_path / "detector", "detector")
+    onnx_path = tmp_path / "model.onnx"
+    result, _, _ = run_script(
+        "tensorflow", tf_python, folder, [("input_tensor", [1, 8, 8, 3])], onnx_path
+    )
+    assert result["ok"] is True, result
+    assert result["output_names"] == ["detection_boxes", "detection_scores", "num_detections"]
+    assert 0 <= result["max_rel_error"] <= 1e-3
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    [image] = session.get_inputs()
+    assert (image.name, image.type) == ("input_tensor", "tensor(uint8)")
+    images = (np.arange(192) % 251).astype(np.uint8).reshape(1, 8, 8, 3)
+    got = session.run(None, {"input_tensor": images})
+    reference = json.loads((folder / "reference.json").read_text())
+    assert [np.shape(o) for o in got] == [(1, 4, 4), (1, 4), (1,)]
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
 
 
