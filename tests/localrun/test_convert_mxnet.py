@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from tests.localrun.helpers import ACCOUNT, add_model_node, make_project, video
-from tests.support.ci import unavailable
 from tests.support.cli_runner import run_cli_subprocess
+from tests.support.converter_envs import require_env
 from tests.support.project_helpers import run
 
 SHAPE = (1, 3, 16, 16)
@@ -77,15 +77,7 @@ json.dump([np.asarray(o).tolist() for o in out], open("/opt/aws/panorama/storage
 
 @pytest.fixture(scope="module")
 def mx_python() -> Path:
-    from panorama_cli.localrun.convert import envs, mxnet
-
-    python = envs.env_python(mxnet.REQUIREMENTS)
-    if python is None:
-        unavailable(
-            "the mxnet converter environment is not built "
-            "(python -m tests.support.converter_envs mxnet)"
-        )
-    return python
+    return require_env("mxnet")
 
 
 def export(mx_python: Path, folder: Path, op: str = "") -> Path:
@@ -128,9 +120,9 @@ def project(tmp_path: Path, archive: Path, input_name: str = "data") -> Path:
     return root
 
 
-def run_app(root: Path, out: Path, cache: Path):
+def run_app(root: Path, out: Path, cache: Path, *more: str):
     args = ["run", "--camera", f"front_camera={video()}", "--frames", "1", "--fast",
-            "--json", "--output-dir", str(out)]  # fmt: skip
+            "--json", "--output-dir", str(out), *more]  # fmt: skip
     return run_cli_subprocess(args, cwd=root, env={"PANORAMA_CLI_CONVERTED_DIR": str(cache)})
 
 
@@ -202,6 +194,13 @@ def test_convert_model_writes_the_onnx_and_reports_the_error(exported, tmp_path)
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
     again = convert_model(root, tmp_path / "cache", "--json")
     assert json.loads(again.stdout)["conversion"]["cached"] is True
+    # --model wins over the asset: the ONNX runs as it is, nothing converted
+    given = run_app(root, tmp_path / "out", tmp_path / "other", "--model", "detector=net.onnx")
+    assert "converting" not in given.stderr and not (tmp_path / "other").exists()
+    entry = json.loads((tmp_path / "out" / "report.json").read_text())["models"]["detector"]
+    assert entry["conversion"] is None and entry["calls"] == 1
+    out = json.loads((tmp_path / "out" / "storage" / "out.json").read_text())
+    assert max(rel_error(r, g) for r, g in zip(reference, out, strict=True)) <= 1e-3
 
 
 def test_archive_without_params_names_the_file_before_any_frame(exported, tmp_path):
