@@ -199,3 +199,39 @@ def test_pytorch_model_node_runs_converted_once_then_cached(traced, tmp_path):
     assert json.loads((tmp_path / "out2" / "storage" / "out.json").read_text()) == got
     entry = json.loads((tmp_path / "out2" / "report.json").read_text())["models"]["detector"]
     assert entry["conversion"]["cached"] is True
+
+
+def test_convert_model_writes_the_onnx(traced, tmp_path):
+    import onnxruntime as ort
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(traced / "model.pth", arcname="model.pth")
+    root = project(tmp_path, archive)
+    result = run(
+        root, "convert-model", "--package-path", MODEL_PKG, "--model-asset-name", "model_asset",
+        "--output", "net.onnx", "--json", env={"PANORAMA_CLI_CONVERTED_DIR": str(tmp_path / "c")},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["conversion"]["framework"] == "pytorch"
+    assert 0 <= data["conversion"]["max_rel_error"] <= 1e-3
+    session = ort.InferenceSession(str(root / "net.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"data": fixed_input()})
+    reference = json.loads((traced / "reference.json").read_text())
+    assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
+
+
+def test_a_state_dict_stops_the_run_in_one_line_before_any_frame(torch_python, tmp_path):
+    folder = build(torch_python, tmp_path / "sd", "state_dict")
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder / "model.pth", arcname="model.pth")
+    root = project(tmp_path, archive)
+    result = run_app(root, tmp_path / "out", tmp_path / "cache")
+    assert result.exit_code == 1, result.describe()
+    lines = [line for line in result.stderr.splitlines() if "is not a TorchScript module" in line]
+    assert len(lines) == 1, result.describe()
+    assert "torch.jit.trace(model, example).save(path)" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "storage" / "out.json").exists()
