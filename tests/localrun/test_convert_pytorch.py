@@ -131,7 +131,9 @@ def test_traced_module_converts_with_its_tuple_outputs_in_order(torch_python, tr
         ("empty", [("data", list(SHAPE))], "the archive has no PyTorch model: it needs one "
          "TorchScript file (.pt or .pth, from torch.jit.trace(model, example).save(path)); it "
          "holds labels.txt"),
-        ("state_dict", [("data", list(SHAPE))], "model.pth is not a TorchScript module ("),
+        ("state_dict", [("data", list(SHAPE))], "model.pth is not a TorchScript module: it is "
+         "a torch.save checkpoint (a state_dict or pickled module needs its code); save it "
+         "with torch.jit.trace(model, example).save(path)"),
         ("net", [("data", list(SHAPE)), ("scale", [1])], "the descriptor gives 2 input(s) "
          "(data, scale); model.pth's forward takes 1: x"),
         ("fft", [("x", [1, 4])], "torch.onnx cannot export operator aten::fft_fft (PyTorch "

@@ -69,9 +69,8 @@ def convert(spec: dict) -> dict:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # noqa: BLE001 - RuntimeError and others
         raise Failure(
-            f"{path.name} is not a TorchScript module ({_line(exc)}): save it with "
-            "torch.jit.trace(model, example).save(path) (a state_dict or pickled module "
-            "cannot run without its Python code)"
+            f"{path.name} is not a TorchScript module: {_not_torchscript(path, exc)}; save it "
+            "with torch.jit.trace(model, example).save(path)"
         ) from None
     params = [a.name for a in module.forward.schema.arguments[1:]]  # skip self
     names, shapes = _map_inputs(wanted, params, path.name)
@@ -119,6 +118,21 @@ def find_model(model_dir: Path) -> Path:
         "the archive has no PyTorch model: it needs one TorchScript file (.pt or .pth, "
         f"from torch.jit.trace(model, example).save(path)); it holds {found}"
     )
+
+
+def _not_torchscript(path: Path, exc: BaseException) -> str:
+    """Why torch.jit.load refused ``path``, in a few words (torch's own text is long)."""
+    import zipfile
+
+    try:
+        names = zipfile.ZipFile(path).namelist()
+    except (OSError, zipfile.BadZipFile):
+        return "not a zip archive as torch.jit.save writes"
+    if any(n.endswith("data.pkl") for n in names) and not any(
+        n.endswith("constants.pkl") for n in names
+    ):
+        return "it is a torch.save checkpoint (a state_dict or pickled module needs its code)"
+    return _line(exc)[:160]
 
 
 def _map_inputs(wanted, params: list[str], file: str):
