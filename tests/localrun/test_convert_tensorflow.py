@@ -223,6 +223,16 @@ def test_descriptor_input_the_savedmodel_lacks_lists_its_inputs(tf_python, saved
     assert proc.returncode == 1 and not (tmp_path / "m.onnx").exists()
 
 
+def test_descriptor_shape_the_savedmodel_cannot_take_is_named(tf_python, saved, tmp_path):
+    result, _, _ = run_script(
+        "tensorflow", tf_python, saved, [("image", [1, 3, 8, 8])], tmp_path / "m.onnx"
+    )
+    assert result["error"] == (
+        "descriptor input image has shape [1, 3, 8, 8]; the SavedModel takes [-1, 8, 8, 3] "
+        "(-1: any size)"
+    )
+
+
 def test_archive_without_a_tensorflow_model_says_what_it_needs(tf_python, tmp_path):
     folder = tmp_path / "model"
     (folder / "variables").mkdir(parents=True)

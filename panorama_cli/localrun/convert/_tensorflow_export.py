@@ -147,6 +147,13 @@ def _savedmodel(tf, folder: Path, wanted) -> dict:
             f"the SavedModel's serving_default also needs input {', '.join(lacking)}, "
             "which the descriptor does not give"
         )
+    for n, shape in wanted:
+        if not specs[n].shape.is_compatible_with(shape):
+            given = [-1 if d is None else d for d in specs[n].shape.as_list()]
+            raise Failure(
+                f"descriptor input {n} has shape {shape}; the SavedModel takes {given} "
+                "(-1: any size)"
+            )
     names = [n for n, _ in wanted]
     dtypes = {n: specs[n].dtype for n in names}
     output_names = sorted(signature.structured_outputs)
