@@ -48,6 +48,14 @@ class Net(nn.HybridBlock):
         boxes = F.reshape(self.dense(F.relu(self.conv(x))), (0, 6, 4))
         ids = F.argmax(boxes, axis=2, keepdims=True)
         scores = F.sigmoid(F.max(boxes, axis=2, keepdims=True))
+        if op == "nms":  # as GluonCV's SSD ends: box_nms over (id, score, box) rows
+            rows = F.contrib.box_nms(
+                F.concat(ids, scores, boxes, dim=-1), overlap_thresh=0.45, topk=4,
+                coord_start=2, score_index=1, id_index=0, force_suppress=False,
+            )
+            ids = F.slice_axis(rows, axis=2, begin=0, end=1)
+            scores = F.slice_axis(rows, axis=2, begin=1, end=2)
+            boxes = F.slice_axis(rows, axis=2, begin=2, end=6)
         return ids, scores, boxes  # GluonCV SSD's order
 
 
@@ -231,3 +239,19 @@ def test_operator_the_exporter_lacks_is_named(mx_python, tmp_path):
     result = convert_model(root, tmp_path / "cache")
     assert result.exit_code == 1
     assert "MXNet 1.9.1's ONNX exporter has no conversion for operator gammaln" in result.stderr
+
+
+def test_a_detector_ending_in_box_nms_converts_in_ssd_order(mx_python, tmp_path):
+    import onnxruntime as ort
+
+    folder = export(mx_python, tmp_path / "nms", op="nms")
+    root = project(tmp_path, pack(folder, tmp_path / "nms.tar.gz"))
+    result = convert_model(root, tmp_path / "cache", "--output", "nms.onnx", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert 0 <= json.loads(result.stdout)["conversion"]["max_rel_error"] <= 1e-3
+    session = ort.InferenceSession(str(root / "nms.onnx"), providers=["CPUExecutionProvider"])
+    x = ((np.arange(np.prod(SHAPE)) % 17) / 17.0).astype(np.float32).reshape(SHAPE)
+    got = session.run(None, {"data": x})
+    reference = json.loads((folder / "reference.json").read_text())
+    assert [np.shape(o) for o in got] == [(1, 6, 1), (1, 6, 1), (1, 6, 4)]
+    assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3

@@ -18,7 +18,8 @@ meta.json::
 
     {"framework": "mxnet", "framework_version": "1.9.1", "converter": "mxnet",
      "converter_version": "1", "requirements": [str], "inputs": [{"name", "shape"}],
-     "output_names": [str], "max_rel_error": float, "seconds": float,
+     "output_names": [str], "max_rel_error": float, "checked": str | null,
+     "seconds": float,
      "source_sha256": str, "created": float (Unix time)}
 """
 
@@ -70,6 +71,10 @@ class Conversion:
         max_rel_error: the check's worst relative max error over the outputs.
         output_names: the ONNX outputs, in the framework's order.
         cached: True when this call found it in the cache (nothing ran).
+        checked: where the check compared, when not the outputs: a detector's ranking
+            operator (NMS, top-k) reorders near-equal scores of a random input, so the script
+            may compare the ranking's input instead and say so here (e.g. "the input of
+            box_nms (...; after box_nms: 1.1)"); None when the outputs matched.
     """
 
     onnx: Path
@@ -81,6 +86,7 @@ class Conversion:
     max_rel_error: float
     output_names: list[str]
     cached: bool
+    checked: str | None = None
 
     def summary(self) -> dict[str, object]:
         """What report.json's ``models.<node>.conversion`` holds."""
@@ -91,6 +97,7 @@ class Conversion:
             "seconds": round(self.seconds, 3),
             "cached": self.cached,
             "max_rel_error": self.max_rel_error,
+            "checked": self.checked or "outputs",
             "onnx": str(self.onnx),
         }
 
@@ -245,7 +252,9 @@ def convert_asset(
         "note",
         {
             "text": f"{label}: converted in {conversion.seconds:.1f} s, check on a random "
-            f"input: max relative error {conversion.max_rel_error:.2g} (cached in {target})"
+            f"input: max relative error {conversion.max_rel_error:.2g}"
+            + (f" at {conversion.checked}" if conversion.checked else "")
+            + f" (cached in {target})"
         },
     )
     return conversion
@@ -278,6 +287,7 @@ def _from_meta(target: Path, meta: dict[str, object], *, cached: bool) -> Conver
         max_rel_error=float(meta["max_rel_error"]),  # type: ignore[arg-type]
         output_names=[str(n) for n in meta["output_names"]],  # type: ignore[attr-defined]
         cached=cached,
+        checked=str(meta["checked"]) if meta.get("checked") else None,
     )
 
 
@@ -320,6 +330,7 @@ def _convert(
             "inputs": spec["inputs"],
             "output_names": list(result.get("output_names") or []),  # type: ignore[call-overload]
             "max_rel_error": error,
+            "checked": result.get("checked"),
             "seconds": round(seconds, 3),
             "source_sha256": sha256,
             "created": time.time(),
