@@ -10,8 +10,9 @@ output, the worst of all outputs; above :data:`MAX_REL_ERROR` the conversion is 
 
 Cache: ``<cache>/<key>/model.onnx`` + ``meta.json`` (below), ``key`` = sha256 of the asset's
 sha256, the converter's name, ``VERSION`` and requirements, and the inputs. Built in a
-temporary folder under a file lock and published by one rename: a failed or interrupted
-conversion leaves nothing, two runs never convert the same asset twice. Default cache:
+temporary folder under a file lock (``.<key>.lock``, left in place) and published by one
+rename: a failed or interrupted conversion leaves no entry, two runs never convert the same
+asset twice. Default cache:
 ``$PANORAMA_CLI_CONVERTED_DIR``, else ``$XDG_CACHE_HOME/panorama-cli/converted``.
 
 meta.json::
@@ -231,22 +232,22 @@ def convert_asset(
     from filelock import FileLock
 
     root.mkdir(parents=True, exist_ok=True)
-    lock_path = root / f".{key}.lock"
-    with FileLock(str(lock_path)):
-        try:
-            found = _cached(target)  # another run converted it while we waited
-            if found is not None:
-                return found
-            for stale in root.glob(f".tmp-{key[:12]}-*"):  # an interrupted conversion's
-                shutil.rmtree(stale, ignore_errors=True)
-            python = _ensure_env(converter, notify)
-            notify(
-                "note",
-                {"text": f"converting {label} ({_label(converter)} -> ONNX), first time only"},
-            )
-            meta = _convert(converter, python, source, sha256, inputs, target, label)
-        finally:
-            lock_path.unlink(missing_ok=True)
+    # the lock file stays (empty): unlinking it would let a third run lock a new file while
+    # a second still holds the old one, and both convert (and clean up) at once
+    with FileLock(str(root / f".{key}.lock")):
+        found = _cached(target)  # another run converted it while we waited
+        if found is not None:
+            return found
+        for stale in root.glob(f".tmp-{key[:12]}-*"):  # an interrupted conversion's
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():  # an entry someone damaged (meta.json or model.onnx gone)
+            shutil.rmtree(target, ignore_errors=True)
+        python = _ensure_env(converter, notify)
+        notify(
+            "note",
+            {"text": f"converting {label} ({_label(converter)} -> ONNX), first time only"},
+        )
+        meta = _convert(converter, python, source, sha256, inputs, target, label)
     conversion = _from_meta(target, meta, cached=False)
     notify(
         "note",
