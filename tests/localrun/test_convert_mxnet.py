@@ -256,3 +256,21 @@ def test_a_detector_ending_in_box_nms_converts_in_ssd_order(mx_python, tmp_path)
     reference = json.loads((folder / "reference.json").read_text())
     assert [np.shape(o) for o in got] == [(1, 6, 1), (1, 6, 1), (1, 6, 4)]
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
+
+
+def test_model_flag_takes_an_mxnet_export_folder(exported, tmp_path, monkeypatch):
+    """--model NODE=FOLDER (symbol + params beside each other) converts like an asset."""
+    from panorama_cli.localrun.inference import load_model
+    from panorama_cli.project.appgraph import AppGraph
+    from panorama_cli.project.project import Project
+
+    root = project(tmp_path, pack(exported, tmp_path / "net.tar.gz"))
+    monkeypatch.setenv("PANORAMA_CLI_CONVERTED_DIR", str(tmp_path / "converted"))
+    node = AppGraph.load(Project(root)).node("detector")
+    package = Project(root).load_package(node.package_folder)
+    model = load_model(node, package, model_path=exported, cache_dir=tmp_path / "unpacked")
+    assert model.conversion_info["framework"] == "mxnet" and model.input_names == ("data",)
+    x = ((np.arange(np.prod(SHAPE)) % 17) / 17.0).astype(np.float32).reshape(SHAPE)
+    reference = json.loads((exported / "reference.json").read_text())
+    got = model({"data": x})
+    assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
