@@ -24,6 +24,7 @@ COMMANDS = {
     "create-package": "create_package",
     "add-panorama-package": "add_panorama_package",
     "add-raw-model": "add_raw_model",
+    "convert-model": "convert_model",
     "build-container": "build_container",
     "export-container": "export_container",
     "import-application": "import_application",

@@ -127,6 +127,7 @@ class _Run:
                 model_path=Path(path) if path else None,
                 cache_dir=project.root / MODEL_CACHE,
                 device=self.options.device,
+                notify=self.notify,  # "converting model ..., first time only"
             )
         from panorama_cli.localrun.devices import require_models_on
 

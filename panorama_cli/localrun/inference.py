@@ -15,6 +15,10 @@ before any frame, and serves calls through :meth:`ModelNode.run`:
 - outputs: a tuple of ndarrays in the model's output order;
 - one call at a time per model (a lock: "one inference thread per model"); per-call latency
   kept for the report (:attr:`ModelNode.stats`).
+
+Every model runs as ONNX in onnxruntime (CPU, or CUDA with ``--device cuda``): an MXNet,
+TensorFlow or PyTorch artifact is converted once (:mod:`panorama_cli.localrun.convert`,
+cached by the archive's sha256) and its check kept in :attr:`ModelNode.conversion`.
 """
 
 from __future__ import annotations
@@ -52,7 +56,11 @@ class ModelNode:
         input_dtypes: numpy dtype per input (values are cast to it).
         output_names: output names in the order of the returned tuple.
         impl: the backend object (``impl.session`` is the onnxruntime session for ONNX).
+        conversion: how the model became ONNX (a
+            :class:`~panorama_cli.localrun.convert.Conversion`), None for an ONNX asset.
     """
+
+    conversion: Any = None
 
     def __init__(
         self,
@@ -76,7 +84,10 @@ class ModelNode:
                 hint="fix mlModelDescriptor.inputs or pass the matching --model file",
             )
         self.input_names: tuple[str, ...] = names
-        self._to_model = dict(zip(names, model_names, strict=True))
+        if set(names) == set(model_names):  # the same names (a converted model): by name
+            self._to_model = {n: n for n in names}
+        else:  # the model file names them differently: by position
+            self._to_model = dict(zip(names, model_names, strict=True))
         self._identity = all(a == b for a, b in self._to_model.items())
         self.input_dtypes: dict[str, np.dtype] = {
             n: np.dtype(impl.input_dtypes[m]) for n, m in self._to_model.items()
@@ -210,6 +221,12 @@ class ModelNode:
     __call__ = run
 
     @property
+    def conversion_info(self) -> dict[str, Any] | None:
+        """report.json's ``conversion`` entry (framework, converter, seconds, cached,
+        max_rel_error, ...), None for a model that was ONNX already."""
+        return None if self.conversion is None else dict(self.conversion.summary())
+
+    @property
     def stats(self) -> dict[str, Any]:
         """``{"backend", "calls", "mean_ms", "p50_ms", "p95_ms"}`` over every call so far
         (milliseconds checking/converting the inputs plus running the model; time spent
@@ -227,15 +244,55 @@ class ModelNode:
 def _unsupported(kind: str, node: str, label: str) -> UserError:
     if kind == model_archive.NEO:
         what = "a SageMaker Neo-compiled model, which runs only on the device"
-    elif kind == model_archive.MXNET:
-        what = "an MXNet model, and MXNet cannot run here (it is retired)"
     else:
         what = f"a {kind} model, which this runner does not run"
     return UserError(
         f"model node {node}: {label} is {what}",
-        hint=f"export the original model to ONNX (torch.onnx.export, tf2onnx, "
-        f"mxnet.onnx.export_model) and pass --model {node}=model.onnx",
+        hint=f"export the original model to ONNX and pass --model {node}=model.onnx",
     )
+
+
+def _silent(event: str, data: dict[str, Any]) -> None:
+    pass
+
+
+def find_model(
+    name: str, package: Package | None, model_path: Path | None, cache_dir: Path
+) -> tuple[model_archive.ModelFile, Path, str | None]:
+    """The model file of node ``name``: ``--model`` (a file, folder or archive) or the
+    package's asset archive (unpacked into ``cache_dir``).
+
+    Returns:
+        (what was found, the source to convert from: the archive, or the file or folder
+        given, the archive's sha256 or None).
+
+    Raises:
+        UserError: no model, a missing/changed/unsafe archive, nothing recognisable inside.
+    """
+    if model_path is not None:
+        model_path = Path(model_path)
+        label = str(model_path)
+        if model_path.is_file() and model_path.name.endswith((".tar.gz", ".tgz", ".tar")):
+            from panorama_cli.project.assets import sha256_file
+
+            sha256 = sha256_file(model_path)
+            folder = model_archive.unpack_archive(model_path, sha256, cache_dir, label=label)
+            return model_archive.find_model_file(folder, label), folder, sha256
+        found = model_archive.find_model_file(model_path, f"model node {name}: {label}")
+        source = found.path
+        if found.kind == model_archive.MXNET and found.path.is_file():
+            source = found.path.parent  # the symbol file and its params beside it
+        return found, source, None
+    asset = package.model_asset() if package is not None else None
+    if asset is None:
+        raise UserError(
+            f"model node {name}: no model file (its package has no model asset here)",
+            hint=f"pass --model {name}=PATH (.onnx, TorchScript .pt, SavedModel folder)",
+        )
+    archive, sha256 = asset
+    label = f"assets/{archive.name}"
+    folder = model_archive.unpack_archive(archive, sha256, cache_dir, label=label)
+    return model_archive.find_model_file(folder, f"model node {name}: {label}"), folder, sha256
 
 
 def load_model(
@@ -245,6 +302,8 @@ def load_model(
     model_path: Path | None,
     cache_dir: Path,
     device: str = "cpu",
+    notify: Any = None,
+    convert_cache: Path | None = None,
 ) -> ModelNode:
     """Load the model of one ml-model node.
 
@@ -253,55 +312,51 @@ def load_model(
         package: its local package (descriptor: input names and shapes; asset archive), or
             None for a package that is not in the project.
         model_path: ``--model NODE=PATH``: an .onnx / TorchScript file, a SavedModel folder,
-            or a .tar.gz archive of one; wins over the package's model asset.
+            an MXNet export's folder, or a .tar.gz archive of one; wins over the package's
+            model asset.
         cache_dir: where asset archives are unpacked, one ``<sha256>/`` folder each.
         device: "cpu" or "cuda".
+        notify: receives ("note", {"text"}) events while a model is converted (the first
+            time only); default silent.
+        convert_cache: the conversion cache (default
+            :func:`panorama_cli.localrun.convert.default_cache_dir`).
 
     Returns:
-        The loaded :class:`ModelNode`.
+        The loaded :class:`ModelNode` (``conversion`` set for a converted model).
 
     Raises:
         UserError: no model (neither --model nor an asset archive), a missing/broken/unsafe
-            archive, a framework that cannot run here (MXNet, Neo, TFLite: how to export to
-            ONNX), a missing optional runtime (``pip install 'panorama-cli[torch]'``), or a
-            descriptor that does not match the model.
+            archive, a model that cannot run here (Neo, TFLite: how to export to ONNX), a
+            conversion that failed (files missing, input names the model lacks, an operator
+            its exporter lacks, a check above 1e-3), or a descriptor that does not match.
     """
     name = node.name
     descriptor = package.model_descriptor if package is not None else None
     names = tuple(i.name for i in descriptor.inputs) if descriptor else ()
     shapes = {i.name: tuple(i.shape) for i in descriptor.inputs} if descriptor else {}
-    if model_path is not None:
-        model_path = Path(model_path)
-        label = str(model_path)
-        if model_path.is_file() and model_path.name.endswith((".tar.gz", ".tgz", ".tar")):
-            from panorama_cli.project.assets import sha256_file
-
-            folder = model_archive.unpack_archive(
-                model_path, sha256_file(model_path), cache_dir, label=label
-            )
-            found = model_archive.find_model_file(folder, label)
-        else:
-            found = model_archive.find_model_file(model_path, f"model node {name}: {label}")
-    else:
-        asset = package.model_asset() if package is not None else None
-        if asset is None:
-            raise UserError(
-                f"model node {name}: no model file (its package has no model asset here)",
-                hint=f"pass --model {name}=PATH (.onnx, TorchScript .pt, SavedModel folder)",
-            )
-        archive, sha256 = asset
-        label = f"assets/{archive.name}"
-        folder = model_archive.unpack_archive(archive, sha256, cache_dir, label=label)
-        found = model_archive.find_model_file(folder, f"model node {name}: {label}")
+    found, source, sha256 = find_model(name, package, model_path, cache_dir)
     from panorama_cli.localrun import model_backends
 
     label = f"model node {name} ({found.path.name})"
-    if found.kind == model_archive.ONNX:
-        impl: Any = model_backends.OnnxBackend(found.path, label, device)
-    elif found.kind == model_archive.TORCHSCRIPT:
-        impl = model_backends.TorchScriptBackend(found.path, label, device, names, shapes)
-    elif found.kind == model_archive.SAVEDMODEL:
-        impl = model_backends.SavedModelBackend(found.path, label, device)
-    else:
-        raise _unsupported(found.kind, name, found.path.name)
-    return ModelNode(name, impl, names=names, shapes=shapes)
+    conversion = None
+    onnx_path = found.path
+    if found.kind != model_archive.ONNX:
+        framework = model_archive.FRAMEWORK_OF.get(found.kind)
+        if framework is None:
+            raise _unsupported(found.kind, name, found.path.name)
+        from panorama_cli.localrun.convert import convert_asset
+
+        conversion = convert_asset(
+            source,
+            framework,
+            [(i.name, i.shape) for i in descriptor.inputs] if descriptor else [],
+            notify=notify or _silent,
+            cache_dir=convert_cache,
+            sha256=sha256,
+            label=f"model {name}",
+        )
+        onnx_path = conversion.onnx
+    impl = model_backends.OnnxBackend(onnx_path, label, device)
+    model = ModelNode(name, impl, names=names, shapes=shapes)
+    model.conversion = conversion
+    return model

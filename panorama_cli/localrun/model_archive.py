@@ -26,9 +26,17 @@ from pathlib import Path, PurePosixPath
 from panorama_cli.errors import UserError
 
 #: What :func:`find_model_file` recognises, by kind.
-ONNX, TORCHSCRIPT, SAVEDMODEL, MXNET, NEO, TFLITE, KERAS = (
-    "onnx", "torchscript", "savedmodel", "mxnet", "neo", "tflite", "keras",
+ONNX, TORCHSCRIPT, SAVEDMODEL, GRAPHDEF, MXNET, NEO, TFLITE, KERAS = (
+    "onnx", "torchscript", "savedmodel", "graphdef", "mxnet", "neo", "tflite", "keras",
 )  # fmt: skip
+#: Kind -> the framework whose converter (:mod:`panorama_cli.localrun.convert`) makes it ONNX.
+FRAMEWORK_OF = {
+    TORCHSCRIPT: "pytorch",
+    SAVEDMODEL: "tensorflow",
+    GRAPHDEF: "tensorflow",
+    KERAS: "tensorflow",
+    MXNET: "mxnet",
+}
 #: The most members and unpacked bytes a model archive may hold.
 MAX_MEMBERS = 10_000
 MAX_BYTES = 16 << 30
@@ -47,7 +55,8 @@ class ModelFile:
     """A model found on disk.
 
     Attributes:
-        kind: one of ONNX, TORCHSCRIPT, SAVEDMODEL (runnable here) or MXNET, NEO, TFLITE, KERAS.
+        kind: ONNX (runs as it is); TORCHSCRIPT, SAVEDMODEL, GRAPHDEF, MXNET, KERAS (converted
+            to ONNX first, :data:`FRAMEWORK_OF`); NEO, TFLITE (cannot run here).
         path: the file (or the SavedModel folder).
     """
 
@@ -69,6 +78,16 @@ def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
             target == str(dest) or target.startswith(str(dest) + os.sep)
         ):
             raise tarfile.TarError(f"link {member.name!r} points outside the extraction folder")
+
+
+def extract_checked(archive: Path, dest: Path, label: str) -> None:
+    """Extract ``archive`` into the existing folder ``dest`` with the checks of
+    :func:`unpack_archive` (data filter, member and size caps), no cache, no sha256.
+
+    Raises:
+        UserError: not a tar archive, unsafe or too big.
+    """
+    _extract(archive, dest, label)
 
 
 def _extract(archive: Path, dest: Path, label: str) -> None:
@@ -205,6 +224,8 @@ def _classify(path: Path) -> str | None:
         return KERAS
     if name == "saved_model.pb":
         return SAVEDMODEL
+    if name.endswith(".pb"):
+        return GRAPHDEF
     return None
 
 
@@ -212,7 +233,8 @@ def find_model_file(path: Path, label: str) -> ModelFile:
     """What kind of model ``path`` (a file, or an unpacked archive folder) is.
 
     In a folder, a Neo marker wins (a compiled artifact), then one ``.onnx``, one TorchScript
-    file, one SavedModel folder (``saved_model.pb``), MXNet files, ``.tflite``, Keras files.
+    file, one SavedModel folder (``saved_model.pb``), a frozen GraphDef ``.pb``, MXNet files,
+    ``.tflite``, Keras files.
 
     Raises:
         UserError: nothing recognisable, or several candidates of the winning kind.
@@ -223,8 +245,8 @@ def find_model_file(path: Path, label: str) -> ModelFile:
             return ModelFile(kind, path.parent)
         if kind is None:
             raise UserError(
-                f"{label}: not a model file this runner knows "
-                "(.onnx, TorchScript .pt/.pth, a SavedModel folder)"
+                f"{label}: not a model file this runner knows (.onnx, TorchScript .pt/.pth, "
+                "a SavedModel folder, a frozen GraphDef .pb, MXNet -symbol.json + .params)"
             )
         return ModelFile(kind, path)
     if not path.is_dir():
@@ -236,7 +258,7 @@ def find_model_file(path: Path, label: str) -> ModelFile:
             found.setdefault(kind, []).append(
                 item.parent if item.is_file() and kind == SAVEDMODEL else item
             )
-    for kind in (NEO, ONNX, TORCHSCRIPT, SAVEDMODEL, MXNET, TFLITE, KERAS):
+    for kind in (NEO, ONNX, TORCHSCRIPT, SAVEDMODEL, GRAPHDEF, MXNET, TFLITE, KERAS):
         candidates = sorted(set(found.get(kind, [])), key=lambda p: (len(p.parts), str(p)))
         if not candidates:
             continue
@@ -253,5 +275,6 @@ def find_model_file(path: Path, label: str) -> ModelFile:
     )
     raise UserError(
         f"{label}: no model file inside ({listing or 'empty'})",
-        hint="expected .onnx, TorchScript .pt/.pth or a SavedModel folder, or pass --model",
+        hint="expected .onnx, TorchScript .pt/.pth, a SavedModel folder, a frozen GraphDef .pb "
+        "or MXNet -symbol.json + .params; or pass --model",
     )

@@ -11,7 +11,10 @@
              "read_ms": STATS}},            # the source's read (decode) of each frame
   "nodes": {node: {"get_ms": STATS, "put_ms": STATS, "call_ms": STATS}},  # as the app saw them
   "models": {node: {"backend": str, "device": "cpu" | "cuda", "calls": int, "mean_ms": float,
-             "p50_ms": float, "p95_ms": float}},
+             "p50_ms": float, "p95_ms": float,
+             "conversion": null | {"framework": str, "framework_version": str,
+                                   "converter": str, "seconds": float, "cached": bool,
+                                   "max_rel_error": float, "onnx": str}}},  # MXNet/TF/PyTorch
   "hdmi": {stream_id: {"frames": int, "path": "hdmi/<stream_id>.mp4" | null}},
   "notes": [str]                    # what the run dropped or skipped (log lines, bad rects, ...)
 }
@@ -196,6 +199,7 @@ def _model_entry(model: Any) -> dict[str, Any]:
         "mean_ms": round(float(stats.get("mean_ms", 0.0)), 4),
         "p50_ms": round(float(stats.get("p50_ms", 0.0)), 4),
         "p95_ms": round(float(stats.get("p95_ms", 0.0)), 4),
+        "conversion": getattr(model, "conversion_info", None),
     }
 
 

@@ -262,11 +262,8 @@ def test_unsafe_archives_extract_nothing(tmp_path, monkeypatch, kind, pep706):
 @pytest.mark.parametrize(
     ("files", "says"),
     [
-        (
-            {"model-symbol.json": b"{}", "model-0000.params": b"x"},
-            "is an MXNet model, and MXNet cannot run here",
-        ),
         ({"compiled.so": b"x", "compiled_model.json": b"{}"}, "is a SageMaker Neo-compiled model"),
+        ({"model.tflite": b"x"}, "is a tflite model, which this runner does not run"),
     ],
 )
 def test_frameworks_that_cannot_run_here_say_how_to_export(tmp_path, files, says):
@@ -287,36 +284,6 @@ def test_no_model_asset_names_the_flag(tmp_path):
         info.value.message == "model node det: no model file (its package has no model asset here)"
     )
     assert info.value.hint.startswith("pass --model det=PATH")
-
-
-def test_torchscript_and_savedmodel_need_their_extras(tmp_path):
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    script = tmp_path / "model.pt"
-    if torch is None:
-        script.write_bytes(b"not loaded without torch")
-        with pytest.raises(UserError) as info:
-            load_model(Node("t"), None, model_path=script, cache_dir=tmp_path / "c")
-        assert "pip install 'panorama-cli[torch]'" in info.value.message
-    else:
-        torch.jit.script(torch.nn.ReLU()).save(str(script))
-        model = load_model(Node("t"), None, model_path=script, cache_dir=tmp_path / "c")
-        (out,) = model(np.array([-1.0, 2.0], np.float32))
-        assert out.tolist() == [0.0, 2.0]
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    (saved / "saved_model.pb").write_bytes(b"")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        with pytest.raises(UserError) as info:
-            load_model(Node("tf"), None, model_path=saved, cache_dir=tmp_path / "c")
-        assert "pip install 'panorama-cli[tensorflow]'" in info.value.message
-    else:
-        with pytest.raises(UserError, match="cannot load the SavedModel"):
-            load_model(Node("tf"), None, model_path=saved, cache_dir=tmp_path / "c")
 
 
 def test_model_file_onnxruntime_cannot_load(tmp_path):

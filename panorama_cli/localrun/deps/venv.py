@@ -15,6 +15,10 @@ requirements. The environment is built in its final folder (virtual environments
 move) under a file lock (two runs never build it twice; the second waits and reuses it), and
 published by renaming the symlink into place: a failed or interrupted build publishes
 nothing, and its folder is removed (an interrupted one by the next build of that key).
+
+``isolated=True`` (the model converters' environments, :mod:`panorama_cli.localrun.convert.envs`)
+leaves the base's site-packages out: the environment holds exactly the requirements (plus pip),
+so a converter's pins (numpy<1.24 for mxnet) never meet panorama-cli's own packages.
 """
 
 from __future__ import annotations
@@ -36,17 +40,23 @@ log = logging.getLogger(__name__)
 Notify = Callable[[str, dict[str, object]], None]
 
 
-def cache_key(python: str, version: str, site: Sequence[str], requirements: Sequence[str]) -> str:
+def cache_key(
+    python: str,
+    version: str,
+    site: Sequence[str],
+    requirements: Sequence[str],
+    isolated: bool = False,
+) -> str:
     """The cache name (16 hex digits) of an environment of ``requirements`` on ``python``."""
-    data = json.dumps(
-        {
-            "python": os.path.realpath(python),
-            "version": version,
-            "site": list(site),
-            "requirements": sorted(set(requirements)),
-        },
-        sort_keys=True,
-    )
+    spec: dict[str, object] = {
+        "python": os.path.realpath(python),
+        "version": version,
+        "site": [] if isolated else list(site),
+        "requirements": sorted(set(requirements)),
+    }
+    if isolated:
+        spec["isolated"] = True  # absent otherwise: the keys of existing caches stay
+    data = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -59,6 +69,7 @@ def ensure_venv(
     *,
     label: str,
     notify: Notify,
+    isolated: bool = False,
 ) -> tuple[str, bool]:
     """The python of the cached environment of ``requirements`` on ``base_python`` (built
     first when missing, see the module docstring).
@@ -70,6 +81,8 @@ def ensure_venv(
         requirements: PEP 508 requirement strings.
         label: how messages name the environment's user (``node code_node``).
         notify: receives ("note", {"text"}) events.
+        isolated: without the base's site-packages (see the module docstring); ``site`` is
+            then ignored.
 
     Returns:
         (path of its ``bin/python`` in the environment's real folder, whether this call
@@ -81,7 +94,9 @@ def ensure_venv(
     """
     from filelock import FileLock, Timeout
 
-    key = cache_key(base_python, version, site, requirements)
+    if isolated:
+        site = ()
+    key = cache_key(base_python, version, site, requirements, isolated)
     link = cache_dir / key
     python = link / "bin" / "python"
     if python.exists():
@@ -149,8 +164,9 @@ def _build(
             progress.step("pip")
             minor = ".".join(version.split(".")[:2])
             site_dir = env_dir / "lib" / f"python{minor}" / "site-packages"
-            lines = ["import site"] + [f"site.addsitedir({folder!r})" for folder in site]
-            (site_dir / "_panorama_base_site.pth").write_text("; ".join(lines) + "\n")
+            if site:  # isolated environments get none
+                lines = ["import site"] + [f"site.addsitedir({folder!r})" for folder in site]
+                (site_dir / "_panorama_base_site.pth").write_text("; ".join(lines) + "\n")
             wanted = env_dir / "panorama-requirements.txt"
             wanted.write_text("".join(f"{r}\n" for r in requirements))
             pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install"]
