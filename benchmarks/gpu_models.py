@@ -9,11 +9,11 @@ app makes: names, shape and dtype checked, the model run, outputs back as numpy 
 prints the median milliseconds per call of each device and the speed-up (cpu / cuda).
 
 Models: YOLOX-nano (../shared/models/yolox_nano/yolox_nano.onnx, 1x3x416x416, when present)
-and a stand-in conv net built here (8 3x3 convolutions, 32 channels, 1x3x224x224) as ONNX
-(onnxruntime) and, when torch is installed, as TorchScript (torch).
+and a stand-in conv net built here (8 3x3 convolutions, 32 channels, 1x3x224x224) as ONNX.
+TorchScript, SavedModel and MXNet assets run as the ONNX they are converted to once
+(``panorama_cli.localrun.convert``), so onnxruntime's numbers are theirs too.
 
-Where CUDA cannot be used (no NVIDIA driver or GPU, the CPU build of onnxruntime, torch
-without CUDA) the cuda column says so in one line instead of a number; the CPU numbers are
+Where CUDA cannot be used (no NVIDIA driver or GPU, the CPU build of onnxruntime) the cuda column says so in one line instead of a number; the CPU numbers are
 still measured. Exit status 0 either way (no target: the numbers are for the record).
 """
 
@@ -66,24 +66,6 @@ def conv_onnx(path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
-    return path
-
-
-def conv_torchscript(path: Path) -> Path | None:
-    """The same conv net as TorchScript, or None without torch."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.manual_seed(0)
-    layers: list[Any] = []
-    channels = SHAPE[1]
-    for _ in range(LAYERS):
-        layers += [torch.nn.Conv2d(channels, CHANNELS, 3, padding=1, bias=False), torch.nn.ReLU()]
-        channels = CHANNELS
-    layers.append(torch.nn.AdaptiveAvgPool2d(1))
-    model = torch.nn.Sequential(*layers).eval()
-    torch.jit.trace(model, torch.zeros(SHAPE)).save(str(path))
     return path
 
 
@@ -142,13 +124,6 @@ def main() -> int:
         if YOLOX.is_file():
             models.append((YOLOX, "yolox_nano 416", "onnxruntime"))
         models.append((conv_onnx(tmp / "conv.onnx"), "conv8x32 224", "onnxruntime"))
-        script = conv_torchscript(tmp / "conv.pt")
-        if script is not None:
-            models.append((script, "conv8x32 224", "torch"))
-        else:
-            print(
-                "torch not installed: TorchScript not measured (pip install 'panorama-cli[torch]')"
-            )
         print(f"{'model':28} {'runtime':12} {'cpu ms':>10} {'cuda ms':>10} {'speed-up':>9}")
         for path, label, runtime in models:
             print(measure(path, label, runtime, args.calls, args.rounds, tmp / "cache"))
