@@ -159,7 +159,7 @@ def unpack_archive(
             f"{label}: content sha256 {actual[:12]}… does not match {sha256[:12]}…",
             hint="the archive changed after add-raw-model; run add-raw-model again",
         )
-    made = _make_dirs(cache_dir)
+    made = make_dirs(cache_dir)
     lock_path = cache_dir / f".{sha256}.lock"
     try:
         with FileLock(str(lock_path)):
@@ -171,17 +171,18 @@ def unpack_archive(
                 # the target there or extracts again into its own temporary folder
                 lock_path.unlink(missing_ok=True)
     except BaseException:
-        for folder in made:  # the cache folders this call created, if still empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_made_dirs(made)  # the cache folders this call created, if still empty
         raise
     return target
 
 
-def _make_dirs(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; returns those created, deepest first."""
+def make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents (like ``mkdir -p``).
+
+    Returns the folders this call created, deepest first, for :func:`remove_made_dirs` to
+    take back if the caller fails. Raises ``OSError`` when a folder cannot be created.
+    Shared with :mod:`panorama_cli.localrun.deps.venv` (its environment cache).
+    """
     missing = []
     current = folder
     while not current.exists() and current != current.parent:
@@ -189,6 +190,16 @@ def _make_dirs(folder: Path) -> list[Path]:
         current = current.parent
     folder.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def remove_made_dirs(made: list[Path]) -> None:
+    """Remove the folders :func:`make_dirs` returned (deepest first) while they are empty;
+    stops at the first that is not (another run put something there). Never raises."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _extract_into(archive: Path, target: Path, label: str) -> None:

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.localrun.helpers import ACCOUNT, add_model_node, make_project, video
-from tests.support.cli_runner import run_cli_subprocess
+from tests.localrun import convert_helpers
+from tests.localrun.convert_helpers import MODEL_PKG, app_source, fixed_input, rel_error, run_app
 from tests.support.converter_envs import require_env
 from tests.support.project_helpers import run
 
 SHAPE = (1, 3, 16, 16)
-MODEL_PKG = f"packages/{ACCOUNT}-MODEL-1.0"
 
 BUILD = """
 import json, sys
@@ -69,18 +68,7 @@ net.export(out_dir + "/net", epoch=0)
 json.dump([o.asnumpy().tolist() for o in outputs], open(out_dir + "/reference.json", "w"))
 """
 
-APP = f"""
-import json
-import numpy as np
-import panoramasdk
-
-node = panoramasdk.node()
-node.inputs.video_in.get()
-shape = {SHAPE}
-x = ((np.arange(np.prod(shape)) % 17) / 17.0).astype(np.float32).reshape(shape)
-out = node.call({{"data": x}}, "detector")
-json.dump([np.asarray(o).tolist() for o in out], open("/opt/aws/panorama/storage/out.json", "w"))
-"""
+APP = app_source(SHAPE, "data")
 
 
 @pytest.fixture(scope="module")
@@ -113,31 +101,7 @@ def exported(mx_python, tmp_path_factory) -> Path:
 
 def project(tmp_path: Path, archive: Path, input_name: str = "data") -> Path:
     """A project whose app calls model node ``detector`` (MXNET descriptor, add-raw-model)."""
-    root = make_project(tmp_path, APP, params={}, hdmi=False)
-    add_model_node(root, "detector", input_name, SHAPE)
-    descriptor = root / MODEL_PKG / "descriptor.json"
-    body = json.loads(descriptor.read_text())
-    body["mlModelDescriptor"]["framework"] = "MXNET"
-    descriptor.write_text(json.dumps(body))
-    result = run(
-        root, "add-raw-model", "--model-asset-name", "model_asset",
-        "--model-local-path", str(archive),
-        "--descriptor-path", f"{MODEL_PKG}/descriptor.json", "--packages-path", MODEL_PKG,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    return root
-
-
-def run_app(root: Path, out: Path, cache: Path, *more: str):
-    args = ["run", "--camera", f"front_camera={video()}", "--frames", "1", "--fast",
-            "--json", "--output-dir", str(out), *more]  # fmt: skip
-    return run_cli_subprocess(args, cwd=root, env={"PANORAMA_CLI_CONVERTED_DIR": str(cache)})
-
-
-def rel_error(expected, got) -> float:
-    a, b = np.asarray(expected, np.float64), np.asarray(got, np.float64)
-    assert a.shape == b.shape
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+    return convert_helpers.project(tmp_path, APP, archive, "MXNET", input_name, SHAPE)
 
 
 def test_mxnet_model_runs_converted_once_then_cached(exported, tmp_path):
@@ -196,7 +160,7 @@ def test_convert_model_writes_the_onnx_and_reports_the_error(exported, tmp_path)
     assert "max relative error" in result.stderr and "add-raw-model" in result.stderr
     session = ort.InferenceSession(str(root / "net.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["data"]  # the weights are not inputs
-    x = ((np.arange(np.prod(SHAPE)) % 17) / 17.0).astype(np.float32).reshape(SHAPE)
+    x = fixed_input(SHAPE)
     reference = json.loads((exported / "reference.json").read_text())
     got = session.run(None, {"data": x})
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
@@ -251,7 +215,7 @@ def test_a_detector_ending_in_box_nms_converts_in_ssd_order(mx_python, tmp_path)
     assert result.exit_code == 0, result.stderr
     assert 0 <= json.loads(result.stdout)["conversion"]["max_rel_error"] <= 1e-3
     session = ort.InferenceSession(str(root / "nms.onnx"), providers=["CPUExecutionProvider"])
-    x = ((np.arange(np.prod(SHAPE)) % 17) / 17.0).astype(np.float32).reshape(SHAPE)
+    x = fixed_input(SHAPE)
     got = session.run(None, {"data": x})
     reference = json.loads((folder / "reference.json").read_text())
     assert [np.shape(o) for o in got] == [(1, 6, 1), (1, 6, 1), (1, 6, 4)]
@@ -270,7 +234,7 @@ def test_model_flag_takes_an_mxnet_export_folder(exported, tmp_path, monkeypatch
     package = Project(root).load_package(node.package_folder)
     model = load_model(node, package, model_path=exported, cache_dir=tmp_path / "unpacked")
     assert model.conversion_info["framework"] == "mxnet" and model.input_names == ("data",)
-    x = ((np.arange(np.prod(SHAPE)) % 17) / 17.0).astype(np.float32).reshape(SHAPE)
+    x = fixed_input(SHAPE)
     reference = json.loads((exported / "reference.json").read_text())
     got = model({"data": x})
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3

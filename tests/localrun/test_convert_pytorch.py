@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.localrun.helpers import ACCOUNT, add_model_node, make_project, video
-from tests.support.cli_runner import run_cli_subprocess
+from tests.localrun import convert_helpers
+from tests.localrun.convert_helpers import MODEL_PKG, app_source, fixed_input, rel_error, run_app
 from tests.support.converter_envs import build_in_env, require_env, run_script
 from tests.support.project_helpers import run
 
 SHAPE = (1, 3, 8, 8)
-MODEL_PKG = f"packages/{ACCOUNT}-MODEL-1.0"
 
 # argv: out_dir, kind ("net" | "fft" | "state_dict"); writes out_dir/model.pth and, for "net",
 # reference.json (torch's outputs for the fixed input below)
@@ -64,28 +63,7 @@ else:
     json.dump([o.tolist() for o in outputs], open(out_dir + "/reference.json", "w"))
 """
 
-APP = f"""
-import json
-import numpy as np
-import panoramasdk
-
-node = panoramasdk.node()
-node.inputs.video_in.get()
-shape = {SHAPE}
-x = ((np.arange(np.prod(shape)) % 17) / 17.0).astype(np.float32).reshape(shape)
-out = node.call({{"data": x}}, "detector")
-json.dump([np.asarray(o).tolist() for o in out], open("/opt/aws/panorama/storage/out.json", "w"))
-"""
-
-
-def fixed_input() -> np.ndarray:
-    return ((np.arange(np.prod(SHAPE)) % 17) / 17.0).astype(np.float32).reshape(SHAPE)
-
-
-def rel_error(expected, got) -> float:
-    a, b = np.asarray(expected, np.float64), np.asarray(got, np.float64)
-    assert a.shape == b.shape
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+APP = app_source(SHAPE, "data")
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +97,7 @@ def test_traced_module_converts_with_its_tuple_outputs_in_order(torch_python, tr
     # the ONNX takes the descriptor's name ("data" for forward(self, x): by position, as Neo)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("data", list(SHAPE))]
-    got = session.run(None, {"data": fixed_input()})
+    got = session.run(None, {"data": fixed_input(SHAPE)})
     reference = json.loads((traced / "reference.json").read_text())
     assert [np.shape(o) for o in got] == [(1, 5), (1, 4)]  # (scores, features), torch's order
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
@@ -154,25 +132,7 @@ def test_errors_are_one_line(torch_python, tmp_path, kind, inputs, says):
 
 def project(tmp_path: Path, archive: Path) -> Path:
     """A project whose app calls model node ``detector`` (PYTORCH descriptor, add-raw-model)."""
-    root = make_project(tmp_path, APP, params={}, hdmi=False)
-    add_model_node(root, "detector", "data", SHAPE)
-    descriptor = root / MODEL_PKG / "descriptor.json"
-    body = json.loads(descriptor.read_text())
-    body["mlModelDescriptor"]["framework"] = "PYTORCH"
-    descriptor.write_text(json.dumps(body))
-    result = run(
-        root, "add-raw-model", "--model-asset-name", "model_asset",
-        "--model-local-path", str(archive),
-        "--descriptor-path", f"{MODEL_PKG}/descriptor.json", "--packages-path", MODEL_PKG,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    return root
-
-
-def run_app(root: Path, out: Path, cache: Path):
-    args = ["run", "--camera", f"front_camera={video()}", "--frames", "1", "--fast",
-            "--json", "--output-dir", str(out)]  # fmt: skip
-    return run_cli_subprocess(args, cwd=root, env={"PANORAMA_CLI_CONVERTED_DIR": str(cache)})
+    return convert_helpers.project(tmp_path, APP, archive, "PYTORCH", "data", SHAPE)
 
 
 def test_pytorch_model_node_runs_converted_once_then_cached(traced, tmp_path):
@@ -219,7 +179,7 @@ def test_convert_model_writes_the_onnx(traced, tmp_path):
     assert data["conversion"]["framework"] == "pytorch"
     assert 0 <= data["conversion"]["max_rel_error"] <= 1e-3
     session = ort.InferenceSession(str(root / "net.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"data": fixed_input()})
+    got = session.run(None, {"data": fixed_input(SHAPE)})
     reference = json.loads((traced / "reference.json").read_text())
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
 

@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.localrun.helpers import ACCOUNT, add_model_node, make_project, video
-from tests.support.cli_runner import run_cli_subprocess
+from tests.localrun import convert_helpers
+from tests.localrun.convert_helpers import app_source, fixed_input, rel_error, run_app
 from tests.support.converter_envs import build_in_env, require_env, run_script
-from tests.support.project_helpers import run
 
 SHAPE = (1, 8, 8, 3)  # NHWC, as TensorFlow models take images
-MODEL_PKG = f"packages/{ACCOUNT}-MODEL-1.0"
 
 # argv: out_dir, kind; writes out_dir/<kind's files> and reference.json (TensorFlow's outputs
 # for the fixed input below, in the order the converted model must give them)
@@ -106,28 +104,7 @@ elif kind == "igamma":
 json.dump([np.asarray(o).tolist() for o in outputs], open(out_dir + "/reference.json", "w"))
 """
 
-APP = f"""
-import json
-import numpy as np
-import panoramasdk
-
-node = panoramasdk.node()
-node.inputs.video_in.get()
-shape = {SHAPE}
-x = ((np.arange(np.prod(shape)) % 17) / 17.0).astype(np.float32).reshape(shape)
-out = node.call({{"image": x}}, "detector")
-json.dump([np.asarray(o).tolist() for o in out], open("/opt/aws/panorama/storage/out.json", "w"))
-"""
-
-
-def fixed_input(shape=SHAPE) -> np.ndarray:
-    return ((np.arange(np.prod(shape)) % 17) / 17.0).astype(np.float32).reshape(shape)
-
-
-def rel_error(expected, got) -> float:
-    a, b = np.asarray(expected, np.float64), np.asarray(got, np.float64)
-    assert a.shape == b.shape
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+APP = app_source(SHAPE, "image")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +139,7 @@ def test_savedmodel_converts_with_its_signature_outputs_in_order(tf_python, save
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in session.get_inputs()] == [("image", list(SHAPE))]
     assert [o.name for o in session.get_outputs()] == ["output_0", "output_1"]
-    got = session.run(None, {"image": fixed_input()})
+    got = session.run(None, {"image": fixed_input(SHAPE)})
     reference = json.loads((saved / "reference.json").read_text())
     assert [np.shape(o) for o in got] == [(1, 5), (1, 4)]  # scores, boxes
     assert max(rel_error(r, g) for r, g in zip(reference, got, strict=True)) <= 1e-3
@@ -256,27 +233,8 @@ def test_operator_tf2onnx_lacks_is_named_with_the_versions(tf_python, tmp_path):
 
 
 def project(tmp_path: Path, archive: Path) -> Path:
-    """A project whose app calls model node ``detector`` (TENSORFLOW descriptor,
-    add-raw-model)."""
-    root = make_project(tmp_path, APP, params={}, hdmi=False)
-    add_model_node(root, "detector", "image", SHAPE)
-    descriptor = root / MODEL_PKG / "descriptor.json"
-    body = json.loads(descriptor.read_text())
-    body["mlModelDescriptor"]["framework"] = "TENSORFLOW"
-    descriptor.write_text(json.dumps(body))
-    result = run(
-        root, "add-raw-model", "--model-asset-name", "model_asset",
-        "--model-local-path", str(archive),
-        "--descriptor-path", f"{MODEL_PKG}/descriptor.json", "--packages-path", MODEL_PKG,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    return root
-
-
-def run_app(root: Path, out: Path, cache: Path):
-    args = ["run", "--camera", f"front_camera={video()}", "--frames", "1", "--fast",
-            "--json", "--output-dir", str(out)]  # fmt: skip
-    return run_cli_subprocess(args, cwd=root, env={"PANORAMA_CLI_CONVERTED_DIR": str(cache)})
+    """A project whose app calls model node ``detector`` (TENSORFLOW descriptor, add-raw-model)."""
+    return convert_helpers.project(tmp_path, APP, archive, "TENSORFLOW", "image", SHAPE)
 
 
 def test_tensorflow_model_node_runs_converted_once_then_cached(saved, tmp_path):

@@ -18,8 +18,7 @@ Model kinds, found in model_dir (searched recursively, first match wins in this 
 
 from __future__ import annotations
 
-import contextlib
-import json
+import importlib.util
 import logging
 import os
 import sys
@@ -34,28 +33,21 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 OPSET = 17
 
 
-class Failure(Exception):
-    """A one-line error for the user."""
+# what the converter scripts share, loaded by its path (this folder stays off sys.path)
+_spec = importlib.util.spec_from_file_location("_export_common", f"{_HERE}/_export_common.py")
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+Failure = _common.Failure
+_line = _common.line
 
 
 def main(spec_path: str) -> int:
-    # Everything but the result line goes to stderr, C++ prints (fd 1) included.
-    sys.stdout.flush()
-    real_stdout = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            result = convert(json.loads(Path(spec_path).read_text()))
-        result["ok"] = True
-        status = 0
-    except Failure as exc:
-        result, status = {"ok": False, "error": str(exc)}, 1
-    except Exception as exc:  # noqa: BLE001 - anything else, in one line
-        lines = str(exc).strip().splitlines()
-        result = {"ok": False, "error": f"{type(exc).__name__}: {lines[0] if lines else ''}"}
-        status = 1
-    print(json.dumps(result), file=real_stdout, flush=True)
-    return status
+    return _common.main(spec_path, convert, _unexpected)
+
+
+def _unexpected(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def convert(spec: dict) -> dict:
@@ -88,11 +80,11 @@ def convert(spec: dict) -> dict:
         )
     _rename(proto, [n for n, _, _ in model["inputs"]], model["output_names"])
     Path(spec["output"]).write_bytes(proto.SerializeToString())
-    got = _onnx_run(spec["output"], feed)
+    got = _common.onnx_run(spec["output"], feed)
     return {
         "framework_version": tf.__version__,
         "output_names": model["output_names"],
-        "max_rel_error": _worst_error(expected, got),
+        "max_rel_error": _common.worst_error(expected, got, "TensorFlow"),
     }
 
 
@@ -320,45 +312,10 @@ def _random(rng, shape, dtype):
     return rng.random(shape, dtype=np.float32).astype(dtype)
 
 
-def _onnx_run(path: str, feed: dict) -> list:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime's own types
-        raise Failure(f"onnxruntime cannot load the converted model: {_line(exc)}") from None
-    return session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})
-
-
-def _worst_error(expected: list, got: list) -> float:
-    """max over outputs of max|a-b| / max(max|a|, 1e-12)."""
-    import numpy as np
-
-    if len(expected) != len(got):
-        raise Failure(f"the converted model gives {len(got)} outputs, TensorFlow {len(expected)}")
-    worst = 0.0
-    for a, b in zip(expected, got, strict=True):
-        a = np.asarray(a, np.float64)
-        b = np.asarray(b, np.float64)
-        if a.shape != b.shape:
-            raise Failure(f"converted output shape {list(b.shape)} != TensorFlow's {list(a.shape)}")
-        if a.size:
-            scale = max(float(np.max(np.abs(a))), 1e-12)
-            worst = max(worst, float(np.max(np.abs(a - b))) / scale)
-    return worst
-
-
 def _tf2onnx_version() -> str:
     import tf2onnx
 
     return tf2onnx.__version__
-
-
-def _line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

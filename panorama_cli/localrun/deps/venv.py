@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun.model_archive import make_dirs, remove_made_dirs
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def ensure_venv(
     python = link / "bin" / "python"
     if python.exists():
         return _real(link), False
-    made = _make_dirs(cache_dir)
+    made = make_dirs(cache_dir)
     lock = FileLock(str(cache_dir / f".{key}.lock"))
     built = False
     try:
@@ -118,11 +119,7 @@ def ensure_venv(
             lock.release()
     except BaseException:
         (cache_dir / f".{key}.lock").unlink(missing_ok=True)
-        for folder in made:  # the cache folders this call created, if still empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_made_dirs(made)  # the cache folders this call created, if still empty
         raise
     return _real(link), built
 
@@ -132,17 +129,6 @@ def _real(link: Path) -> str:
     the published symlink; bin/python itself stays a link (a virtualenv's python must be
     started by its own path)."""
     return str(Path(os.path.realpath(link)) / "bin" / "python")
-
-
-def _make_dirs(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; returns those created, deepest first."""
-    missing = []
-    current = folder
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    return missing
 
 
 def _build(
