@@ -97,3 +97,23 @@ def note_saved(paths: list[Path]) -> None:
 def saved() -> list[Path]:
     """Files the running command has committed so far (empty: nothing changed yet)."""
     return list(_saved)
+
+
+@contextmanager
+def hangup_stops() -> Iterator[None]:
+    """Within the block SIGHUP (the terminal closed) stops the run as SIGTERM does: it raises
+    :class:`Terminated`, the apps are stopped, report.json written."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(
+        signal.SIGHUP
+    ) in (signal.SIG_IGN, None):  # nohup: hang-ups stay ignored
+        yield
+        return
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    old = signal.signal(signal.SIGHUP, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, old if old is not None else signal.SIG_DFL)

@@ -181,7 +181,7 @@ def cli(
         device=device,
         deps=deps,
     )
-    from panorama_cli.localrun.engine import hangup_stops
+    from panorama_cli.interrupts import hangup_stops
 
     view = _LiveView(as_json)
     try:

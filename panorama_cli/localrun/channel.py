@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from panorama_cli.errors import UserError
 from panorama_cli.localrun.wire import (
     INLINE_BYTES,
     MAX_CONNECTIONS,
@@ -216,6 +217,36 @@ def socket_path(run_dir: Path) -> Path:
     if len(os.fsencode(str(candidate))) <= MAX_SOCKET_PATH:
         return candidate
     return Path(tempfile.mkdtemp(prefix="pcr-")) / "ctl.sock"
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Unlink ``path`` when it is a socket no process listens on (left by a killed run).
+
+    Raises:
+        UserError: a process listens on it (another run uses that run folder).
+    """
+    import stat
+
+    try:
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            return
+    except OSError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink(missing_ok=True)
+        log.debug("run: removed the stale socket %s", path)
+    except OSError:
+        pass
+    else:
+        raise UserError(
+            f"{path.parent}: another run is using this run folder",
+            hint="wait for it to end, or pass another --output-dir",
+        )
+    finally:
+        probe.close()
 
 
 class ControlServer:

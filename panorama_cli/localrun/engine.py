@@ -9,20 +9,18 @@ it stops every app (SIGINT, SIGTERM, SIGKILL; one line per node, e.g. ``node X s
 end of input``), flushes the HDMI files and writes report.json. report.json is also written
 as soon as the apps start and every :data:`~.report.REFRESH_S` seconds (exit_reason
 "running"), so a runner killed by SIGKILL leaves the counts so far; SIGHUP (in the CLI,
-:func:`hangup_stops`) and SIGTERM stop the run as Ctrl-C does. A camera whose source breaks
-ends the run as "camera-error" (exit 1), never as end of input.
+:func:`panorama_cli.interrupts.hangup_stops`) and SIGTERM stop the run as Ctrl-C does. A
+camera whose source breaks ends the run as "camera-error" (exit 1), never as end of input.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +163,7 @@ class _Run:
         )
 
     def start_apps(self) -> None:
-        from panorama_cli.localrun.channel import ControlServer, socket_path
+        from panorama_cli.localrun.channel import ControlServer, remove_stale_socket, socket_path
         from panorama_cli.localrun.routing import Router
         from panorama_cli.localrun.supervisor import AppProcess, AppSpec
 
@@ -180,7 +178,7 @@ class _Run:
             keep_frames=self.options.keep_frames,
         )
         path = socket_path(plan.run_dir)
-        _remove_stale_socket(path)  # a killed run's ctl.sock in a reused --output-dir
+        remove_stale_socket(path)  # a killed run's ctl.sock in a reused --output-dir
         self.server = ControlServer(path, self.router, on_close=self.router.session_closed)
         uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
         several = len(plan.business) > 1
@@ -382,55 +380,6 @@ class _Run:
                     return _status(codes[name])
         first = next(iter(codes.values()), None)
         return None if first is None else _status(first)
-
-
-def _remove_stale_socket(path: Path) -> None:
-    """Unlink ``path`` when it is a socket no process listens on (left by a killed run)."""
-    import socket
-    import stat
-
-    try:
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            return
-    except OSError:
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except ConnectionRefusedError:
-        path.unlink(missing_ok=True)
-        log.debug("run: removed the stale socket %s", path)
-    except OSError:
-        pass
-    else:
-        raise UserError(
-            f"{path.parent}: another run is using this run folder",
-            hint="wait for it to end, or pass another --output-dir",
-        )
-    finally:
-        probe.close()
-
-
-@contextmanager
-def hangup_stops() -> Iterator[None]:
-    """Within the block SIGHUP (the terminal closed) stops the run as SIGTERM does: it raises
-    :class:`~panorama_cli.interrupts.Terminated`, the apps are stopped, report.json written."""
-    from panorama_cli import interrupts
-
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(
-        signal.SIGHUP
-    ) in (signal.SIG_IGN, None):  # nohup: hang-ups stay ignored
-        yield
-        return
-
-    def terminated(signum: int, frame: Any) -> None:
-        raise interrupts.Terminated()
-
-    old = signal.signal(signal.SIGHUP, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGHUP, old if old is not None else signal.SIG_DFL)
 
 
 def _status(code: int) -> int:

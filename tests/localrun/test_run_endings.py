@@ -128,7 +128,7 @@ def test_a_stale_socket_is_removed_and_a_live_one_refused(tmp_path):
     import pytest
 
     from panorama_cli.errors import UserError
-    from panorama_cli.localrun.engine import _remove_stale_socket
+    from panorama_cli.localrun.channel import remove_stale_socket as _remove_stale_socket
 
     path = tmp_path / "ctl.sock"
     live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
