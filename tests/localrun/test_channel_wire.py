@@ -81,11 +81,14 @@ def runner(tmp_path, monkeypatch):
     records = _Records()
     logger = logging.getLogger("panorama_cli.localrun")
     logger.addHandler(records)
-    monkeypatch.setattr(logger, "level", logging.DEBUG)
-    for name in ("channel", "wire", "routing"):  # earlier tests may have set or disabled them
-        child = logging.getLogger(f"panorama_cli.localrun.{name}")
-        monkeypatch.setattr(child, "level", logging.NOTSET)
-        monkeypatch.setattr(child, "disabled", False)
+    children = [
+        logging.getLogger(f"panorama_cli.localrun.{n}") for n in ("channel", "wire", "routing")
+    ]
+    saved = [(each, each.level, each.disabled) for each in (logger, *children)]
+    logger.setLevel(logging.DEBUG)  # setLevel, not the attribute: it clears isEnabledFor's cache
+    for child in children:  # earlier tests may have set or disabled them
+        child.setLevel(logging.NOTSET)
+        child.disabled = False
     crashes: list[object] = []
     monkeypatch.setattr(threading, "excepthook", crashes.append)
     server = ControlServer(socket_path(tmp_path), handler, on_close=router.session_closed)
@@ -95,6 +98,9 @@ def runner(tmp_path, monkeypatch):
         server.close()
         router.close()
         logger.removeHandler(records)
+        for each, level, disabled in saved:
+            each.setLevel(level)
+            each.disabled = disabled
 
 
 def _connect(server) -> socket.socket:
