@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from panorama_cli.project.lock import LOCK_FILE
+from tests.support.ci import unavailable
 from tests.support.project_helpers import make_model_archive, run
 from tests.support.safety import ACCOUNT, PKG
 
@@ -91,7 +92,7 @@ def test_refused_commands_change_nothing(fresh: Path, tmp_path: Path) -> None:
 def test_new_projects_ignore_runs_lock_and_serve_state(tmp_path: Path) -> None:
     git = shutil.which("git")
     if git is None:
-        pytest.skip("git is not installed")
+        unavailable("git is not installed")
     assert run(tmp_path, "init-project", "--name", "p", "--account-id", ACCOUNT).exit_code == 0
     root = tmp_path / "p"
     result = run(root, "create-package", "--name", "cam", "--type", "Camera")
