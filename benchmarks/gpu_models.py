@@ -11,7 +11,7 @@ prints the median milliseconds per call of each device and the speed-up (cpu / c
 Models: YOLOX-nano (../shared/models/yolox_nano/yolox_nano.onnx, 1x3x416x416, when present)
 and a stand-in conv net built here (8 3x3 convolutions, 32 channels, 1x3x224x224) as ONNX.
 TorchScript, SavedModel and MXNet assets run as the ONNX they are converted to once
-(``panorama_cli.localrun.convert``), so onnxruntime's numbers are theirs too.
+(``panorama_cli.localrun.models.convert``), so onnxruntime's numbers are theirs too.
 
 Where CUDA cannot be used (no NVIDIA driver or GPU, the CPU build of onnxruntime) the cuda column says so in one line instead of a number; the CPU numbers are
 still measured. Exit status 0 either way (no target: the numbers are for the record).
@@ -81,8 +81,8 @@ def measure(path: Path, label: str, runtime: str, calls: int, rounds: int, tmp: 
     import numpy as np
 
     from panorama_cli.errors import UserError
-    from panorama_cli.localrun import devices
-    from panorama_cli.localrun.inference import load_model
+    from panorama_cli.localrun.models import devices
+    from panorama_cli.localrun.models.inference import load_model
 
     loaded: dict[str, Any] = {}
     for device in ("cpu", "cuda"):
@@ -114,7 +114,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from panorama_cli.localrun import devices
+    from panorama_cli.localrun.models import devices
 
     gpu = devices.nvidia_gpu_problem()
     print(f"GPU: {gpu or 'an NVIDIA GPU is usable here'}")

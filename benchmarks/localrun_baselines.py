@@ -8,8 +8,8 @@ same way, to show what they cost on their own:
 
 **Decode** (the pass-through target: ``run --fast --loop`` ≥ 85% of this):
 - ``opencv``: ``cv2.VideoCapture(vtest.avi).read()`` in a loop, every frame: :func:`opencv_decode_fps`.
-- ``open_source``: :func:`panorama_cli.localrun.sources.open_source` ``.read()`` in a loop.
-- ``camera fast``: the same through a :class:`~panorama_cli.localrun.pacing.Camera` in fast
+- ``open_source``: :func:`panorama_cli.localrun.frames.sources.open_source` ``.read()`` in a loop.
+- ``camera fast``: the same through a :class:`~panorama_cli.localrun.frames.pacing.Camera` in fast
   mode (reader thread + queue), ``get()`` in a loop.
 
 **People counter** (the ``run`` target: ≥ 90% of this), ``--frames`` frames of vtest.avi:
@@ -62,7 +62,7 @@ def opencv_decode_fps(video: Path = VIDEO, frames: int | None = None) -> tuple[f
 
 
 def _source_fps(video: Path) -> tuple[float, float]:
-    from panorama_cli.localrun.sources import open_source
+    from panorama_cli.localrun.frames.sources import open_source
 
     source = open_source(str(video))
     count = 0
@@ -75,8 +75,8 @@ def _source_fps(video: Path) -> tuple[float, float]:
 
 
 def _camera_fps(video: Path) -> tuple[float, float]:
-    from panorama_cli.localrun.pacing import Camera
-    from panorama_cli.localrun.sources import open_source
+    from panorama_cli.localrun.frames.pacing import Camera
+    from panorama_cli.localrun.frames.sources import open_source
 
     camera = Camera("cam", open_source(str(video)), fast=True, max_frames=None)
     count = 0
@@ -145,9 +145,9 @@ def people_counter_plain_fps(
 
 def _people_counter_components_fps(frames: int) -> tuple[float, float]:
     from backpack.yolox import PERSON, detect, letterbox
-    from panorama_cli.localrun.inference import load_model
-    from panorama_cli.localrun.sinks import HdmiSink
-    from panorama_cli.localrun.sources import open_source
+    from panorama_cli.localrun.frames.sinks import HdmiSink
+    from panorama_cli.localrun.frames.sources import open_source
+    from panorama_cli.localrun.models.inference import load_model
 
     class Node:
         name = "detector"

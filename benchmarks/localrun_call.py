@@ -40,7 +40,7 @@ def measure(calls: int = 2000, rounds: int = 7) -> dict[str, float]:
     """Median per-call milliseconds: ``ort``, ``node``, ``node_cast`` and ``overhead``."""
     import numpy as np
 
-    from panorama_cli.localrun.inference import load_model
+    from panorama_cli.localrun.models.inference import load_model
     from tests.support.onnx_models import pool_model
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -126,7 +126,7 @@ def main() -> int:
     parser.add_argument("--arm64-frames", type=int, default=0)
     args = parser.parse_args()
     times = _StartTimes()
-    logger = logging.getLogger("panorama_cli.localrun.container_app")
+    logger = logging.getLogger("panorama_cli.localrun.apps.container_app")
     logger.setLevel(logging.DEBUG)
     logger.addHandler(times)
     results: dict[str, list[dict[str, Any]]] = {"host": [], "container": [], "arm64": []}

@@ -77,7 +77,7 @@ class _DecodeClock:
         self.seconds = 0.0
 
     def __enter__(self) -> _DecodeClock:
-        from panorama_cli.localrun.sources import VideoFileSource
+        from panorama_cli.localrun.frames.sources import VideoFileSource
 
         self._original = original = VideoFileSource.read
 
@@ -92,7 +92,7 @@ class _DecodeClock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from panorama_cli.localrun.sources import VideoFileSource
+        from panorama_cli.localrun.frames.sources import VideoFileSource
 
         VideoFileSource.read = self._original
 

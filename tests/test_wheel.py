@@ -32,12 +32,12 @@ def test_wheel_contents(wheel):
         "backpack/__init__.py",
         "backpack/data/panorama/2019-07-24/service-2.json",
         "backpack/data/panorama/2019-07-24/paginators-1.json",
-        "panorama_cli/localrun/sdk/panoramasdk/__init__.py",  # the SDK apps import under `run`
-        "panorama_cli/localrun/_unshare_root.py",
+        "panorama_cli/localrun/apps/sdk/panoramasdk/__init__.py",  # the SDK apps import under `run`
+        "panorama_cli/localrun/apps/_unshare_root.py",
         # the converter scripts and what they load by path in a converter environment
-        "panorama_cli/localrun/convert/_pytorch_export.py",
-        "panorama_cli/localrun/convert/_tensorflow_export.py",
-        "panorama_cli/localrun/convert/_export_common.py",
+        "panorama_cli/localrun/models/convert/_pytorch_export.py",
+        "panorama_cli/localrun/models/convert/_tensorflow_export.py",
+        "panorama_cli/localrun/models/convert/_export_common.py",
     ):
         assert required in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))

@@ -35,7 +35,7 @@ original framework on a random input, and prints the relative max error.""",
 @json_option("the conversion (framework, error, onnx path)")
 def cli(package_path, model_asset_name, output, as_json) -> None:
     """Convert a model asset to ONNX as `run` does, and say where the ONNX is."""
-    from panorama_cli.localrun.convert.assets import convert_package_asset
+    from panorama_cli.localrun.models.convert.assets import convert_package_asset
     from panorama_cli.project import names
     from panorama_cli.project.project import Project
 

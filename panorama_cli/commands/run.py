@@ -200,7 +200,7 @@ def cli(
             f"(status {report['app_exit_code']}) before the run's end; its output is above and "
             f"in {_rel(result.run_dir / 'logs', project.root)}/"
         )
-        from panorama_cli.localrun.appliance import console_tail, failure_hint
+        from panorama_cli.localrun.apps.appliance import console_tail, failure_hint
 
         why = failure_hint(console_tail(result.run_dir / "logs"))
         if why:  # EROFS or a relative path: the appliance's filesystem, said on the last line
@@ -209,7 +209,7 @@ def cli(
 
 
 def _images(values: tuple[str, ...], in_container: bool, platform: str | None) -> dict[str, str]:
-    from panorama_cli.localrun.container_images import parse_images
+    from panorama_cli.localrun.apps.container_images import parse_images
 
     return parse_images(values, in_container=in_container, platform=platform)
 

@@ -14,12 +14,11 @@ Python API for tests::
     result.hdmi_frames["front_door_camera"][0]                # HxWx3 BGR uint8 as put
     result.annotations["front_door_camera"][0]["rects"]       # [(l, t, r, b), ...]
 
-Module map: plan (graph + flags -> RunPlan), engine (the run), supervisor (app processes,
-stop ladder), sandbox (bubblewrap / unshare mount namespace), channel (socket +
-shared-memory frame rings), routing (the runner's answers to the SDK), feeds (camera fan-out,
-HDMI encoder threads), report (report.json), sources/pacing (cameras), inference (model
-nodes), sinks (HDMI mp4), container_images / container_app (``--in-container``: each node in
-its image through Docker), devices (``--device cuda``).
+Module map: plan (graph + flags -> RunPlan), engine (the run), routing (the runner's answers
+to the SDK), report (report.json); apps/ (supervisor, sandbox, console log, ``--in-container``,
+the SDK), frames/ (sources, pacing, feeds, sinks, channel + wire), models/ (archives,
+inference, devices, converters), serve/ (``panorama-cli serve``: the appliance's policies over
+the same runtime).
 """
 
 from __future__ import annotations

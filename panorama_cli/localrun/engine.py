@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun.apps.supervisor import apps_get_default_sigint
 from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan, create_run_dir
 from panorama_cli.localrun.report import REFRESH_S
-from panorama_cli.localrun.supervisor import apps_get_default_sigint
 from panorama_cli.project.project import Project
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: notify(event, data): "note" {text}, "output" {node, line}, "status" {cameras, elapsed_s},
 #: "started" {run_dir, nodes}, "stopping" {reason}.
 Notify = Callable[[str, dict[str, Any]], None]
-SDK_DIR = Path(__file__).resolve().parent / "sdk"
+SDK_DIR = Path(__file__).resolve().parent / "apps" / "sdk"
 MODEL_CACHE = ".panorama-run/.models"
 
 
@@ -113,7 +113,7 @@ class _Run:
     def load_models(self) -> None:
         if not self.plan.models:
             return
-        from panorama_cli.localrun.inference import load_model
+        from panorama_cli.localrun.models.inference import load_model
 
         project = self.plan.project
         for node in self.plan.models:
@@ -127,16 +127,16 @@ class _Run:
                 device=self.options.device,
                 notify=self.notify,  # "converting model ..., first time only"
             )
-        from panorama_cli.localrun.devices import require_models_on
+        from panorama_cli.localrun.models.devices import require_models_on
 
         require_models_on(self.options.device, self.models)
 
     def open_cameras(self) -> None:
         if not self.plan.cameras:
             return
-        from panorama_cli.localrun.feeds import CameraFeed
-        from panorama_cli.localrun.pacing import Camera
-        from panorama_cli.localrun.sources import open_source
+        from panorama_cli.localrun.frames.feeds import CameraFeed
+        from panorama_cli.localrun.frames.pacing import Camera
+        from panorama_cli.localrun.frames.sources import open_source
 
         for camera, spec in self.plan.cameras.items():
             consumers = [
@@ -151,7 +151,7 @@ class _Run:
             self.feeds[camera] = CameraFeed(feed, consumers)
 
     def make_sink(self, stream: str, fps: float) -> Any:
-        from panorama_cli.localrun.sinks import HdmiSink
+        from panorama_cli.localrun.frames.sinks import HdmiSink
 
         run_dir = self.plan.run_dir
         every = self.options.snapshot_every
@@ -163,9 +163,13 @@ class _Run:
         )
 
     def start_apps(self) -> None:
-        from panorama_cli.localrun.channel import ControlServer, remove_stale_socket, socket_path
+        from panorama_cli.localrun.apps.supervisor import AppProcess, AppSpec
+        from panorama_cli.localrun.frames.channel import (
+            ControlServer,
+            remove_stale_socket,
+            socket_path,
+        )
         from panorama_cli.localrun.routing import Router
-        from panorama_cli.localrun.supervisor import AppProcess, AppSpec
 
         plan = self.plan
         self.router = Router(
@@ -392,7 +396,7 @@ def _run_apps(run: _Run, plan: RunPlan, options: RunOptions) -> str:
     run.load_models()
     run.open_cameras()  # a model or camera problem: one line, no run folder yet
     if options.in_container:  # a missing image too
-        from panorama_cli.localrun.container_images import prepare_containers
+        from panorama_cli.localrun.apps.container_images import prepare_containers
 
         run.containers = prepare_containers(plan, run.notify)
     create_run_dir(plan)  # this run's own folder, even when another started this second
@@ -437,7 +441,7 @@ def run_application(
     run = _Run(plan, notify, t0)
     for note in plan.notes:
         notify("note", {"text": note})
-    from panorama_cli.localrun.deps import prepare
+    from panorama_cli.localrun.apps.deps import prepare
 
     prepare(plan, notify)  # host mode: what the Dockerfiles install, before any app starts
     reason = "app-error"

@@ -326,7 +326,7 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
 def _note_ignored_instructions(plan: RunPlan) -> None:
     """One note per node whose Dockerfile has runtime instructions (ENV, WORKDIR, USER, CMD,
     ...): the appliance ignores them, and so does the run (:mod:`.appliance`)."""
-    from panorama_cli.localrun.appliance import ignored_note
+    from panorama_cli.localrun.apps.appliance import ignored_note
 
     for business in plan.business:
         dockerfile = business.package.folder / "Dockerfile"
@@ -462,7 +462,7 @@ def _note_python_versions(plan: RunPlan) -> None:
     """A note for each entry that names another python3.X than the one that will run it."""
     import re
 
-    from panorama_cli.localrun.supervisor import python_version
+    from panorama_cli.localrun.apps.supervisor import python_version
 
     wanted = {
         b.node.name: m.group(1)

@@ -189,7 +189,7 @@ def build_report(
 
 def _model_entry(model: Any) -> dict[str, Any]:
     stats = dict(getattr(model, "stats", {}) or {})
-    from panorama_cli.localrun.devices import device_of
+    from panorama_cli.localrun.models.devices import device_of
 
     backend = str(getattr(model, "backend", "unknown"))
     return {

@@ -1,9 +1,9 @@
 """The runner's answers to the SDK: frames in, media out along the graph's edges, model calls.
 
-:class:`Router` is the :class:`~panorama_cli.localrun.channel.ControlServer` handler. A
+:class:`Router` is the :class:`~panorama_cli.localrun.frames.channel.ControlServer` handler. A
 ``get`` on a media input takes the next frame of every producer the edges connect (a camera
 feed, or another business-logic node's output queue) and answers with where its pixels are in
-that port's :class:`~panorama_cli.localrun.channel.FrameRing`: a camera that feeds one port
+that port's :class:`~panorama_cli.localrun.frames.channel.FrameRing`: a camera that feeds one port
 decodes straight into the ring's slots (no copy); otherwise the frame is copied in. A ``put``
 routes the media references to data sinks (one encoder thread per stream) or to the input
 queues of downstream nodes. A ``call`` runs the model node in this process. When a node asks
@@ -22,7 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.channel import (
+from panorama_cli.localrun.frames.channel import (
     INLINE_BYTES,
     CallArena,
     FrameRing,
@@ -33,8 +33,8 @@ from panorama_cli.localrun.channel import (
     pack_array,
     unpack_array,
 )
-from panorama_cli.localrun.feeds import CameraFeed, Ended, NodeStats, SinkWorker
-from panorama_cli.localrun.wire import MAX_ARENA_BYTES, MAX_ARENA_TOTAL
+from panorama_cli.localrun.frames.feeds import CameraFeed, Ended, NodeStats, SinkWorker
+from panorama_cli.localrun.frames.wire import MAX_ARENA_BYTES, MAX_ARENA_TOTAL
 
 if TYPE_CHECKING:
     import numpy as np

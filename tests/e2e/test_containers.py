@@ -889,7 +889,7 @@ def test_two_projects_get_two_tags_and_run_uses_the_image_its_asset_came_from(
     """Issue 15 §6: the same package in two projects gets two tags; ``run --in-container``
     resolves the image by the id the asset was exported from, not by a tag that can move, and
     says so in one note when that image is gone."""
-    from panorama_cli.localrun.container_images import prepare_containers, resolve_image
+    from panorama_cli.localrun.apps.container_images import prepare_containers, resolve_image
     from panorama_cli.localrun.plan import RunOptions, build_plan
 
     monkeypatch.setenv("PANORAMA_CLI_CACHE", str(tmp_path / "cache"))

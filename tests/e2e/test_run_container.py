@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from panorama_cli.build import containers, docker_engine
-from panorama_cli.localrun.container_app import RUN_LABEL
+from panorama_cli.localrun.apps.container_app import RUN_LABEL
 from panorama_cli.project.project import Project
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
 from tests.localrun.helpers import APP_ENV as HOST_APP_ENV

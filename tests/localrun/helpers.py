@@ -27,7 +27,7 @@ def require(path: Path) -> Path:
 def require_sandbox() -> None:
     """Skip (fail under CI=true) where neither bubblewrap nor ``unshare`` as root can make
     the app's mount namespace: ``run`` then stops with one error line, nothing to test."""
-    from panorama_cli.localrun import sandbox
+    from panorama_cli.localrun.apps import sandbox
 
     if sandbox.mode():
         return

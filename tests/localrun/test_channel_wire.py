@@ -24,9 +24,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from panorama_cli.localrun import routing, wire
-from panorama_cli.localrun.channel import MAX_CONNECTIONS, ControlServer, socket_path
+from panorama_cli.localrun import routing
 from panorama_cli.localrun.engine import SDK_DIR
+from panorama_cli.localrun.frames import wire
+from panorama_cli.localrun.frames.channel import MAX_CONNECTIONS, ControlServer, socket_path
 from panorama_cli.localrun.routing import Router
 
 NODE = "app_node"

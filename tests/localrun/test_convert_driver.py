@@ -1,4 +1,4 @@
-"""The conversion driver (panorama_cli.localrun.convert) with a stand-in converter: a script
+"""The conversion driver (panorama_cli.localrun.models.convert) with a stand-in converter: a script
 run by this interpreter that writes a real ONNX (y = 2 x) and answers as the framework
 scripts do. What is checked: converted once then cached (meta.json keeps the check's error),
 the script's one-line errors, a check above 1e-3 refused, nothing left by a failure, a missing
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import convert
-from panorama_cli.localrun.inference import load_model
+from panorama_cli.localrun.models import convert
+from panorama_cli.localrun.models.inference import load_model
 from tests.support import onnx_models
 
 SCRIPT = """
@@ -59,7 +59,7 @@ def fake(tmp_path, monkeypatch):
     """Framework "pytorch" served by the stand-in converter; returns the calls file."""
     script = tmp_path / "_fake_export.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    module = types.ModuleType("panorama_cli.localrun.convert._fake")
+    module = types.ModuleType("panorama_cli.localrun.models.convert._fake")
     module.NAME, module.VERSION, module.LABEL = "fake", "1", "Fake 0.1"
     module.REQUIREMENTS, module.SCRIPT = ["fake==0.1"], script
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -176,7 +176,7 @@ def test_load_model_converts_a_non_onnx_asset_and_runs_it(fake, tmp_path):
 
 
 def test_isolated_environment_has_none_of_the_base_packages(tmp_path):
-    from panorama_cli.localrun.convert import envs
+    from panorama_cli.localrun.models.convert import envs
 
     notes = []
     python = envs.ensure_env(

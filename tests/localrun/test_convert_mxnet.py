@@ -224,7 +224,7 @@ def test_a_detector_ending_in_box_nms_converts_in_ssd_order(mx_python, tmp_path)
 
 def test_model_flag_takes_an_mxnet_export_folder(exported, tmp_path, monkeypatch):
     """--model NODE=FOLDER (symbol + params beside each other) converts like an asset."""
-    from panorama_cli.localrun.inference import load_model
+    from panorama_cli.localrun.models.inference import load_model
     from panorama_cli.project.appgraph import AppGraph
     from panorama_cli.project.project import Project
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 
-from panorama_cli.localrun.console_log import ConsoleLog
+from panorama_cli.localrun.apps.console_log import ConsoleLog
 
 STOP_TRACEBACK = """\
 Traceback (most recent call last):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.inference import ModelCallError, load_model
+from panorama_cli.localrun.models.inference import ModelCallError, load_model
 from tests.support import onnx_models
 from tests.support.paths import SHARED, VIDEO
 from tests.support.project_helpers import run, sha256
@@ -335,7 +335,7 @@ def test_a_bad_model_after_gstreamer_started_is_an_error_not_a_crash(gst, tmp_pa
         "from backpack._gst import gst\n"
         "gst('test')\n"
         "from panorama_cli.errors import UserError\n"
-        "from panorama_cli.localrun.inference import load_model\n"
+        "from panorama_cli.localrun.models.inference import load_model\n"
         "class Node:\n"
         "    name = 'm'\n"
         "try:\n"

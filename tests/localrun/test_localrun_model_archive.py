@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import model_archive
-from panorama_cli.localrun.model_archive import unpack_archive
+from panorama_cli.localrun.models import model_archive
+from panorama_cli.localrun.models.model_archive import unpack_archive
 
 
 def archive_of(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:

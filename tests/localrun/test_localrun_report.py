@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from panorama_cli.localrun.feeds import NodeStats
+from panorama_cli.localrun.frames.feeds import NodeStats
 from panorama_cli.localrun.report import RESERVOIR, TimingStats, summary_ms, write_report
 
 

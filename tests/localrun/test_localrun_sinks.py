@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from panorama_cli.localrun.sinks import HdmiSink
+from panorama_cli.localrun.frames.sinks import HdmiSink
 from tests.support.paths import VIDEO
 from tests.support.shared import require
 
@@ -114,7 +114,7 @@ def test_vtest_frames_with_out_of_range_boxes(tmp_path):
 
 
 def test_malformed_overlays_are_skipped_counted_and_noted_once(tmp_path):
-    from panorama_cli.localrun.sinks import clean_label, clean_rect
+    from panorama_cli.localrun.frames.sinks import clean_label, clean_rect
 
     assert clean_rect((0.9, 0.8, 0.2, 0.1)) == (0.2, 0.1, 0.9, 0.8)  # inverted: its corners
     assert clean_rect((-1, 0.5, 3, 0.6)) == (0.0, 0.5, 1.0, 0.6)  # clipped

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.pacing import Camera
-from panorama_cli.localrun.sources import Frame, open_source, redact_uri
+from panorama_cli.localrun.frames.pacing import Camera
+from panorama_cli.localrun.frames.sources import Frame, open_source, redact_uri
 from tests.support.paths import VIDEO
 from tests.support.shared import require
 
@@ -402,7 +402,7 @@ def test_rtsp_that_does_not_answer_is_one_line():
 def test_rtsp_camera_that_stays_away_gives_up_or_stops_promptly(gst_rtsp):
     require(VIDEO)
     from backpack.rtsp import RTSPSkyLine
-    from panorama_cli.localrun.live_sources import RtspSource
+    from panorama_cli.localrun.frames.live_sources import RtspSource
 
     sky = RTSPSkyLine(
         None, "cam", port=free_port(), host="127.0.0.1", fps=10, width=160, height=120
@@ -454,7 +454,7 @@ def test_video_file_decodes_into_a_buffer_of_its_size_only(tmp_path):
 
 
 def test_camera_decodes_into_claimed_slots_and_gives_back_the_dropped_ones(tmp_path):
-    from panorama_cli.localrun.channel import FrameRing
+    from panorama_cli.localrun.frames.channel import FrameRing
 
     video = write_video(tmp_path / "v.avi", 30, fps=50)
     ring = FrameRing((48, 64, 3), slots=8)

@@ -10,7 +10,7 @@ import pytest
 
 from panorama_cli.build.containers import image_tag, project_key
 from panorama_cli.errors import UsageError, UserError
-from panorama_cli.localrun.container_images import (
+from panorama_cli.localrun.apps.container_images import (
     NodeImage,
     default_images,
     image_choices,

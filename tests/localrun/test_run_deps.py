@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from panorama_cli.localrun.deps import probe
-from panorama_cli.localrun.deps.dockerfile import collect
+from panorama_cli.localrun.apps.deps import probe
+from panorama_cli.localrun.apps.deps.dockerfile import collect
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project
 from tests.support.cli_runner import run_cli_subprocess
 
@@ -142,7 +142,7 @@ def test_local_paths_urls_and_variables_are_skipped_with_a_debug_line(tmp_path, 
             -c constraints.txt -r missing.txt "named @ https://h/named.zip"
         """,
     )
-    with caplog.at_level(logging.DEBUG, logger="panorama_cli.localrun.deps"):
+    with caplog.at_level(logging.DEBUG, logger="panorama_cli.localrun.apps.deps"):
         found = collect(folder)
     assert [(i.requirement.name, i.requirement.url) for i in found] == [
         ("named", "https://h/named.zip")
@@ -350,7 +350,7 @@ def test_a_second_run_waits_for_the_build_in_progress_and_reuses_it(tmp_path):
 
     from filelock import FileLock
 
-    from panorama_cli.localrun.deps.venv import cache_key, ensure_venv
+    from panorama_cli.localrun.apps.deps.venv import cache_key, ensure_venv
 
     cache = tmp_path / "venvs"
     cache.mkdir()

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import devices
-from panorama_cli.localrun.container_images import parse_images
+from panorama_cli.localrun.apps.container_images import parse_images
+from panorama_cli.localrun.models import devices
 from tests.localrun.helpers import add_model_node, make_project, video
 from tests.support.cli_runner import run_cli_subprocess
 from tests.support.onnx_models import pool_model

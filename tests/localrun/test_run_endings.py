@@ -95,7 +95,8 @@ def test_a_camera_that_breaks_mid_run_fails_the_run_with_one_line(tmp_path, monk
     import pytest
 
     from panorama_cli.errors import UserError
-    from panorama_cli.localrun import run_project, sources
+    from panorama_cli.localrun import run_project
+    from panorama_cli.localrun.frames import sources
 
     class Breaks:
         uri, fps, size, live = "stub://camera", 10.0, (32, 24), False
@@ -128,7 +129,7 @@ def test_a_stale_socket_is_removed_and_a_live_one_refused(tmp_path):
     import pytest
 
     from panorama_cli.errors import UserError
-    from panorama_cli.localrun.channel import remove_stale_socket as _remove_stale_socket
+    from panorama_cli.localrun.frames.channel import remove_stale_socket as _remove_stale_socket
 
     path = tmp_path / "ctl.sock"
     live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from panorama_cli.errors import UsageError, UserError
-from panorama_cli.localrun.channel import (
+from panorama_cli.localrun.frames.channel import (
     MAX_SOCKET_PATH,
     CallArena,
     FrameRing,

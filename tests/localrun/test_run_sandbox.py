@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from panorama_cli.localrun import run_project, sandbox
+from panorama_cli.localrun import run_project
+from panorama_cli.localrun.apps import sandbox
 from tests.localrun.helpers import ACCOUNT, APP_ENV, PACKAGE, make_project, video
 
 WORLD = """
@@ -219,7 +220,7 @@ def unshare_fallback(monkeypatch):
     """Force the ``unshare --mount`` fallback (root only) instead of bubblewrap."""
     import os
 
-    from panorama_cli.localrun import sandbox
+    from panorama_cli.localrun.apps import sandbox
 
     if os.geteuid() != 0:
         pytest.skip("the unshare fallback needs root")
@@ -312,7 +313,7 @@ def test_unshare_fallback_writable_app_never_reaches_src(tmp_path, unshare_fallb
 
 
 def test_src_copy_leaves_out_a_run_folder_inside_src(tmp_path):
-    from panorama_cli.localrun.sandbox import copy_src
+    from panorama_cli.localrun.apps.sandbox import copy_src
 
     src = tmp_path / "src"
     (src / "pkg").mkdir(parents=True)
@@ -326,7 +327,7 @@ def test_src_copy_leaves_out_a_run_folder_inside_src(tmp_path):
 
 
 def test_bwrap_command_line_overlays_src_on_panorama_with_writable_app():
-    from panorama_cli.localrun import sandbox
+    from panorama_cli.localrun.apps import sandbox
 
     logs, storage = Path("/r/logs"), Path("/r/storage")
     ops = sandbox.layout(Path("/p/src"), logs, storage, writable="overlay")
@@ -405,7 +406,7 @@ def sandbox_mode(request, monkeypatch):
     import os
     import shutil
 
-    from panorama_cli.localrun import sandbox
+    from panorama_cli.localrun.apps import sandbox
 
     if request.param == "unshare" and os.geteuid() != 0:
         pytest.skip("the unshare fallback needs root")

@@ -3,7 +3,7 @@ need one skip without it, and fail under CI=true).
 
     python -m tests.support.converter_envs [--all | mxnet tensorflow pytorch ...]
 
-Each environment is :func:`panorama_cli.localrun.convert.envs.ensure_env` of the converter
+Each environment is :func:`panorama_cli.localrun.models.convert.envs.ensure_env` of the converter
 module's ``REQUIREMENTS``, in the same cache ``run`` uses (``$PANORAMA_CLI_CONVERTERS_DIR`` or
 the user cache): a built one is reused in a second. pip runs with this machine's pip
 configuration (its constraint file, find-links and indexes), as ``run`` would. Prints, per
@@ -25,15 +25,15 @@ NAMES = ("mxnet", "tensorflow", "pytorch")
 
 
 def converter(name: str) -> ModuleType:
-    """The converter module ``panorama_cli.localrun.convert.<name>``."""
-    return importlib.import_module(f"panorama_cli.localrun.convert.{name}")
+    """The converter module ``panorama_cli.localrun.models.convert.<name>``."""
+    return importlib.import_module(f"panorama_cli.localrun.models.convert.{name}")
 
 
 def env_python(name: str) -> Path | None:
     """The python of converter ``name``'s environment when it is built (builds nothing), else
     None (also when the converter or the envs module is not there)."""
     try:
-        from panorama_cli.localrun.convert import envs
+        from panorama_cli.localrun.models.convert import envs
 
         module = converter(name)
     except ImportError:
@@ -121,7 +121,7 @@ def size(folder: Path) -> str:
 
 def build(name: str) -> tuple[str, float, str]:
     """Build (or find) converter ``name``'s environment: (its python, seconds, size)."""
-    from panorama_cli.localrun.convert import envs
+    from panorama_cli.localrun.models.convert import envs
 
     def notify(_kind: str, event: dict[str, object]) -> None:
         print(f"  {event.get('text', event)}", flush=True)

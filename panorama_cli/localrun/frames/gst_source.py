@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.sources import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
+from panorama_cli.localrun.frames.frame import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
 
 if TYPE_CHECKING:
     import numpy as np

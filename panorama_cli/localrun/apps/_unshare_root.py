@@ -1,7 +1,7 @@
 """Build the app's root in fresh namespaces and run its entry without capabilities
-(the ``unshare`` fallback of :mod:`panorama_cli.localrun.sandbox`).
+(the ``unshare`` fallback of :mod:`panorama_cli.localrun.apps.sandbox`).
 
-Run by :func:`panorama_cli.localrun.sandbox.unshare_argv` as root inside ``unshare --mount
+Run by :func:`panorama_cli.localrun.apps.sandbox.unshare_argv` as root inside ``unshare --mount
 --pid --uts --fork --propagation private``, so it is pid 1 of the new pid namespace: it mounts
 a tmpfs on the given root and recreates the steps there (dirs, symlinks, recursive bind mounts,
 read-only where asked, including every submount, a minimal /dev, a fresh /proc), forks the

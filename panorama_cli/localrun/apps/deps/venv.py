@@ -16,7 +16,7 @@ move) under a file lock (two runs never build it twice; the second waits and reu
 published by renaming the symlink into place: a failed or interrupted build publishes
 nothing, and its folder is removed (an interrupted one by the next build of that key).
 
-``isolated=True`` (the model converters' environments, :mod:`panorama_cli.localrun.convert.envs`)
+``isolated=True`` (converter environments, :mod:`~panorama_cli.localrun.models.convert.envs`)
 leaves the base's site-packages out: the environment holds exactly the requirements (plus pip),
 so a converter's pins (numpy<1.24 for mxnet) never meet panorama-cli's own packages.
 """
@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.model_archive import make_dirs, remove_made_dirs
+from panorama_cli.localrun.models.model_archive import make_dirs, remove_made_dirs
 
 log = logging.getLogger(__name__)
 

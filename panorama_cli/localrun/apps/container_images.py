@@ -21,13 +21,12 @@ from __future__ import annotations
 import logging
 import platform as host_platform
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UsageError, UserError
+from panorama_cli.localrun.apps.container_app import ContainerRuntime, NodeImage
 
 if TYPE_CHECKING:
-    from panorama_cli.localrun.container_app import ContainerRuntime
     from panorama_cli.localrun.plan import BusinessNode, RunPlan
 
 log = logging.getLogger(__name__)
@@ -35,30 +34,6 @@ log = logging.getLogger(__name__)
 #: Address published host ports listen on (this machine only).
 PUBLISH_ADDRESS = "127.0.0.1"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-@dataclass
-class NodeImage:
-    """Where one business-logic node runs in ``--in-container`` mode.
-
-    Attributes:
-        node: the node's name.
-        image: the image reference as found or given (``panorama-cli/app:code``).
-        image_id: the image's id (``sha256:...``); the container is made from it.
-        platform: ``linux/amd64`` or ``linux/arm64``, the image's.
-        ports: containerPort -> hostPort (TCP) from ``networkRoutingRules``.
-        python_path: the image's own ``PYTHONPATH`` ("" when unset).
-        note: one line for the user about the choice ("" when none), e.g. a tag standing in
-            for the image the asset was exported from.
-    """
-
-    node: str
-    image: str
-    image_id: str
-    platform: str
-    ports: dict[int, int] = field(default_factory=dict)
-    python_path: str = ""
-    note: str = ""
 
 
 def host_arch() -> str:
@@ -310,7 +285,6 @@ def prepare_containers(
             hostPort.
     """
     from panorama_cli.build import docker_client, docker_engine
-    from panorama_cli.localrun.container_app import ContainerRuntime
 
     options = plan.options
     if options.python:

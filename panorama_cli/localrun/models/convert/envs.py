@@ -7,7 +7,7 @@ framework's pins, e.g. ``numpy<1.24`` for mxnet 1.9.1, never meet panorama-cli's
 once: ``<cache>/<key>`` is a symlink published only after pip succeeded, ``key`` the sha256 of
 the interpreter and the requirements, built under a file lock (two runs never build it twice)
 with a progress line on stderr; a failed build leaves nothing. The work is
-:func:`panorama_cli.localrun.deps.venv.ensure_venv` with ``isolated=True``.
+:func:`panorama_cli.localrun.apps.deps.venv.ensure_venv` with ``isolated=True``.
 
 Cache folder: ``$PANORAMA_CLI_CONVERTERS_DIR``, else
 ``$XDG_CACHE_HOME/panorama-cli/converters`` (``~/.cache/...``). Several GiB for all three
@@ -41,7 +41,7 @@ def envs_dir() -> Path:
 def env_python(requirements: Sequence[str], cache_dir: Path | None = None) -> Path | None:
     """The python of the already built environment of ``requirements``, or None (builds
     nothing; for tests and ``status``-like questions)."""
-    from panorama_cli.localrun.deps.venv import cache_key
+    from panorama_cli.localrun.apps.deps.venv import cache_key
 
     key = cache_key(sys.executable, platform.python_version(), (), requirements, True)
     python = (cache_dir or envs_dir()) / key / "bin" / "python"
@@ -70,7 +70,7 @@ def ensure_env(
     Raises:
         UserError: venv or pip failed (pip's error line; nothing is left in the cache).
     """
-    from panorama_cli.localrun.deps.venv import ensure_venv
+    from panorama_cli.localrun.apps.deps.venv import ensure_venv
 
     folder = cache_dir or envs_dir()
     if env_python(requirements, folder) is None:

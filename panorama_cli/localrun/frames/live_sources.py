@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.sources import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
+from panorama_cli.localrun.frames.frame import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,7 +193,7 @@ class V4L2Source:
     def __init__(self, device: str) -> None:
         import cv2
 
-        from panorama_cli.localrun.sources import native_logs_to_debug, native_stderr_to_debug
+        from panorama_cli.localrun.frames.frame import native_logs_to_debug, native_stderr_to_debug
 
         self.uri = device
         native_logs_to_debug()  # OpenCV's "[ WARN:0@0.020] ... can't be used" stays off stderr

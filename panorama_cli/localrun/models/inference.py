@@ -17,7 +17,7 @@ before any frame, and serves calls through :meth:`ModelNode.run`:
   kept for the report (:attr:`ModelNode.stats`).
 
 Every model runs as ONNX in onnxruntime (CPU, or CUDA with ``--device cuda``): an MXNet,
-TensorFlow or PyTorch artifact is converted once (:mod:`panorama_cli.localrun.convert`,
+TensorFlow or PyTorch artifact is converted once (:mod:`panorama_cli.localrun.models.convert`,
 cached by the archive's sha256) and its check kept in :attr:`ModelNode.conversion`.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import model_archive
+from panorama_cli.localrun.models import model_archive
 from panorama_cli.localrun.report import TimingStats
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class ModelNode:
         output_names: output names in the order of the returned tuple.
         impl: the backend object (``impl.session`` is the onnxruntime session for ONNX).
         conversion: how the model became ONNX (a
-            :class:`~panorama_cli.localrun.convert.Conversion`), None for an ONNX asset.
+            :class:`~panorama_cli.localrun.models.convert.Conversion`), None for an ONNX asset.
     """
 
     conversion: Any = None
@@ -319,7 +319,7 @@ def load_model(
         notify: receives ("note", {"text"}) events while a model is converted (the first
             time only); default silent.
         convert_cache: the conversion cache (default
-            :func:`panorama_cli.localrun.convert.default_cache_dir`).
+            :func:`panorama_cli.localrun.models.convert.default_cache_dir`).
 
     Returns:
         The loaded :class:`ModelNode` (``conversion`` set for a converted model).
@@ -335,7 +335,7 @@ def load_model(
     names = tuple(i.name for i in descriptor.inputs) if descriptor else ()
     shapes = {i.name: tuple(i.shape) for i in descriptor.inputs} if descriptor else {}
     found, source, sha256 = find_model(name, package, model_path, cache_dir)
-    from panorama_cli.localrun import model_backends
+    from panorama_cli.localrun.models import model_backends
 
     label = f"model node {name} ({found.path.name})"
     conversion = None
@@ -344,7 +344,7 @@ def load_model(
         framework = model_archive.FRAMEWORK_OF.get(found.kind)
         if framework is None:
             raise _unsupported(found.kind, name, found.path.name)
-        from panorama_cli.localrun.convert import convert_asset
+        from panorama_cli.localrun.models.convert import convert_asset
 
         conversion = convert_asset(
             source,

@@ -16,7 +16,7 @@ container of it: :mod:`.appliance`):
 * ``/panorama`` from the image itself (what build-container put there, not src/);
 * ``/opt/aws/panorama/logs`` and ``/opt/aws/panorama/storage`` bind-mounted from the run
   folder's ``logs/`` and ``storage/``;
-* the simulated ``panoramasdk`` (``panorama_cli/localrun/sdk``) mounted read-only at
+* the simulated ``panoramasdk`` (``panorama_cli/localrun/apps/sdk``) mounted read-only at
   :data:`SDK_TARGET` and first on ``PYTHONPATH`` (it imports on Python >= 3.7 with numpy);
 * the runner's control socket bind-mounted at :data:`SOCKET_TARGET` (a Unix socket, no TCP
   port) and the host's IPC namespace (``--ipc=host``), so the frame rings and call arenas in
@@ -40,12 +40,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import appliance
-from panorama_cli.localrun.appliance import (
+from panorama_cli.localrun.apps import appliance
+from panorama_cli.localrun.apps.appliance import (
     APP_ROOT,
     AWS_TARGET,
     LOGS,
@@ -54,11 +55,10 @@ from panorama_cli.localrun.appliance import (
     SOCKET_TARGET,
     STORAGE,
 )
-from panorama_cli.localrun.console_log import ConsoleLog
+from panorama_cli.localrun.apps.console_log import ConsoleLog
 
 if TYPE_CHECKING:
-    from panorama_cli.localrun.container_images import NodeImage
-    from panorama_cli.localrun.supervisor import AppSpec
+    from panorama_cli.localrun.apps.supervisor import AppSpec
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,30 @@ def container_mounts(spec: AppSpec, socket_path: Path) -> list[Any]:
         for name, path in appliance.aws_files().items():
             mounts.append(Mount(f"{AWS_TARGET}/{name}", str(path), type="bind", read_only=True))
     return mounts
+
+
+@dataclass
+class NodeImage:
+    """Where one business-logic node runs in ``--in-container`` mode.
+
+    Attributes:
+        node: the node's name.
+        image: the image reference as found or given (``panorama-cli/app:code``).
+        image_id: the image's id (``sha256:...``); the container is made from it.
+        platform: ``linux/amd64`` or ``linux/arm64``, the image's.
+        ports: containerPort -> hostPort (TCP) from ``networkRoutingRules``.
+        python_path: the image's own ``PYTHONPATH`` ("" when unset).
+        note: one line for the user about the choice ("" when none), e.g. a tag standing in
+            for the image the asset was exported from.
+    """
+
+    node: str
+    image: str
+    image_id: str
+    platform: str
+    ports: dict[int, int] = field(default_factory=dict)
+    python_path: str = ""
+    note: str = ""
 
 
 class ContainerRuntime:
@@ -228,7 +252,7 @@ class ContainerApp:
             "name": f"panorama-cli-run-{_safe(spec.node)}-{uuid.uuid4().hex[:8]}",
         }
         if self.runtime.gpu:
-            from panorama_cli.localrun.devices import docker_gpu_request
+            from panorama_cli.localrun.models.devices import docker_gpu_request
 
             options["device_requests"] = docker_gpu_request()
         asked = time.monotonic()

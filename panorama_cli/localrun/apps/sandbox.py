@@ -40,8 +40,8 @@ from functools import cache
 from pathlib import Path
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import appliance
-from panorama_cli.localrun.appliance import APP_ROOT, LOGS, STORAGE, TOOLS
+from panorama_cli.localrun.apps import appliance
+from panorama_cli.localrun.apps.appliance import APP_ROOT, LOGS, STORAGE, TOOLS
 
 TARGETS = (APP_ROOT, LOGS, STORAGE, TOOLS)
 FORCE_ENV = "PANORAMA_LOCALRUN_SANDBOX"

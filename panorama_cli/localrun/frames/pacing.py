@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from panorama_cli.localrun.frames.frame import Frame, FrameSource
 from panorama_cli.localrun.report import TimingStats
-from panorama_cli.localrun.sources import Frame, FrameSource
 
 if TYPE_CHECKING:
     import numpy as np

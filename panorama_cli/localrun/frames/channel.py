@@ -1,10 +1,10 @@
 """The runner's side of the app <-> runner channel: a Unix control socket and frame rings.
 
-Wire format (:mod:`panorama_cli.localrun.wire`; the simulated SDK's ``panoramasdk/_client.py``
+Wire format (:mod:`.wire`; the simulated SDK's ``panoramasdk/_client.py``
 speaks the same): a frame is a 4-byte big-endian length, a 4-byte JSON header length, a UTF-8
 JSON object (the message) and a region of raw bytes that the header references
 (``{"$blob": [offset, length]}``). Nothing is unpickled. Caps, checked before anything is
-allocated: a frame is at most 64 MiB (:data:`~panorama_cli.localrun.wire.MAX_MESSAGE_BYTES`),
+allocated: a frame is at most 64 MiB (:data:`~panorama_cli.localrun.frames.wire.MAX_MESSAGE_BYTES`),
 its header 4 MiB; at most 64 connections at once (``MAX_CONNECTIONS``; each app thread and
 child process holds one); a CallArena at most 1 GiB, 2 GiB for all of a run's together.
 
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.wire import (
+from panorama_cli.localrun.frames.wire import (
     INLINE_BYTES,
     MAX_CONNECTIONS,
     ProtocolError,

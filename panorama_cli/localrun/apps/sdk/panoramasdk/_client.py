@@ -1,6 +1,6 @@
 """The connections of an app's threads to the panorama-cli runner (simulated SDK internals).
 
-Wire format (the runner's panorama_cli.localrun.wire, which checks it): a frame is a 4-byte
+Wire format (the runner's panorama_cli.localrun.frames.wire, which checks it): a frame is a 4-byte
 big-endian length N (at most 64 MiB), a 4-byte length H of a UTF-8 JSON header, the header
 (the message: dicts, lists, strings, numbers, booleans, null) and N - 4 - H bytes of blobs that
 the header references as {"$blob": [offset, length]} (bytes values; numpy arrays are
@@ -21,9 +21,9 @@ import threading
 SOCKET_ENV = "PANORAMA_LOCALRUN_SOCKET"
 NODE_ENV = "PANORAMA_LOCALRUN_NODE"
 _WORD = struct.Struct(">I")
-#: The runner's limit on one frame (panorama_cli.localrun.wire.MAX_MESSAGE_BYTES).
+#: The runner's limit on one frame (panorama_cli.localrun.frames.wire.MAX_MESSAGE_BYTES).
 MAX_MESSAGE_BYTES = 64 << 20
-#: numpy type strings the runner takes (panorama_cli.localrun.wire.DTYPES): plain numbers.
+#: numpy type strings the runner takes (panorama_cli.localrun.frames.wire.DTYPES): plain numbers.
 DTYPES = frozenset(
     order + code
     for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")

@@ -11,7 +11,7 @@
 
 Every source yields :class:`Frame` objects: an H×W×3 BGR uint8 C-contiguous image, its
 presentation time in seconds since the stream's first frame, and its 0-based index. Files and
-image sequences are *not live* (the :class:`~panorama_cli.localrun.pacing.Camera` paces them at
+image sequences are *not live* (the :class:`~.pacing.Camera` paces them at
 their fps); RTSP, V4L2 and live GStreamer pipelines are *live* (they pace themselves).
 ``uri`` is the display form of the source with any password replaced by ``***``. The live
 sources are in :mod:`.live_sources`, the GStreamer source in :mod:`.gst_source`.
@@ -31,16 +31,20 @@ import logging
 import math
 import os
 import re
-import sys
-import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun.frames.frame import (
+    Frame,
+    FrameSource,
+    native_logs_to_debug,
+    native_stderr_to_debug,
+    positive_fps,
+    redact_uri,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,57 +55,10 @@ IMAGE_EXTENSIONS = frozenset(
 )
 #: Frame rate of image sequences unless given.
 DEFAULT_IMAGE_FPS = 10.0
-#: Frame rate assumed for a live stream that does not report one.
-DEFAULT_LIVE_FPS = 15.0
-
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]*@")
-_SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass|token|secret)=)[^&\s]*")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 log = logging.getLogger(__name__)
 #: FFmpeg's AV_LOG_QUIET, for the FFmpeg that OpenCV's wheels bundle (OPENCV_FFMPEG_LOGLEVEL).
 _FFMPEG_QUIET = "-8"
-
-
-def native_logs_to_debug() -> None:
-    """Keep OpenCV's log and its FFmpeg's messages off the terminal unless debug logging is on.
-
-    OpenCV: its log level (``cv2.utils.logging``, what ``OPENCV_LOG_LEVEL`` sets). Its FFmpeg
-    reads ``OPENCV_FFMPEG_LOGLEVEL`` once, at the process's first FFMPEG capture: set here
-    only for that moment (:func:`_first_capture`), so the apps' environment never gets it.
-    """
-    import cv2
-
-    debug = log.isEnabledFor(logging.DEBUG)
-    levels = cv2.utils.logging
-    levels.setLogLevel(levels.LOG_LEVEL_DEBUG if debug else levels.LOG_LEVEL_SILENT)
-
-
-@contextmanager
-def native_stderr_to_debug(what: str) -> Iterator[None]:
-    """Within the block, what native code writes on file descriptor 2 goes to the debug log
-    (one record per line, naming ``what``) instead of the terminal. Only in the main thread,
-    and only while the block runs (opening a source, before any app prints); elsewhere it
-    does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read(1 << 16).decode("utf-8", "replace").splitlines():
-                if line.strip():
-                    log.debug("%s: %s", what, line)
 
 
 @contextmanager
@@ -117,76 +74,9 @@ def _first_capture() -> Iterator[None]:
         os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
 
 
-@dataclass
-class Frame:
-    """One decoded frame.
-
-    Attributes:
-        image: H×W×3 BGR uint8, C-contiguous, writeable (the source keeps no reference to it).
-        pts: presentation time in seconds since the stream's first frame (monotonic; keeps
-            growing across ``--loop`` restarts and RTSP reconnects).
-        index: 0-based index of the frame among those this source has read.
-    """
-
-    image: np.ndarray
-    pts: float
-    index: int
-
-
-class FrameSource(Protocol):
-    """What :func:`open_source` returns. ``read`` is called from one thread at a time."""
-
-    uri: str
-    """Display form of the source, password redacted (``rtsp://user:***@host/...``)."""
-    fps: float
-    """Nominal frames per second (files: the container's; image sequences: 10 unless given;
-    live streams: reported or 15)."""
-    size: tuple[int, int] | None
-    """``(width, height)`` in pixels when known before the first frame."""
-    live: bool
-    """True when the source paces itself (RTSP, V4L2, live GStreamer); False for files."""
-
-    def read(self, out: np.ndarray | None = None) -> Frame | None:
-        """The next frame; None at the end of input (after ``loop`` handling).
-
-        Args:
-            out: where to decode the frame if the source can (H×W×3 uint8, C-contiguous, the
-                frame's size): a frame decoded into it has ``out`` as its ``image``. A source
-                that cannot, or a frame of another size, ignores it (check
-                ``frame.image is out``). The runner passes a shared-memory slot, saving a copy.
-
-        Raises:
-            UserError: the source broke (unreadable image, lost stream that did not come back).
-        """
-        ...
-
-    def close(self) -> None:
-        """Releases the decoder; idempotent."""
-        ...
-
-
-# Live sources also have ``interrupt()``: from any thread, makes a blocked ``read`` (waiting
-# for a frame, or reconnecting) return None soon; :meth:`Camera.stop` calls it when present.
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` with passwords replaced by ``***``: ``rtsp://u:pw@h/`` → ``rtsp://u:***@h/``.
-
-    Also redacts ``password=``/``token=``-like query values, and URLs inside ``gst:`` launch
-    strings (``rtspsrc location=rtsp://u:pw@...``).
-    """
-    redacted = _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***@", uri)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group('key')}***", redacted)
-
-
 def _natural_key(path: Path) -> list[Any]:
     """Sort key putting ``frame2.png`` before ``frame10.png``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def positive_fps(value: float | None, fallback: float) -> float:
-    """``value`` (frames per second) when it is a finite number > 0, else ``fallback``."""
-    return float(value) if value and math.isfinite(value) and value > 0 else fallback
 
 
 class VideoFileSource:
@@ -416,14 +306,14 @@ def open_source(spec: str, *, loop: bool = False, fps: float | None = None) -> F
         UserError: one line naming the source when it cannot be opened (missing file, URL
             that does not answer, ``gst:`` without PyGObject, ...).
     """
-    from panorama_cli.localrun import live_sources
+    from panorama_cli.localrun.frames import live_sources
 
     spec = spec.strip()
     if not spec:
         raise UserError("empty camera source", hint="--camera NODE=video.mp4 (or rtsp://...)")
     lowered = spec.lower()
     if lowered.startswith("gst:"):
-        from panorama_cli.localrun.gst_source import GstSource
+        from panorama_cli.localrun.frames.gst_source import GstSource
 
         return GstSource(spec[4:].strip(), loop=loop)
     if lowered.startswith(("rtsp://", "rtsps://")):

@@ -105,7 +105,7 @@ class Conversion:
 
 def default_cache_dir() -> Path:
     """Where conversions are cached (see the module docstring)."""
-    from panorama_cli.localrun.convert.envs import user_cache
+    from panorama_cli.localrun.models.convert.envs import user_cache
 
     override = os.environ.get("PANORAMA_CLI_CONVERTED_DIR")
     return Path(override) if override else user_cache() / "converted"
@@ -262,7 +262,7 @@ def convert_asset(
 
 
 def _ensure_env(converter: ModuleType, notify: Notify) -> str:
-    from panorama_cli.localrun.convert.envs import ensure_env
+    from panorama_cli.localrun.models.convert.envs import ensure_env
 
     return ensure_env(str(converter.NAME), list(converter.REQUIREMENTS), notify)
 
@@ -353,7 +353,7 @@ def _model_dir(source: Path, work: Path, label: str) -> Path:
     if source.is_dir():
         return source
     if source.name.endswith((".tar.gz", ".tgz", ".tar")):
-        from panorama_cli.localrun import model_archive
+        from panorama_cli.localrun.models import model_archive
 
         unpacked = work / "unpacked"
         unpacked.mkdir()

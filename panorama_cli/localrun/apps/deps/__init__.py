@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.deps.dockerfile import Install, collect
+from panorama_cli.localrun.apps.deps.dockerfile import Install, collect
 
 if TYPE_CHECKING:
     from panorama_cli.localrun.plan import RunPlan
@@ -231,7 +231,7 @@ def _shown(install: Install) -> str:
 
 def _venvs(plan: RunPlan, base: Probe, installs: dict[str, list[Install]], notify: Notify) -> None:
     """``--deps venv``: each node with pip requirements gets its cached environment."""
-    from panorama_cli.localrun.deps.venv import ensure_venv
+    from panorama_cli.localrun.apps.deps.venv import ensure_venv
     from panorama_cli.localrun.plan import RUNS_FOLDER
 
     cache_dir = plan.project.root / RUNS_FOLDER / ".venvs"

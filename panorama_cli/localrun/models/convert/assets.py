@@ -21,7 +21,7 @@ class ConvertedAsset:
 
     Attributes:
         asset: the asset's name. kind: what the archive holds (``mxnet``, ``onnx``, ...).
-        conversion: the :class:`~panorama_cli.localrun.convert.Conversion`, None when the
+        conversion: the :class:`~panorama_cli.localrun.models.convert.Conversion`, None when the
             archive already holds an ONNX model (nothing to convert).
         onnx: where the ONNX is: ``output`` when given, else the cache's (or the archive's).
     """
@@ -67,9 +67,9 @@ def convert_package_asset(
             cannot run here, a conversion that failed (its one-line error), ``output`` not
             writable.
     """
-    from panorama_cli.localrun import model_archive
-    from panorama_cli.localrun.convert import convert_asset
     from panorama_cli.localrun.engine import MODEL_CACHE
+    from panorama_cli.localrun.models import model_archive
+    from panorama_cli.localrun.models.convert import convert_asset
 
     archive, sha256 = _archive_of(project, package, asset_name)
     label = f"assets/{archive.name}"

@@ -1,4 +1,4 @@
-"""Runtimes behind :class:`~panorama_cli.localrun.inference.ModelNode`.
+"""Runtimes behind :class:`~panorama_cli.localrun.models.inference.ModelNode`.
 
 Each backend loads one model and exposes its inputs (names, shapes with -1 for dynamic
 dimensions, numpy dtypes) and outputs (names, in the model's order), and ``run(feed)`` with
@@ -8,7 +8,7 @@ ndarrays in output order. No checking here: ModelNode does it.
 - :class:`OnnxBackend`: onnxruntime (core dependency), CPU or CUDA execution provider.
 
 MXNet, TensorFlow and PyTorch models reach it converted to ONNX
-(:mod:`panorama_cli.localrun.convert`): one runtime in panorama-cli's process, the frameworks
+(:mod:`panorama_cli.localrun.models.convert`): one runtime in panorama-cli's process, the frameworks
 only in their converters' environments.
 """
 

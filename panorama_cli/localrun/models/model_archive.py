@@ -29,7 +29,7 @@ from panorama_cli.errors import UserError
 ONNX, TORCHSCRIPT, SAVEDMODEL, GRAPHDEF, MXNET, NEO, TFLITE, KERAS = (
     "onnx", "torchscript", "savedmodel", "graphdef", "mxnet", "neo", "tflite", "keras",
 )  # fmt: skip
-#: Kind -> the framework whose converter (:mod:`panorama_cli.localrun.convert`) makes it ONNX.
+#: Kind -> the framework whose converter (:mod:`.convert`) makes it ONNX.
 FRAMEWORK_OF = {
     TORCHSCRIPT: "pytorch",
     SAVEDMODEL: "tensorflow",
@@ -181,7 +181,7 @@ def make_dirs(folder: Path) -> list[Path]:
 
     Returns the folders this call created, deepest first, for :func:`remove_made_dirs` to
     take back if the caller fails. Raises ``OSError`` when a folder cannot be created.
-    Shared with :mod:`panorama_cli.localrun.deps.venv` (its environment cache).
+    Shared with :mod:`panorama_cli.localrun.apps.deps.venv` (its environment cache).
     """
     missing = []
     current = folder

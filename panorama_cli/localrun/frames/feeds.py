@@ -13,9 +13,9 @@ import threading
 import time
 from typing import Any
 
-from panorama_cli.localrun.channel import FrameRing
+from panorama_cli.localrun.frames.channel import FrameRing
+from panorama_cli.localrun.frames.sinks import as_list
 from panorama_cli.localrun.report import TimingStats
-from panorama_cli.localrun.sinks import as_list
 
 _POLL_S = 0.2
 _QUEUE_FRAMES = 4

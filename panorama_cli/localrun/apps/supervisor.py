@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun import appliance, sandbox
-from panorama_cli.localrun.appliance import APP_ROOT, SOCKET_ENV
-from panorama_cli.localrun.console_log import ConsoleLog
+from panorama_cli.localrun.apps import appliance, sandbox
+from panorama_cli.localrun.apps.appliance import APP_ROOT, SOCKET_ENV
+from panorama_cli.localrun.apps.console_log import ConsoleLog
 
 log = logging.getLogger(__name__)
 
