@@ -35,6 +35,7 @@ COMMANDS = {
     "deploy": "deploy",
     "status": "status",
     "run": "run",
+    "serve": "serve",
     "add-edge": "add_edge",
     "remove-edge": "remove_edge",
     "remove-node": "remove_node",

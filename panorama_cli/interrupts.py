@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -113,6 +113,27 @@ def hangup_stops() -> Iterator[None]:
         raise Terminated()
 
     old = signal.signal(signal.SIGHUP, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, old if old is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def hangup_calls(callback: Callable[[], None]) -> Iterator[None]:
+    """Within the block SIGHUP calls ``callback`` (serve: reload the graph), as daemons do.
+
+    Unlike :func:`hangup_stops`, an ignored SIGHUP (``nohup``) is taken over too: serve is
+    asked to reload by ``systemctl reload`` / ``kill -HUP``, not by a terminal.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def call(signum: int, frame: FrameType | None) -> None:
+        callback()
+
+    old = signal.signal(signal.SIGHUP, call)
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from panorama_cli import console
+from panorama_cli.commands._app_options import graph_options, process_options, run_options
 from panorama_cli.commands._shared import json_option
 
 _EPILOG = """\b
@@ -22,41 +23,8 @@ Examples:
 """
 
 
-def _bindings(
-    values: tuple[str, ...],
-    flag: str,
-    project: Any,
-    graph: Path | None,
-    overrides: tuple[Path, ...],
-) -> dict[str, str]:
-    from panorama_cli.localrun.plan import node_names, parse_bindings
-
-    return parse_bindings(values, flag, lambda: node_names(project, flag, graph, overrides))
-
-
 @click.command("run", epilog=_EPILOG)
-@click.option("--graph", type=click.Path(dir_okay=False, path_type=Path), help="graph.json to run.")
-@click.option(
-    "--override",
-    "overrides",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A nodeGraphOverrides file (repeatable, applied in order).",
-)
-@click.option(
-    "--camera",
-    "cameras",
-    multiple=True,
-    metavar="NODE=SOURCE",
-    help="Camera source: video file, image file/folder/glob, rtsp:// URL, /dev/videoN, "
-    "gst:<pipeline>.",
-)
-@click.option(
-    "--param", "params", multiple=True, metavar="NODE=VALUE", help="Parameter node value."
-)
-@click.option(
-    "--model", "models", multiple=True, metavar="NODE=PATH", help="Model file of a model node."
-)
+@graph_options
 @click.option(
     "--frames", type=click.IntRange(min=1), metavar="N", help="Frames per camera, then stop."
 )
@@ -82,52 +50,8 @@ def _bindings(
     help="Also save every Nth HDMI frame as PNG.",
 )
 @json_option(text="Print report.json on stdout.")
-@click.option("--python", metavar="PATH", help="Interpreter for python3 in the app.")
-@click.option("--aws-profile", metavar="NAME", help="Pass AWS credentials of this profile.")
-@click.option(
-    "--writable-app",
-    is_flag=True,
-    help="Let the app write in /panorama (never reaching src/), working directory /panorama: "
-    "not what the appliance does (read-only but for /opt/aws/panorama/{logs,storage}, /tmp).",
-)
-@click.option(
-    "--in-container",
-    is_flag=True,
-    help="Run each business-logic node in its image (build-container's, or --image) via Docker.",
-)
-@click.option(
-    "--image",
-    "images",
-    multiple=True,
-    metavar="[NODE=]IMAGE",
-    help="With --in-container: the image of every node, or of NODE (repeatable).",
-)
-@click.option(
-    "--platform",
-    type=click.Choice(["linux/amd64", "linux/arm64"]),
-    help="With --in-container: the platform the images must be (arm64 runs under qemu).",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Where model nodes run; cuda with --in-container also passes the GPUs to the app.",
-)
-@click.option(
-    "--deps",
-    type=click.Choice(["check", "venv", "none"]),
-    default="check",
-    show_default=True,
-    help="Host mode: check that --python can import what each package's Dockerfile installs; "
-    "venv: run each node in a cached virtualenv with it; none: no check.",
-)
+@process_options
 def cli(
-    graph: Path | None,
-    overrides: tuple[Path, ...],
-    cameras: tuple[str, ...],
-    params: tuple[str, ...],
-    models: tuple[str, ...],
     frames: int | None,
     duration: float | None,
     fast: bool,
@@ -135,14 +59,7 @@ def cli(
     output_dir: Path | None,
     snapshot_every: int,
     as_json: bool,
-    python: str | None,
-    aws_profile: str | None,
-    writable_app: bool,
-    in_container: bool,
-    images: tuple[str, ...],
-    platform: str | None,
-    device: str,
-    deps: str,
+    **kw: Any,
 ) -> None:
     """Run the application graph here: each business-logic node's entry as a real process
     (/panorama = its src/; with --in-container, in its image), cameras from video/RTSP/devices,
@@ -151,35 +68,19 @@ def cli(
     Ends at --frames/--duration/end of input/Ctrl-C (exit 0) or when the app exits (its
     status, at least 1).
     """
-    from panorama_cli.localrun import RunOptions, run_application
+    from panorama_cli.localrun import run_application
     from panorama_cli.project.project import Project
 
     project = Project.discover()
-    graph = graph.resolve() if graph else None
-    overrides = tuple(p.resolve() for p in overrides)
-    options = RunOptions(
-        graph=graph,
-        overrides=list(overrides),
-        cameras=_bindings(cameras, "--camera", project, graph, overrides),
-        params=_bindings(params, "--param", project, graph, overrides),
-        models={
-            k: Path(v).resolve()
-            for k, v in _bindings(models, "--model", project, graph, overrides).items()
-        },
+    options = run_options(
+        project,
+        kw,
         frames=frames,
         duration=duration,
         fast=fast,
         loop=loop,
         output_dir=output_dir.resolve() if output_dir else None,
         snapshot_every=snapshot_every,
-        python=python,
-        aws_profile=aws_profile,
-        writable_app=writable_app,
-        in_container=in_container,
-        images=_images(images, in_container, platform),
-        platform=platform,
-        device=device,
-        deps=deps,
     )
     from panorama_cli.interrupts import hangup_stops
 
@@ -206,12 +107,6 @@ def cli(
         if why:  # EROFS or a relative path: the appliance's filesystem, said on the last line
             console.info(f"why: {why}")
         sys.exit(result.exit_status)  # click would swallow its own Exit (standalone_mode=False)
-
-
-def _images(values: tuple[str, ...], in_container: bool, platform: str | None) -> dict[str, str]:
-    from panorama_cli.localrun.apps.container_images import parse_images
-
-    return parse_images(values, in_container=in_container, platform=platform)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -88,8 +88,16 @@ def _quiet_when_gone(notify: Notify) -> Notify:
     return call
 
 
-class _Run:
-    """State of one run (see :func:`run_application`)."""
+class Runtime:
+    """The runtime of one application graph, with ``run``'s policies (see
+    :func:`run_application`): cameras end at their end (``--loop`` aside), a node that exits
+    ends the run, HDMI goes to mp4 files in the run folder.
+
+    ``panorama-cli serve`` subclasses it (:class:`~.serve.runtime.ServeRuntime`) and changes
+    only the policy hooks: :meth:`open_camera_source`, :meth:`max_frames`, :meth:`make_sink`,
+    :meth:`node_folders`, :meth:`make_app` and the wait; models, cameras, the control socket,
+    the router and the sandboxed app processes are the same.
+    """
 
     def __init__(self, plan: RunPlan, notify: Notify, t0: float):
         self.plan = plan
@@ -136,7 +144,6 @@ class _Run:
             return
         from panorama_cli.localrun.frames.feeds import CameraFeed
         from panorama_cli.localrun.frames.pacing import Camera
-        from panorama_cli.localrun.frames.sources import open_source
 
         for camera, spec in self.plan.cameras.items():
             consumers = [
@@ -146,9 +153,39 @@ class _Run:
             ]
             if not consumers:
                 continue
-            source = open_source(spec, loop=self.options.loop)
-            feed = Camera(camera, source, fast=self.options.fast, max_frames=self.options.frames)
+            source = self.open_camera_source(spec)
+            feed = Camera(camera, source, fast=self.options.fast, max_frames=self.max_frames())
             self.feeds[camera] = CameraFeed(feed, consumers)
+
+    # -- policy hooks (serve overrides these) ----------------------------------------------
+    def open_camera_source(self, spec: str) -> Any:
+        """The frame source of one ``--camera`` SOURCE (run: ends at its end unless --loop).
+
+        Raises:
+            UserError: it cannot be opened (run fails at start when a camera is down).
+        """
+        from panorama_cli.localrun.frames.sources import open_source
+
+        return open_source(spec, loop=self.options.loop)
+
+    def max_frames(self) -> int | None:
+        """Frames per camera before it ends (``--frames``; None: no limit)."""
+        return self.options.frames
+
+    def node_folders(self, name: str) -> tuple[Path, Path]:
+        """(logs, storage) host folders of a node: /opt/aws/panorama/logs and /storage."""
+        several = len(self.plan.business) > 1
+        run_dir = self.plan.run_dir
+        return run_dir / "logs" / (name if several else ""), run_dir / "storage" / (
+            name if several else ""
+        )
+
+    def make_app(self, spec: Any, console_log: Path) -> Any:
+        """The process of one business-logic node (not started)."""
+        from panorama_cli.localrun.apps.supervisor import AppProcess
+
+        make = AppProcess if self.containers is None else self.containers.app
+        return make(spec, console_log, self._output)
 
     def make_sink(self, stream: str, fps: float) -> Any:
         from panorama_cli.localrun.frames.sinks import HdmiSink
@@ -163,7 +200,7 @@ class _Run:
         )
 
     def start_apps(self) -> None:
-        from panorama_cli.localrun.apps.supervisor import AppProcess, AppSpec
+        from panorama_cli.localrun.apps.supervisor import AppSpec
         from panorama_cli.localrun.frames.channel import (
             ControlServer,
             remove_stale_socket,
@@ -180,16 +217,15 @@ class _Run:
             on_inputs_ended=lambda node: self.events.put(("inputs-ended", node)),
             on_first_frame=self._first_frame,
             keep_frames=self.options.keep_frames,
+            on_hello=self.node_connected,
         )
         path = socket_path(plan.run_dir)
         remove_stale_socket(path)  # a killed run's ctl.sock in a reused --output-dir
         self.server = ControlServer(path, self.router, on_close=self.router.session_closed)
         uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
-        several = len(plan.business) > 1
         for business in plan.business:
             name = business.node.name
-            logs = plan.run_dir / "logs" / (name if several else "")
-            storage = plan.run_dir / "storage" / (name if several else "")
+            logs, storage = self.node_folders(name)
             logs.mkdir(parents=True, exist_ok=True)
             spec = AppSpec(
                 node=name,
@@ -208,13 +244,21 @@ class _Run:
                 },
                 aws_profile=self.options.aws_profile,
                 writable_app=self.options.writable_app,
+                console_rotate=self.console_rotate(),
             )
-            make = AppProcess if self.containers is None else self.containers.app
-            self.apps[name] = make(spec, logs / "console.log", self._output)
+            self.apps[name] = self.make_app(spec, logs / "console.log")
         self.router.start_clock()
         for app in self.apps.values():
             app.start()
         self.notify("started", {"run_dir": str(plan.run_dir), "nodes": list(self.apps)})
+
+    def console_rotate(self) -> tuple[int, int] | None:
+        """console.log rotation (bytes per file, older files kept); run: None (one capped
+        file)."""
+        return None
+
+    def node_connected(self, node: str) -> None:
+        """A node's process said hello on the control socket (serve: it is running)."""
 
     def _first_frame(self) -> None:
         self.first_frame_t = time.monotonic()
@@ -351,6 +395,7 @@ class _Run:
             if self.options.duration
             else "at the end of the run",
             "interrupted": "(interrupted)",
+            "reload": "(SIGHUP: the graph changed)",
         }.get(self.reason, "(another node ended)")
         for name in self.apps:
             self.say_stopped(name, how)
@@ -391,7 +436,7 @@ def _status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _run_apps(run: _Run, plan: RunPlan, options: RunOptions) -> str:
+def _run_apps(run: Runtime, plan: RunPlan, options: RunOptions) -> str:
     """Models, cameras, the run folder and the apps, then the wait: the end's reason."""
     run.load_models()
     run.open_cameras()  # a model or camera problem: one line, no run folder yet
@@ -438,7 +483,7 @@ def run_application(
     t0 = time.monotonic()
     plan = build_plan(project, options)
     notify = notify or _silent
-    run = _Run(plan, notify, t0)
+    run = Runtime(plan, notify, t0)
     for note in plan.notes:
         notify("note", {"text": note})
     from panorama_cli.localrun.apps.deps import prepare

@@ -56,6 +56,8 @@ class Router:
         make_sink: stream_id, fps -> a sink with ``write(image, rects, labels)`` / ``close()``.
         on_inputs_ended: called with a node name when it asks for a frame that will not come.
         on_first_frame: called once, when the first frame is delivered.
+        keep_frames: keep a copy of every HDMI frame (the Python API's ``keep_frames``).
+        on_hello: called with a node name when its process connects (each restart too).
     """
 
     def __init__(
@@ -67,8 +69,10 @@ class Router:
         on_inputs_ended: Callable[[str], None],
         on_first_frame: Callable[[], None],
         keep_frames: bool = False,
+        on_hello: Callable[[str], None] | None = None,
     ):
         self.plan = plan
+        self._on_hello = on_hello
         self.feeds = feeds
         self.models = models
         self.stop = threading.Event()
@@ -95,6 +99,12 @@ class Router:
                     self._queues[(b.node.name, port)] = queue.Queue()
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def replace_plan(self, plan: RunPlan) -> None:
+        """A plan with the same nodes and edges but new inputs (serve's SIGHUP): nodes that
+        connect from now on get the new values."""
+        self.plan = plan
+        self._business = {b.node.name: b for b in plan.business}
+
     def node_ended(self, node: str) -> None:
         """``node``'s process has ended: downstream nodes drain its queue, then end."""
         with self._lock:
@@ -143,6 +153,8 @@ class Router:
             )
             return
         session.node, session.pid = business.node.name, message.get("pid")
+        if self._on_hello is not None:
+            self._on_hello(business.node.name)
         session.reply(
             message,
             node=business.node.name,

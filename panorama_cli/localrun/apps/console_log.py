@@ -2,7 +2,10 @@
 
 :class:`ConsoleLog` takes every line an app prints (its stdout and stderr, one pipe) and
 
-- appends it to ``console.log`` up to :data:`MAX_BYTES`; past the cap, or when a write fails
+- appends it to ``console.log`` up to :data:`MAX_BYTES` (with ``rotate=(size, keep)``, as
+  serve does: console.log is renamed console.log.1 when it reaches ``size`` bytes, .1 to .2,
+  ..., and the one past ``keep`` deleted, as ``logging.handlers.RotatingFileHandler`` names
+  them); past the cap, or when a write fails
   (ENOSPC, EIO, a read-only or vanished folder), lines are dropped and counted, and one note
   says so. It never raises: the pump that feeds it must keep draining the pipe, or the app
   blocks on a full pipe and the run hangs;
@@ -50,6 +53,7 @@ class ConsoleLog:
             (a closed terminal) are swallowed.
         stopping: says whether the runner has begun stopping the app (its SIGINT).
         max_bytes: the cap of console.log.
+        rotate: (bytes per file, older files kept): rotate instead of capping (serve).
 
     Attributes:
         notes: one line per kind of loss (cap reached, write failed), as they happen.
@@ -65,6 +69,7 @@ class ConsoleLog:
         on_output: Callable[[str, str], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
         max_bytes: int = MAX_BYTES,
+        rotate: tuple[int, int] | None = None,
     ) -> None:
         self.path = Path(path)
         self.node = node
@@ -74,7 +79,13 @@ class ConsoleLog:
         self.hidden = 0
         self._on_output = on_output
         self._stopping = stopping
-        self._max = max_bytes
+        self._max = max_bytes if rotate is None else rotate[0]
+        self._keep = None if rotate is None else rotate[1]
+        if rotate is not None:  # a restarted node appends: its file's size counts
+            try:
+                self.written = self.path.stat().st_size
+            except OSError:
+                pass
         self._file: IO[bytes] | None = None
         self._failed: str | None = None  # why console.log stopped taking lines
         self._held: list[str] | None = None  # a traceback printed while stopping
@@ -85,7 +96,9 @@ class ConsoleLog:
         if self._failed is not None:
             self.dropped += 1
             return
-        if self.written + len(raw) > self._max:
+        if self.written + len(raw) > self._max and self._keep is not None and self.written:
+            self._rotate()
+        if self.written + len(raw) > self._max and self._keep is None:
             self._stop_writing(f"console.log reached its {_size(self._max)} cap", raw)
             return
         try:
@@ -97,6 +110,24 @@ class ConsoleLog:
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             self._stop_writing(f"console.log cannot be written ({reason})", raw)
+
+    def _rotate(self) -> None:
+        """console.log -> console.log.1 -> ... -> console.log.<keep> (the oldest removed)."""
+        self._discard_buffer()
+        keep = self._keep or 0
+        try:
+            for n in range(keep, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+                if n == keep and older.exists():
+                    older.unlink()
+                if newer.exists():
+                    newer.replace(older)
+            if keep == 0:
+                self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("node %s: console.log not rotated: %s", self.node, exc)
+        self.written = 0
 
     def _stop_writing(self, why: str, raw: bytes) -> None:
         self._failed = why

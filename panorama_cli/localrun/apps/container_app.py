@@ -197,7 +197,11 @@ class ContainerApp:
         #: The signal of the stop ladder that ended the app ("SIGINT", ...; None: not stopped).
         self.stopped_by: str | None = None
         self._console = ConsoleLog(
-            console_log, spec.node, on_output, stopping=lambda: self.stop_requested
+            console_log,
+            spec.node,
+            on_output,
+            stopping=lambda: self.stop_requested,
+            rotate=spec.console_rotate,
         )
         self._exit: int | None = None
         self._exited = threading.Event()

@@ -62,6 +62,8 @@ class AppSpec:
         aws_profile: pass AWS credentials through with this profile (None: none at all).
         writable_app: ``--writable-app``: /panorama writable (a throwaway overlay or copy)
             and working directory /panorama, which the appliance does not do.
+        console_rotate: (bytes per file, older files kept) to rotate console.log (serve);
+            None: one file capped at :data:`~.console_log.MAX_BYTES` (run).
     """
 
     node: str
@@ -75,6 +77,7 @@ class AppSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     aws_profile: str | None = None
     writable_app: bool = False
+    console_rotate: tuple[int, int] | None = None
 
 
 def python_version(python: str) -> str:
@@ -186,7 +189,11 @@ class AppProcess:
         #: The signal of the stop ladder that ended the app ("SIGINT", ...; None: not stopped).
         self.stopped_by: str | None = None
         self._console = ConsoleLog(
-            console_log, spec.node, on_output, stopping=lambda: self.stop_requested
+            console_log,
+            spec.node,
+            on_output,
+            stopping=lambda: self.stop_requested,
+            rotate=spec.console_rotate,
         )
         self._new_root: Path | None = None
         self._lifeline: int | None = None  # the unshare fallback's: see _unshare_root.py

@@ -1,0 +1,183 @@
+"""``panorama-cli serve``: the Panorama Appliance, in software (issue 17).
+
+The same runtime as ``run`` (:mod:`panorama_cli.localrun.engine`) with an appliance's
+policies (:mod:`.runtime`): video files loop and live cameras are retried forever
+(:mod:`..frames.reconnect`); a node that exits is restarted with backoff (:mod:`.policy`,
+:mod:`.keeper`); storage and logs last in the state folder (:mod:`.state_dir`); HDMI goes to a
+live view, RTSP out and an optional segmented recording (:mod:`.sinks`); HTTP health,
+readiness, Prometheus metrics, status and a web page (:mod:`.http`); SIGHUP reloads.
+
+Python API::
+
+    from panorama_cli.localrun.serve import ServeOptions, serve_application
+    serve_application(project, run_options, ServeOptions(listen=("127.0.0.1", 8765)))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from panorama_cli.localrun.plan import RunOptions
+from panorama_cli.localrun.serve.logs import LOGGER
+
+log = logging.getLogger(LOGGER)
+
+#: Seconds systemd waits for serve's stop (the ladder: 2 s SIGINT + 2 s SIGTERM per node, run
+#: in parallel, then containers and sinks) before it kills.
+STOP_TIMEOUT_S = 30
+
+
+@dataclass
+class ServeOptions:
+    """serve's own knobs (the CLI flags beyond run's).
+
+    Attributes:
+        listen: (host, port) of the HTTP endpoints (port 0: any free port).
+        rtsp_port: RTSP out port (0: off).
+        state_dir: the state folder (None: ``<project>/.panorama-serve``).
+        record: ``--record`` folder (segmented H.264 mp4 per HDMI stream), or None.
+        log_format: ``"text"`` or ``"json"``.
+    """
+
+    listen: tuple[str, int] = ("127.0.0.1", 8765)
+    rtsp_port: int = 8554
+    state_dir: Path | None = None
+    record: Path | None = None
+    log_format: str = "text"
+
+
+def serve_options_for_run(options: RunOptions, run_dir: Path) -> RunOptions:
+    """run's options as serve uses them: real time, no end, the state folder's run/."""
+    return dataclasses.replace(
+        options, output_dir=run_dir, fast=False, loop=True, frames=None, duration=None
+    )
+
+
+def _notify(status: Any) -> Callable[[str, dict[str, Any]], None]:
+    def notify(event: str, data: dict[str, Any]) -> None:
+        if event == "note":
+            log.info("%s", data["text"])
+        elif event == "output":
+            log.info("%s", data["line"], extra={"node": data["node"]})
+        elif event == "started":
+            log.info("nodes started: %s", ", ".join(data["nodes"]), extra={"event": "started"})
+
+    return notify
+
+
+def serve_application(
+    project: Any,
+    options: RunOptions,
+    serve: ServeOptions,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Serve the project's application graph until SIGINT/SIGTERM (see the module docstring).
+
+    Args:
+        project: the project.
+        options: run's options (graph, overrides, cameras, parameters, models, ...).
+        serve: serve's options.
+        on_ready: called with the HTTP base URL once the endpoints answer.
+
+    Returns:
+        0 (serve stopped as asked).
+
+    Raises:
+        UserError / UsageError: bad input at start (an unknown node, a port in use, a state
+            folder that cannot be written, a camera file that does not exist, a model that
+            does not load); nothing an app or a camera does later raises.
+    """
+    from panorama_cli.localrun.serve import logs
+    from panorama_cli.localrun.serve.state_dir import DEFAULT_FOLDER, open_state_dir
+
+    state = open_state_dir(serve.state_dir or project.root / DEFAULT_FOLDER)
+    handlers = logs.configure(state.serve_log, serve.log_format)
+    try:
+        return _serve(project, serve_options_for_run(options, state.run_dir), serve, state,
+                      on_ready)  # fmt: skip
+    finally:
+        logs.unconfigure(handlers)
+        state.release()
+
+
+def _serve(
+    project: Any, options: RunOptions, serve: ServeOptions, state: Any, on_ready: Any
+) -> int:
+    from panorama_cli.interrupts import hangup_calls
+    from panorama_cli.localrun.apps.deps import prepare
+    from panorama_cli.localrun.apps.supervisor import apps_get_default_sigint
+    from panorama_cli.localrun.plan import build_plan
+    from panorama_cli.localrun.serve.http import HttpServer
+    from panorama_cli.localrun.serve.metrics import ModelLatency
+    from panorama_cli.localrun.serve.status import ServeOutputs, ServeStatus
+
+    t0 = time.monotonic()
+    plan = build_plan(project, options)  # an unknown node, a bad value: before anything
+    host, port = serve.listen
+    rtsp = None
+    if serve.rtsp_port:
+        from panorama_cli.localrun.serve.rtsp_out import RtspOut
+
+        rtsp = RtspOut(host, serve.rtsp_port)
+    outputs = ServeOutputs(rtsp, serve.record, ModelLatency())
+    status = ServeStatus(outputs, state.root, host)
+    http = HttpServer(status, host, port, outputs.latency)
+    http.start()  # a port in use: one line, nothing started
+    try:
+        if rtsp is not None:
+            rtsp.start()
+        notify = _notify(status)
+        for note in plan.notes:
+            notify("note", {"text": note})
+        prepare(plan, notify)
+        log.info("serving %s on %s", project.root.name, http.url, extra={"event": "listening"})
+        if on_ready is not None:
+            on_ready(http.url)
+        while True:
+            runtime = _generation(plan, notify, t0, state, outputs, status)
+            with hangup_calls(runtime.reload_requested.set), apps_get_default_sigint():
+                reason = _run_generation(runtime)
+            if reason != "reload":
+                break
+            plan = build_plan(project, options)
+    finally:
+        http.stop()
+        if rtsp is not None:
+            rtsp.stop()
+    log.info("serve stopped", extra={"event": "stopped"})
+    return 0
+
+
+def _generation(plan: Any, notify: Any, t0: float, state: Any, outputs: Any, status: Any) -> Any:
+    from panorama_cli.localrun.serve.runtime import ServeRuntime
+
+    runtime = ServeRuntime(plan, notify, t0, state, outputs)
+    status.runtime = runtime
+    return runtime
+
+
+def _run_generation(runtime: Any) -> str:
+    """Models, cameras, apps, then serve's loop; always torn down. Returns the loop's reason."""
+    reason = "interrupted"
+    try:
+        runtime.load_models()
+        runtime.open_cameras()
+        if runtime.options.in_container:
+            from panorama_cli.localrun.apps.container_images import prepare_containers
+
+            runtime.containers = prepare_containers(runtime.plan, runtime.notify)
+            runtime.containers.run_dir = runtime.plan.run_dir
+        runtime.start_apps()
+        reason = runtime.serve_loop()
+    except KeyboardInterrupt:  # SIGINT, SIGTERM
+        reason = "interrupted"
+    finally:
+        runtime.reason = reason
+        runtime.teardown()
+    return reason

@@ -1,0 +1,180 @@
+"""serve's policies over run's runtime: cameras that never end, nodes that are restarted,
+state that lasts, HDMI to the live view / RTSP / recorder instead of an mp4.
+
+:class:`ServeRuntime` is :class:`~..engine.Runtime` with its policy hooks changed; everything
+else (plan, models, sandbox, control socket, router, SDK) is run's. Its :meth:`serve_loop`
+replaces run's wait for the end: it never ends by itself; it applies the restart policy
+(:class:`~.keeper.NodeKeeper`), reloads on SIGHUP and stops on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from panorama_cli.localrun.engine import Runtime
+from panorama_cli.localrun.plan import RunPlan
+from panorama_cli.localrun.serve.keeper import NodeKeeper
+from panorama_cli.localrun.serve.state_dir import ROTATE, StateDir
+
+log = logging.getLogger(__name__)
+
+#: How often serve's loop applies the restart policy and reports (seconds).
+TICK_S = 0.1
+
+
+class TimedModel:
+    """A model node whose every ``run`` is observed by the latency histogram (seconds).
+
+    Every other attribute (``stats``, ``backend``, ...) is the model's own.
+    """
+
+    def __init__(self, name: str, model: Any, observe: Any) -> None:
+        self._name = name
+        self._model = model
+        self._observe = observe
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._model.run(*args, **kwargs)
+        finally:
+            self._observe(self._name, time.perf_counter() - start)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+class ServeRuntime(Runtime):
+    """One generation of serve's runtime (a SIGHUP that changes the graph's shape makes the
+    next one). See the module docstring.
+
+    Args:
+        plan: the plan (``plan.run_dir`` is the state folder's ``run/``).
+        notify: the run's ``notify(event, data)``.
+        t0: monotonic start.
+        state: the opened state folder.
+        outputs: the serve outputs: ``live(stream)`` -> LiveFrame, ``rtsp`` (RtspOut or None),
+            ``recorder(stream, fps)`` -> recorder or None, ``latency`` (ModelLatency).
+    """
+
+    def __init__(
+        self, plan: RunPlan, notify: Any, t0: float, state: StateDir, outputs: Any
+    ) -> None:
+        super().__init__(plan, notify, t0)
+        self.state = state
+        self.outputs = outputs
+        self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
+        self.sink_objects: dict[str, Any] = {}
+
+    # -- policy hooks ------------------------------------------------------------------------
+    def open_camera_source(self, spec: str) -> Any:
+        from panorama_cli.localrun.frames.reconnect import open_serve_source
+
+        return open_serve_source(spec)
+
+    def max_frames(self) -> int | None:
+        return None
+
+    def node_folders(self, name: str) -> tuple[Path, Path]:
+        return self.state.logs(name), self.state.storage(name)
+
+    def console_rotate(self) -> tuple[int, int] | None:
+        return ROTATE
+
+    def make_app(self, spec: Any, console_log: Path) -> Any:
+        def fresh() -> Any:
+            return Runtime.make_app(self, spec, console_log)
+
+        return NodeKeeper(spec.node, fresh, self.notify)
+
+    def node_connected(self, node: str) -> None:
+        keeper = self.apps.get(node)
+        if keeper is not None:
+            keeper.connected()
+
+    def make_sink(self, stream: str, fps: float) -> Any:
+        from panorama_cli.localrun.serve.sinks import ServeSink
+
+        sink = ServeSink(
+            stream,
+            fps,
+            self.outputs.live(stream),
+            rtsp=self.outputs.rtsp,
+            record=self.outputs.recorder(stream, fps),
+        )
+        self.sink_objects[stream] = sink
+        return sink
+
+    def load_models(self) -> None:
+        super().load_models()
+        observe = self.outputs.latency.observe
+        self.models = {name: TimedModel(name, m, observe) for name, m in self.models.items()}
+
+    # -- the loop ----------------------------------------------------------------------------
+    def serve_loop(self) -> str:
+        """Run until SIGINT/SIGTERM (``KeyboardInterrupt``) or :attr:`stop_event`: returns
+        ``"interrupted"``, ``"stopped"`` or ``"reload"`` (a SIGHUP changed the graph's
+        shape: the caller starts a new generation)."""
+        last_status = 0.0
+        while not self.stop_event.wait(TICK_S):
+            for keeper in list(self.apps.values()):
+                keeper.tick()
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                if self.reload() == "all":
+                    return "reload"
+            now = time.monotonic()
+            if now - last_status >= 1.0:
+                last_status = now
+                self.notify("status", {"cameras": self.camera_status(), "elapsed_s": now - self.t0})
+            self.show_notes()
+        return "stopped"
+
+    def reload(self) -> str:
+        """SIGHUP: read graph.json, the overrides and the parameters again; restart the nodes
+        whose inputs changed (``"nodes"``), or ask for a new generation when nodes, edges,
+        cameras or models changed (``"all"``); a graph that does not load changes nothing
+        (``"none"``, one line saying why)."""
+        from panorama_cli.errors import UserError
+        from panorama_cli.localrun.plan import build_plan
+
+        try:
+            new = build_plan(self.plan.project, self.plan.options)
+        except UserError as exc:
+            self.notify("note", {"text": f"SIGHUP: nothing reloaded: {exc}"})
+            return "none"
+        if _shape(new) != _shape(self.plan):
+            self.notify("note", {"text": "SIGHUP: the graph changed; restarting every node"})
+            return "all"
+        changed = [
+            b.node.name
+            for b, old in zip(new.business, self.plan.business, strict=True)
+            if (b.inputs, b.entry, b.src) != (old.inputs, old.entry, old.src)
+        ]
+        new.run_dir = self.plan.run_dir
+        self.plan = new
+        if self.router is not None:
+            self.router.replace_plan(new)
+        if not changed:
+            self.notify("note", {"text": "SIGHUP: nothing changed"})
+        for name in changed:
+            self.apps[name].restart("SIGHUP: its inputs changed")
+        return "nodes"
+
+
+def _shape(plan: RunPlan) -> tuple[Any, ...]:
+    """What a reload cannot change in place: nodes, edges, camera sources, model nodes."""
+    graph = plan.graph
+    return (
+        sorted(graph.nodes),
+        sorted((e.producer_node, e.producer_port, e.consumer_node, e.consumer_port)
+               for e in graph.edges),
+        sorted(plan.cameras.items()),
+        sorted(m.name for m in plan.models),
+        sorted(plan.business_names),
+    )  # fmt: skip

@@ -1,0 +1,180 @@
+"""What serve shows about itself: the :class:`~.view.ServeView` its HTTP endpoints read.
+
+:class:`ServeStatus` reads the current :class:`~.runtime.ServeRuntime` (a SIGHUP that changes
+the graph's shape swaps it) and the outputs that outlive it (live frames, RTSP out, model
+latency). Readiness (``/readyz``): every camera delivered a frame in the last
+:data:`READY_FRAME_S` seconds and every node is ``running``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+#: A camera is "up" (and serve ready) when it delivered a frame within this many seconds.
+READY_FRAME_S = 5.0
+
+
+def _ms(stats: dict[str, Any], key: str) -> float | None:
+    value = stats.get(key)
+    return None if not stats.get("calls") or value is None else round(float(value), 3)
+
+
+class ServeOutputs:
+    """The outputs of serve that outlive a runtime generation.
+
+    Args:
+        rtsp: the RTSP out (:class:`~.rtsp_out.RtspOut`) or None (``--rtsp-port 0``).
+        record_dir: ``--record`` folder or None.
+        latency: the model latency histogram (:class:`~.metrics.ModelLatency`).
+    """
+
+    def __init__(self, rtsp: Any, record_dir: Path | None, latency: Any) -> None:
+        self.rtsp = rtsp
+        self.record_dir = record_dir
+        self.latency = latency
+        self._live: dict[str, Any] = {}
+
+    def live(self, stream: str) -> Any:
+        """The stream's :class:`~.live.LiveFrame` (made on first use)."""
+        from panorama_cli.localrun.serve.live import LiveFrame
+
+        if stream not in self._live:
+            self._live[stream] = LiveFrame()
+        return self._live[stream]
+
+    def known_live(self, stream: str) -> Any:
+        return self._live.get(stream)
+
+    def recorder(self, stream: str, fps: float) -> Any:
+        """A segmented recorder for the stream under ``--record``, else None."""
+        if self.record_dir is None:
+            return None
+        from panorama_cli.localrun.serve.recorder import SegmentRecorder
+
+        return SegmentRecorder(self.record_dir / stream, fps=fps)
+
+
+class ServeStatus:
+    """The :class:`~.view.ServeView` of a serve (see the module docstring)."""
+
+    def __init__(self, outputs: ServeOutputs, state_root: Path, rtsp_host: str) -> None:
+        self.outputs = outputs
+        self.state_root = state_root
+        self.rtsp_host = rtsp_host
+        self.started_monotonic = time.monotonic()
+        self.runtime: Any = None  # the current ServeRuntime
+
+    # -- ServeView -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        run = self.runtime
+        nodes: dict[str, Any] = {}
+        cameras: dict[str, Any] = {}
+        models: dict[str, Any] = {}
+        streams: dict[str, Any] = {}
+        if run is not None:
+            nodes = {name: keeper.entry() for name, keeper in list(run.apps.items())}
+            for name, feed in list(run.feeds.items()):
+                camera, stats = feed.camera, feed.camera.stats
+                cameras[name] = {
+                    "connected": bool(getattr(camera, "connected", True)),
+                    "fps": round(stats.fps, 2),
+                    "frames": stats.frames,
+                    "dropped": stats.dropped,
+                    "reconnects": int(getattr(camera, "reconnects", 0)),
+                    "uri": feed.uri,
+                    "last_frame_age_s": None
+                    if stats.last_t is None
+                    else round(time.monotonic() - stats.last_t, 3),
+                }
+            for name, model in list(run.models.items()):
+                stats = dict(getattr(model, "stats", {}) or {})
+                models[name] = {
+                    "calls": int(stats.get("calls", 0)),
+                    "p50_ms": _ms(stats, "p50_ms"),
+                    "p95_ms": _ms(stats, "p95_ms"),
+                    "backend": str(getattr(model, "backend", "unknown")),
+                }
+            for stream in self.streams():
+                live = self.outputs.known_live(stream)
+                streams[stream] = {
+                    "frames": 0 if live is None else int(live.seq),
+                    "rtsp": self.rtsp_url(stream),
+                }
+        return {
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 3),
+            "nodes": nodes,
+            "cameras": cameras,
+            "models": models,
+            "streams": streams,
+        }
+
+    def ready(self) -> tuple[bool, str]:
+        status = self.status()
+        if self.runtime is None:
+            return False, "starting"
+        for name, node in status["nodes"].items():
+            if node["state"] != "running":
+                return False, f"node {name} is {node['state']}"
+        for name, camera in status["cameras"].items():
+            age = camera["last_frame_age_s"]
+            if not camera["connected"]:
+                return False, f"camera {name} is not connected"
+            if age is None or age > READY_FRAME_S:
+                return False, f"camera {name} delivered no frame in the last {READY_FRAME_S:g} s"
+        return True, "ready"
+
+    def graph(self) -> dict[str, Any]:
+        run = self.runtime
+        if run is None:
+            return {"nodes": [], "edges": []}
+        graph = run.plan.graph
+        nodes = [
+            {"name": n.name, "kind": _kind(n), "package": getattr(n, "package", None) or ""}
+            for n in graph.nodes.values()
+        ]
+        edges = [{"producer": e.producer_node, "consumer": e.consumer_node} for e in graph.edges]
+        return {"nodes": nodes, "edges": edges}
+
+    def streams(self) -> list[str]:
+        """Camera streams whose frames reach an HDMI data sink through a business node."""
+        run = self.runtime
+        if run is None:
+            return []
+        plan = run.plan
+        feeding_sinks = {
+            e.producer_node for s in plan.sinks for e in plan.graph.edges_into(s)
+        } & set(plan.business_names)
+        if not feeding_sinks:
+            return []
+        return [name for name in plan.cameras if name in run.feeds] or list(plan.cameras)
+
+    def live(self, stream: str) -> Any:
+        return self.outputs.known_live(stream) if stream in self.streams() else None
+
+    def clips(self) -> list[dict[str, Any]]:
+        from panorama_cli.localrun.serve.clips import list_clips
+
+        return list_clips(self.state_root / "storage")
+
+    def rtsp_url(self, stream: str) -> str | None:
+        rtsp = self.outputs.rtsp
+        if rtsp is None:
+            return None
+        return f"rtsp://{self.rtsp_host}:{rtsp.port}/{stream}"
+
+
+_KINDS = {
+    "camera": "camera",
+    "business_logic": "business",
+    "model": "model",
+    "data_sink": "hdmi",
+    "parameter": "parameter",
+}
+
+
+def _kind(node: Any) -> str:
+    """The page's kind of a graph node (:class:`~panorama_cli.project.node_kinds.NodeKind`)."""
+    kind = getattr(node, "kind", None)
+    return _KINDS.get(str(getattr(kind, "value", kind)), "other")
