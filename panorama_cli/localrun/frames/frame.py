@@ -137,3 +137,10 @@ def redact_uri(uri: str) -> str:
 def positive_fps(value: float | None, fallback: float) -> float:
     """``value`` (frames per second) when it is a finite number > 0, else ``fallback``."""
     return float(value) if value and math.isfinite(value) and value > 0 else fallback
+
+
+def fourcc_text(value: float) -> str | None:
+    """OpenCV's ``CAP_PROP_FOURCC`` (a float holding 4 bytes) as text (``XVID``), or None."""
+    code = int(value) if value and value > 0 else 0
+    text = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ")
+    return text if text.isprintable() and text else None

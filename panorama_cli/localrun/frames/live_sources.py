@@ -15,7 +15,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
-from panorama_cli.localrun.frames.frame import DEFAULT_LIVE_FPS, Frame, positive_fps, redact_uri
+from panorama_cli.localrun.frames.frame import (
+    DEFAULT_LIVE_FPS,
+    Frame,
+    fourcc_text,
+    positive_fps,
+    redact_uri,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,6 +79,8 @@ class RtspSource:
         self.fps = positive_fps(float(rate) if rate else None, DEFAULT_LIVE_FPS)
         ctx = stream.codec_context
         self.size: tuple[int, int] | None = (ctx.width, ctx.height) if ctx.width else None
+        #: The stream's codec as FFmpeg names it (``h264``, ``hevc``, ``mjpeg``...).
+        self.codec: str | None = ctx.name or None
 
     def _connect(self) -> Any:
         """(Re)opens the stream; returns the PyAV input container."""
@@ -206,6 +214,8 @@ class V4L2Source:
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size: tuple[int, int] | None = (width, height) if width and height else None
+        #: The device's pixel format (FOURCC: ``YUYV``, ``MJPG``...), None if it tells none.
+        self.codec = fourcc_text(self._capture.get(cv2.CAP_PROP_FOURCC))
         self._index = 0
         self._t0: float | None = None
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from panorama_cli.localrun.frames.frame import Frame, FrameSource
 from panorama_cli.localrun.report import TimingStats
@@ -46,6 +46,9 @@ class CameraStats:
         dropped: frames read from the source and dropped (real-time mode, consumer behind).
         first_t, last_t: ``time.monotonic()`` seconds of the first / last delivered frame.
         read: seconds each ``source.read`` took (decoding; a live source's wait too).
+        read_t: ``time.monotonic()`` seconds of the last frame read from the source.
+        source: the camera's source, whose ``connected`` / ``reconnects`` these readings show
+            (a :class:`~.reconnect.ReconnectingSource` has them; others count as connected).
     """
 
     frames: int = 0
@@ -53,6 +56,26 @@ class CameraStats:
     first_t: float | None = None
     last_t: float | None = None
     read: TimingStats = field(default_factory=TimingStats)
+    read_t: float | None = None
+    source: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the source is connected now (True for files and sources without the
+        notion)."""
+        return bool(getattr(self.source, "connected", True))
+
+    @property
+    def reconnects(self) -> int:
+        """Times the source came back after losing a stream that had delivered frames."""
+        return int(getattr(self.source, "reconnects", 0))
+
+    def up(self, within_s: float = 5.0, now: float | None = None) -> bool:
+        """``panorama_camera_up``: connected, and a frame was read within the last
+        ``within_s`` seconds (``now``: ``time.monotonic()`` by default)."""
+        if not self.connected or self.read_t is None:
+            return False
+        return (time.monotonic() if now is None else now) - self.read_t <= within_s
 
     @property
     def fps(self) -> float:
@@ -91,7 +114,7 @@ class Camera:
         self.source = source
         self.fast = fast
         self.max_frames = max_frames
-        self.stats = CameraStats()
+        self.stats = CameraStats(source=source)
         self._capacity = FAST_QUEUE if fast else queue_size
         self._queue: collections.deque[Frame] = collections.deque()
         # One lock, two conditions (as queue.Queue): each side wakes only the one waiting.
@@ -171,6 +194,7 @@ class Camera:
             if frame is None:
                 return
             self.stats.read.add(time.perf_counter() - started)
+            self.stats.read_t = time.monotonic()
             read += 1
             if paced:
                 if first_pts is None:

@@ -40,6 +40,7 @@ from panorama_cli.errors import UserError
 from panorama_cli.localrun.frames.frame import (
     Frame,
     FrameSource,
+    fourcc_text,
     native_logs_to_debug,
     native_stderr_to_debug,
     positive_fps,
@@ -122,6 +123,8 @@ class VideoFileSource:
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size: tuple[int, int] | None = (width, height) if width and height else None
+        #: The video's codec tag (FOURCC: ``XVID``, ``avc1``...), None if the file has none.
+        self.codec = fourcc_text(self._capture.get(cv2.CAP_PROP_FOURCC))
         frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         #: Frames in one pass as the container reports it (may be an estimate; 0 = unknown).
         self.frame_count = max(frames, 0)
