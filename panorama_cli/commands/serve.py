@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,8 +144,8 @@ def _program() -> list[str]:
 
 
 def _absolute(value: str) -> str:
-    path = Path(value)
-    return str(path.resolve()) if path.exists() else value
+    """An existing local path made absolute (symbolic links kept); anything else as is."""
+    return os.path.abspath(value) if Path(value).exists() else value
 
 
 def _args(params: dict[str, Any]) -> list[str]:
@@ -153,9 +154,9 @@ def _args(params: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for key, flag in (("graph", "--graph"), ("state_dir", "--state-dir"), ("record", "--record")):
         if params.get(key):
-            args += [flag, str(Path(params[key]).resolve())]
+            args += [flag, os.path.abspath(params[key])]
     for value in params.get("overrides") or ():
-        args += ["--override", str(Path(value).resolve())]
+        args += ["--override", os.path.abspath(value)]
     for key, flag in (("cameras", "--camera"), ("models", "--model"), ("params", "--param")):
         for binding in params.get(key) or ():
             node, _, value = binding.partition("=")
