@@ -34,21 +34,7 @@ class GstSource:
         self.uri = "gst:" + redact_uri(launch)
         self.loop = loop
         self._pull_ns = int(pull_timeout * 1e9)
-        try:
-            from backpack._gst import gst
-
-            self._gst, _, glib = gst("panorama-cli run gst: sources")
-        except ImportError as exc:
-            raise UserError(
-                f"{self.uri}: GStreamer is not available here ({exc})",
-                hint="install PyGObject and GStreamer, or use a video file / rtsp:// source",
-            ) from None
-        gst_mod = self._gst
-        try:
-            self._pipeline = gst_mod.parse_launch(launch)
-        except glib.Error as exc:
-            raise UserError(f"{self.uri}: not a GStreamer launch string ({exc.message})") from None
-        self._sink = self._find_appsink()
+        self._gst, self._pipeline, self._sink = _parse(launch, self.uri)
         self._insert_bgr_conversion()
         self._sink.set_property("sync", False)
         self._sink.set_property("max-buffers", 4)
@@ -65,26 +51,6 @@ class GstSource:
         self._stopped = False
         self._start()
         self._peeked: Frame | None = self._pull()  # learn size/fps before the first read
-
-    def _find_appsink(self) -> Any:
-        gst_mod = self._gst
-        pipeline = self._pipeline
-        if pipeline.get_factory() is not None and pipeline.get_factory().get_name() == "appsink":
-            raise UserError(f"{self.uri}: the launch string needs a source before the appsink")
-        sinks = []
-        iterator = pipeline.iterate_sinks()
-        while True:
-            result, element = iterator.next()
-            if result != gst_mod.IteratorResult.OK:
-                break
-            sinks.append(element)
-        appsinks = [s for s in sinks if s.get_factory().get_name() == "appsink"]
-        if len(appsinks) != 1:
-            raise UserError(
-                f"{self.uri}: the launch string must end in one appsink (found {len(appsinks)})",
-                hint="e.g. gst:rtspsrc location=... ! decodebin ! appsink",
-            )
-        return appsinks[0]
 
     def _insert_bgr_conversion(self) -> None:
         gst_mod = self._gst
@@ -194,3 +160,52 @@ class GstSource:
         if not self._stopped:
             self._stopped = True
             self._pipeline.set_state(self._gst.State.NULL)
+
+
+def _parse(launch: str, uri: str) -> tuple[Any, Any, Any]:
+    """``(Gst, pipeline, appsink)`` of a launch string, not started.
+
+    Raises:
+        UserError: GStreamer missing, a launch string that does not parse, or not exactly one
+            appsink at the end.
+    """
+    try:
+        from backpack._gst import gst
+
+        gst_mod, _, glib = gst("panorama-cli run gst: sources")
+    except ImportError as exc:
+        raise UserError(
+            f"{uri}: GStreamer is not available here ({exc})",
+            hint="install PyGObject and GStreamer, or use a video file / rtsp:// source",
+        ) from None
+    try:
+        pipeline = gst_mod.parse_launch(launch)
+    except glib.Error as exc:
+        raise UserError(f"{uri}: not a GStreamer launch string ({exc.message})") from None
+    if pipeline.get_factory() is not None and pipeline.get_factory().get_name() == "appsink":
+        raise UserError(f"{uri}: the launch string needs a source before the appsink")
+    sinks = []
+    iterator = pipeline.iterate_sinks()
+    while True:
+        result, element = iterator.next()
+        if result != gst_mod.IteratorResult.OK:
+            break
+        sinks.append(element)
+    appsinks = [s for s in sinks if s.get_factory().get_name() == "appsink"]
+    if len(appsinks) != 1:
+        raise UserError(
+            f"{uri}: the launch string must end in one appsink (found {len(appsinks)})",
+            hint="e.g. gst:rtspsrc location=... ! decodebin ! appsink",
+        )
+    return gst_mod, pipeline, appsinks[0]
+
+
+def check_launch(launch: str) -> None:
+    """Checks that ``launch`` is a pipeline a :class:`GstSource` can run, without starting
+    it (nothing is opened: a camera may be down).
+
+    Raises:
+        UserError: as :class:`GstSource` for GStreamer missing, syntax, or the appsink.
+    """
+    _gst, pipeline, _sink = _parse(launch, "gst:" + redact_uri(launch))
+    pipeline.set_state(_gst.State.NULL)

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 INITIAL_S = 0.5
 #: Longest pause in seconds between two reopen attempts (before jitter).
 CAP_S = 30.0
+#: Seconds the inner RTSP source's immediate reconnect may take to open: a camera that hangs
+#: (no packets, no reset) shows as lost about 13 s after its last packet (5 s read timeout,
+#: then this open, whose probe also waits the read timeout); one that resets, at once.
+QUICK_OPEN_S = 3.0
 #: ``gst:`` launch strings with one of these read a live camera (else: finite, looped).
 _LIVE_GST = re.compile(
     r"\b(rtspsrc|v4l2src|udpsrc|tcpclientsrc|souphttpsrc|srtsrc|nvarguscamerasrc|"
@@ -68,6 +72,7 @@ def _open_live(spec: str) -> FrameSource:
     source = open_source(spec)
     if hasattr(source, "reconnect_for"):
         source.reconnect_for = 0.0  # one immediate attempt; the backoff is ours
+        source.open_timeout = min(source.open_timeout, QUICK_OPEN_S)
     return source
 
 
@@ -96,8 +101,7 @@ class ReconnectingSource:
             (including the inner RTSP source's immediate ones).
         last_error: the last failure (open or read), one line, passwords redacted; None
             until one happens.
-        frames: frames delivered by :meth:`read`. last_frame_t: ``time.monotonic()`` seconds
-            of the last one (None before).
+        frames: frames delivered by :meth:`read`.
     """
 
     live = True
@@ -123,7 +127,6 @@ class ReconnectingSource:
         self.reconnects = 0
         self.last_error: str | None = None
         self.frames = 0
-        self.last_frame_t: float | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._source: Any = None  # the open inner source (touched by the reading thread)
@@ -266,12 +269,9 @@ class ReconnectingSource:
         self._last_pts = pts
         self._had_frame = True
         self.connected = True
-        size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
-        if size != self.size:
-            self.size = size
+        self.size = (int(frame.image.shape[1]), int(frame.image.shape[0]))
         result = Frame(frame.image, pts, self.frames)
         self.frames += 1
-        self.last_frame_t = now
         return result
 
     # -- stopping ---------------------------------------------------------------------------
@@ -380,10 +380,15 @@ def open_serve_source(spec: str) -> FrameSource:
 
     Raises:
         UserError: a file source that cannot be opened (missing, unreadable: bad input), an
-            empty or unsupported SOURCE.
+            empty or unsupported SOURCE, a live ``gst:`` launch string that does not parse
+            (checked without opening the camera).
     """
     from panorama_cli.localrun.frames.sources import open_source
 
     if is_live_spec(spec):
+        if spec.strip().lower().startswith("gst:"):
+            from panorama_cli.localrun.frames.gst_source import check_launch
+
+            check_launch(spec.strip()[4:].strip())
         return ReconnectingSource(spec)
     return open_source(spec, loop=True)
