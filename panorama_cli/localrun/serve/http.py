@@ -1,0 +1,301 @@
+"""serve's HTTP endpoints: a starlette app run by uvicorn on a thread of serve's process.
+
+Routes (all GET):
+
+- ``/healthz``: 200 ``ok`` while serve runs; ``/readyz``: 200 ``ready`` or 503 with
+  :meth:`ServeView.ready`'s reason;
+- ``/metrics``: Prometheus text (:mod:`.metrics`);
+- ``/api/status``, ``/api/graph``, ``/api/clips``: the view's JSON;
+- ``/clips/<node>/<name>``: a clip listed by :meth:`ServeView.clips` (names checked, the file
+  must lie inside the state folder);
+- ``/streams/<id>.mjpeg``: ``multipart/x-mixed-replace`` JPEG parts, one per new frame of the
+  stream's :class:`~.view.LiveFeed`; ``/streams/<id>.jpg``: the current frame;
+- ``/``: the web page (:mod:`.page`).
+
+uvicorn installs no signal handler (serve owns SIGINT/SIGTERM/SIGHUP), prints no access log and
+configures no logging: its lines go to the ``uvicorn.*`` loggers under serve's own handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import re
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from panorama_cli.errors import UserError
+from panorama_cli.localrun.serve import metrics, page
+from panorama_cli.localrun.serve.view import LiveFeed, ServeView
+
+log = logging.getLogger(__name__)
+
+#: Seconds an MJPEG handler waits for a new frame before it checks for a stop (bounds stop()).
+WAIT_S = 0.25
+#: Seconds stop() waits for the server thread (uvicorn's graceful shutdown is shorter).
+STOP_S = 5.0
+#: Seconds start() waits for uvicorn to answer.
+START_S = 10.0
+BOUNDARY = "frame"
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # serve's signals stay serve's
+
+
+class HttpServer:
+    """serve's HTTP endpoints over ``view``, on ``host:port`` (port 0: a free port).
+
+    Args:
+        view: the running serve (:class:`~.view.ServeView`).
+        host, port: where to listen.
+        latency: the model latency histogram shown in ``/metrics``.
+        clips_root: the folder clip paths are relative to (default: ``view.state_root``
+            when the view has one; without it ``/clips/...`` answers 404).
+
+    Attributes:
+        port: the bound port (after :meth:`start`); url: ``http://host:port``.
+        active_streams: MJPEG responses being sent now.
+    """
+
+    def __init__(
+        self,
+        view: ServeView,
+        host: str,
+        port: int,
+        latency: metrics.ModelLatency,
+        clips_root: Path | None = None,
+    ) -> None:
+        self.view = view
+        self.host = host
+        self.port = port
+        root = clips_root if clips_root is not None else getattr(view, "state_root", None)
+        self.clips_root = Path(root).resolve() if root is not None else None
+        self.registry = metrics.build_registry(view, latency)
+        self.active_streams = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind, then serve on a thread; returns once the server accepts connections.
+
+        Raises:
+            UserError: the address cannot be bound (in use, not local, not allowed).
+        """
+        self._sock = _bind(self.host, self.port)
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app(),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            server_header=False,
+        )
+        self._server = _Server(config)
+        sock, server = self._sock, self._server
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="serve-http", daemon=True
+        )
+        self._thread.start()
+        for _ in range(int(START_S / 0.02)):
+            if server.started or not self._thread.is_alive():
+                break
+            self._thread.join(0.02)
+        if not server.started:
+            self.stop()
+            raise UserError(f"serve's HTTP server did not start on {self.host}:{self.port}")
+        log.debug("HTTP endpoints on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop serving (open MJPEG streams end within :data:`WAIT_S`); joins the thread."""
+        self._stopping.set()
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(STOP_S)
+            if thread.is_alive() and server is not None:
+                server.force_exit = True
+                thread.join(STOP_S)
+        if self._sock is not None:
+            self._sock.close()
+        self._thread = self._server = self._sock = None
+
+    # -- the app ------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        """The starlette application (routes in the module docstring)."""
+        return Starlette(
+            routes=[
+                Route("/", self._page),
+                Route("/healthz", self._healthz),
+                Route("/readyz", self._readyz),
+                Route("/metrics", self._metrics),
+                Route("/api/status", self._json(lambda: self.view.status())),
+                Route("/api/graph", self._json(lambda: self.view.graph())),
+                Route("/api/clips", self._json(lambda: self.view.clips())),
+                Route("/clips/{node}/{name}", self._clip),
+                Route("/streams/{stream}.mjpeg", self._mjpeg),
+                Route("/streams/{stream}.jpg", self._snapshot),
+            ]
+        )
+
+    async def _page(self, request: Request) -> Response:
+        html = await run_in_threadpool(page.render, self.view)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def _healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def _readyz(self, request: Request) -> Response:
+        ok, reason = await run_in_threadpool(self.view.ready)
+        if ok:
+            return PlainTextResponse("ready")
+        return PlainTextResponse(reason or "not ready", status_code=503)
+
+    async def _metrics(self, request: Request) -> Response:
+        body = await run_in_threadpool(metrics.exposition, self.registry)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    def _json(self, read: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            data = await run_in_threadpool(read)
+            return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+        return endpoint
+
+    async def _clip(self, request: Request) -> Response:
+        node, name = request.path_params["node"], request.path_params["name"]
+        if not (NAME.fullmatch(node) and NAME.fullmatch(name)) or ".." in name:
+            return PlainTextResponse("bad clip name", status_code=400)
+        path = await run_in_threadpool(self._clip_path, node, name)
+        if path is None:
+            return PlainTextResponse("no such clip", status_code=404)
+        return FileResponse(path, media_type="video/mp4", filename=name)
+
+    def _clip_path(self, node: str, name: str) -> Path | None:
+        """The file of the listed clip ``node``/``name`` inside the clips root, or None."""
+        if self.clips_root is None:
+            return None
+        for clip in self.view.clips():
+            if clip.get("node") == node and clip.get("name") == name:
+                path = (self.clips_root / str(clip.get("path", ""))).resolve()
+                if path.is_relative_to(self.clips_root) and path.is_file():
+                    return path
+        return None
+
+    def _feed(self, request: Request) -> LiveFeed | None:
+        stream = request.path_params["stream"]
+        return self.view.live(stream) if NAME.fullmatch(stream) else None
+
+    async def _snapshot(self, request: Request) -> Response:
+        feed = self._feed(request)
+        if feed is None:
+            return PlainTextResponse("no such stream", status_code=404)
+        item = await run_in_threadpool(feed.jpeg)
+        if item is None:
+            return PlainTextResponse("no frame yet", status_code=503)
+        return Response(item[1], media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def _mjpeg(self, request: Request) -> Response:
+        feed = self._feed(request)
+        if feed is None:
+            return PlainTextResponse("no such stream", status_code=404)
+        return StreamingResponse(
+            self._parts(feed),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def _parts(self, feed: LiveFeed) -> AsyncIterator[bytes]:
+        """One multipart part per new frame until the server stops (or the client leaves:
+        starlette then cancels this generator)."""
+        with self._lock:
+            self.active_streams += 1
+        try:
+            seen = 0
+            while not self._stopping.is_set():
+                seen, data = await run_in_threadpool(_next_jpeg, feed, seen)
+                if data is not None:
+                    head = (
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                        f"Content-Length: {len(data)}\r\n\r\n"
+                    )
+                    yield head.encode("ascii") + data + b"\r\n"
+        finally:
+            with self._lock:
+                self.active_streams -= 1
+
+
+def _next_jpeg(feed: LiveFeed, seen: int) -> tuple[int, bytes | None]:
+    """Wait (at most :data:`WAIT_S`) for a frame newer than ``seen``: ``(its seq, JPEG)``, or
+    ``(seen, None)`` when none came; runs on a worker thread (blocks, encodes)."""
+    if feed.seq <= seen and feed.wait(seen, WAIT_S) is None:
+        return seen, None
+    item = feed.jpeg()
+    if item is None or item[0] <= seen:
+        return max(seen, feed.seq), None  # counted but not yet a picture: wait for the next
+    return item[0], item[1]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, or UserError with what to do."""
+    where = f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise UserError(
+            f"cannot listen on {where}: unknown host ({exc.strerror})",
+            hint="give --listen HOST:PORT with a local address, e.g. 127.0.0.1:8765",
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"cannot listen on {where}: the address is in use",
+                hint="stop what listens there or pick another port with --listen HOST:PORT",
+            ) from None
+        raise UserError(
+            f"cannot listen on {where}: {exc.strerror or exc}",
+            hint="give --listen HOST:PORT with an address of this machine",
+        ) from None
+    sock.set_inheritable(False)
+    return sock

@@ -1,0 +1,113 @@
+"""serve's web page (``GET /``): templates/serve/index.html.j2 rendered with the graph laid out.
+
+The application graph is drawn as inline SVG in layers by kind (cameras and parameters, then
+business logic, then models and HDMI outputs), one box per node, edges as arrows. Everything
+the page needs is in the one HTML document (no CDN, no other files): the streams are
+``<img class="stream">`` over ``/streams/<id>.mjpeg``, the tables are filled by a few lines of
+vanilla JS from ``/api/status`` (every second) and ``/api/clips`` (every 5 s).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Layer (column) of each node kind, left to right.
+LAYER = {"camera": 0, "parameter": 0, "business": 1, "other": 1, "model": 2, "hdmi": 2}
+#: Fill colour of each node kind.
+COLOR = {
+    "camera": "#4e79a7",
+    "parameter": "#9c755f",
+    "business": "#f28e2b",
+    "other": "#bab0ac",
+    "model": "#59a14f",
+    "hdmi": "#b07aa1",
+}
+BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 170, 40, 90, 22, 16
+#: Above this many streams the page polls JPEG snapshots instead of holding one MJPEG
+#: connection per stream (browsers allow 6 connections per host over HTTP/1.1).
+MAX_MJPEG = 4
+
+
+def layout(graph: dict[str, Any]) -> dict[str, Any]:
+    """Boxes and arrows of ``graph`` (:meth:`ServeView.graph`'s shape), in SVG pixels.
+
+    Returns:
+        ``{"width", "height", "nodes": [{"name", "kind", "package", "x", "y", "w", "h",
+        "color"}], "edges": [{"producer", "consumer", "x1", "y1", "x2", "y2"}]}``; an edge
+        naming an unknown node is left out.
+    """
+    columns: dict[int, list[dict[str, Any]]] = {}
+    for node in graph.get("nodes", []):
+        kind = node.get("kind") if node.get("kind") in LAYER else "other"
+        columns.setdefault(LAYER[kind], []).append({**node, "kind": kind})
+    boxes: dict[str, dict[str, Any]] = {}
+    for layer, nodes in sorted(columns.items()):
+        for row, node in enumerate(nodes):
+            box = {
+                "name": str(node.get("name", "")),
+                "kind": node["kind"],
+                "package": str(node.get("package") or ""),
+                "x": MARGIN + layer * (BOX_W + GAP_X),
+                "y": MARGIN + row * (BOX_H + GAP_Y),
+                "w": BOX_W,
+                "h": BOX_H,
+                "color": COLOR[node["kind"]],
+            }
+            boxes[box["name"]] = box
+    edges = []
+    for edge in graph.get("edges", []):
+        a, b = boxes.get(edge.get("producer")), boxes.get(edge.get("consumer"))
+        if a is None or b is None:
+            continue
+        edges.append({"producer": a["name"], "consumer": b["name"], **_ends(a, b)})
+    width = max((b["x"] + b["w"] for b in boxes.values()), default=0) + MARGIN
+    height = max((b["y"] + b["h"] for b in boxes.values()), default=0) + MARGIN
+    return {"width": width, "height": height, "nodes": list(boxes.values()), "edges": edges}
+
+
+def _ends(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Arrow from box a to box b: side to side across layers, bottom to top within one."""
+    if b["x"] > a["x"]:
+        return {
+            "x1": a["x"] + a["w"],
+            "y1": a["y"] + a["h"] / 2,
+            "x2": b["x"],
+            "y2": b["y"] + b["h"] / 2,
+        }
+    if b["x"] < a["x"]:
+        return {
+            "x1": a["x"],
+            "y1": a["y"] + a["h"] / 2,
+            "x2": b["x"] + b["w"],
+            "y2": b["y"] + b["h"] / 2,
+        }
+    down = b["y"] > a["y"]
+    return {
+        "x1": a["x"] + a["w"] / 2,
+        "y1": a["y"] + (a["h"] if down else 0),
+        "x2": b["x"] + b["w"] / 2,
+        "y2": b["y"] + (0 if down else b["h"]),
+    }
+
+
+def render(view: Any) -> str:
+    """The page's HTML for ``view`` (a :class:`~.view.ServeView`)."""
+    import jinja2
+
+    from panorama_cli.resources import data_dir
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates") / "serve")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    streams = list(view.streams())
+    return env.get_template("index.html.j2").render(
+        graph=layout(view.graph()),
+        kinds=COLOR,
+        streams=[{"id": s, "rtsp": view.rtsp_url(s)} for s in streams],
+        mode="mjpeg" if len(streams) <= MAX_MJPEG else "snapshot",
+    )

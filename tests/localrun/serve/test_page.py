@@ -1,0 +1,101 @@
+"""serve's web page in Debian's headless Chromium (Selenium 4 + chromedriver)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from panorama_cli.localrun.serve.http import HttpServer
+from panorama_cli.localrun.serve.metrics import ModelLatency
+from tests.localrun.serve.fake_view import FakeView, FrameThread
+from tests.support.ci import unavailable
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        unavailable(
+            "Debian's chromium and chromium-driver are not installed (/usr/bin/chromium, /usr/bin/chromedriver)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
+    ):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
+
+
+@pytest.fixture
+def served(tmp_path):
+    view = FakeView(tmp_path / "state")
+    server = HttpServer(view, "127.0.0.1", 0, ModelLatency())
+    with FrameThread(view.live_frames["cam1"]):
+        server.start()
+        try:
+            yield view, server
+        finally:
+            server.stop()
+
+
+def test_page_shows_stream_graph_and_live_tables(browser, served):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    view, server = served
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 10)
+
+    # the MJPEG stream really decodes in the browser
+    img = browser.find_element(By.CSS_SELECTOR, "img.stream#stream-cam1")
+    assert img.get_attribute("src").endswith("/streams/cam1.mjpeg")
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", img) > 0)
+    assert browser.execute_script("return arguments[0].naturalHeight", img) == 240
+
+    # one SVG box per graph node, one arrow per edge
+    names = {n["name"] for n in view.graph()["nodes"]}
+    boxes = browser.find_elements(By.CSS_SELECTOR, "svg#graph g.node")
+    assert {b.get_attribute("data-node") for b in boxes} == names
+    kinds = {b.get_attribute("data-node"): b.get_attribute("data-kind") for b in boxes}
+    assert kinds["model_node"] == "model" and kinds["hdmi"] == "hdmi"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg#graph line.edge")) == 3
+
+    # the tables come from /api/status and follow it
+    def state_cell(d):
+        cells = d.find_elements(By.CSS_SELECTOR, '#nodes-table tr[data-node="code_node"] td.state')
+        return cells[0].text if cells else None
+
+    wait.until(lambda d: state_cell(d) == "running")
+    cam2 = browser.find_element(By.CSS_SELECTOR, '#cameras-table tr[data-camera="cam2"]')
+    assert "rtsp://***@h/x" in cam2.text
+    assert browser.find_elements(By.CSS_SELECTOR, '#models-table tr[data-model="model_node"]')
+    view.node_state, view.restarts = "failed", 5
+    WebDriverWait(browser, 5).until(lambda d: state_cell(d) == "failed")
+    row = browser.find_element(By.CSS_SELECTOR, '#nodes-table tr[data-node="code_node"]')
+    assert row.find_elements(By.TAG_NAME, "td")[3].text == "5"
+    failed = browser.find_element(By.CSS_SELECTOR, 'svg#graph g.node[data-node="code_node"]')
+    assert "state-failed" in failed.get_attribute("class")
+
+    # the clip list links to the clip
+    link = wait.until(
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, '#clips-table tr[data-clip="code_node/event-1.mp4"] a'
+        )
+    )[0]
+    assert link.get_attribute("href") == server.url + "/clips/code_node/event-1.mp4"
