@@ -13,7 +13,8 @@ Routes (all GET):
 - ``/``: the web page (:mod:`.page`).
 
 uvicorn installs no signal handler (serve owns SIGINT/SIGTERM/SIGHUP), prints no access log and
-configures no logging: its lines go to the ``uvicorn.*`` loggers under serve's own handlers.
+configures no handler: its warnings and errors go to the ``uvicorn.*`` loggers, under serve's own
+handlers (its INFO lines are off: serve logs where it listens itself).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class HttpServer:
         self.port = self._sock.getsockname()[1]
         config = uvicorn.Config(
             self.app(),
-            log_config=None,
+            log_config=None,  # serve's logging stays serve's
+            log_level="warning",  # no "Uvicorn running on ..." / "Shutting down" lines
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
