@@ -8,6 +8,7 @@ latency). Readiness (``/readyz``): every camera delivered a frame in the last
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,16 @@ from typing import Any
 READY_FRAME_S = 5.0
 
 
+def _finite(value: float) -> float:
+    """``value`` rounded to 0.01, 0.0 when it is not a finite number (JSON has no NaN)."""
+    return round(value, 2) if math.isfinite(value) else 0.0
+
+
 def _ms(stats: dict[str, Any], key: str) -> float | None:
     value = stats.get(key)
-    return None if not stats.get("calls") or value is None else round(float(value), 3)
+    if not stats.get("calls") or value is None or not math.isfinite(float(value)):
+        return None
+    return round(float(value), 3)
 
 
 class ServeOutputs:
@@ -79,7 +87,7 @@ class ServeStatus:
                 camera, stats = feed.camera, feed.camera.stats
                 cameras[name] = {
                     "connected": bool(getattr(camera, "connected", True)),
-                    "fps": round(stats.fps, 2),
+                    "fps": _finite(stats.fps),
                     "frames": stats.frames,
                     "dropped": stats.dropped,
                     "reconnects": int(getattr(camera, "reconnects", 0)),
@@ -114,9 +122,10 @@ class ServeStatus:
         status = self.status()
         if self.runtime is None:
             return False, "starting"
-        for name, node in status["nodes"].items():
-            if node["state"] != "running":
-                return False, f"node {name} is {node['state']}"
+        for name in self.runtime.plan.business_names:
+            state = status["nodes"].get(name, {}).get("state", "starting")
+            if state != "running":
+                return False, f"node {name} is {state}"
         for name, camera in status["cameras"].items():
             age = camera["last_frame_age_s"]
             if not camera["connected"]:
