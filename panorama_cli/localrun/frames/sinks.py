@@ -98,6 +98,58 @@ def clean_label(label: Any) -> Label | None:
     return (str(text), _clamp(numbers[0]), _clamp(numbers[1]))
 
 
+def clean_overlays(rects: Any, labels: Any) -> tuple[list[Rect], list[Label], int, Any]:
+    """The drawable overlays of one frame (see :func:`clean_rect`, :func:`clean_label`).
+
+    Returns:
+        ``(rects, labels, bad, first_bad)``: the good ones, how many were malformed, and the
+        first malformed one (None when none was).
+    """
+    rect_list, label_list = as_list(rects), as_list(labels)
+    good_rects = [r for r in map(clean_rect, rect_list) if r is not None]
+    good_labels = [x for x in map(clean_label, label_list) if x is not None]
+    bad = len(rect_list) - len(good_rects) + len(label_list) - len(good_labels)
+    first = None
+    if bad:
+        first = next(
+            (r for r in rect_list if clean_rect(r) is None),
+            next((x for x in label_list if clean_label(x) is None), None),
+        )
+    return good_rects, good_labels, bad, first
+
+
+def overlay_driver() -> Any:
+    """The OpenCV annotation driver with the HDMI output's colors and strokes."""
+    from backpack.annotation import Color, OpenCVImageAnnotationDriver
+
+    return OpenCVImageAnnotationDriver(
+        color=Color(*LABEL_COLOR),
+        thickness=RECT_THICKNESS,
+        text_size=LABEL_SIZE,
+        text_thickness=LABEL_THICKNESS,
+    )
+
+
+def draw_overlays(
+    image: np.ndarray, rects: list[Rect], labels: list[Label], driver: Any = None
+) -> np.ndarray:
+    """A COPY of ``image`` (H×W×3 BGR uint8) with clean ``rects``/``labels`` (normalized
+    [0, 1], from :func:`clean_overlays`) drawn; ``driver`` from :func:`overlay_driver`
+    (one is made when None)."""
+    from backpack.annotation import Color, LabelAnnotation, RectAnnotation
+    from backpack.geometry import Point
+
+    driver = overlay_driver() if driver is None else driver
+    annotations: list[Any] = [
+        RectAnnotation(
+            point1=Point(left, top), point2=Point(right, bottom), color=Color(*RECT_COLOR)
+        )
+        for left, top, right, bottom in rects
+    ]
+    annotations += [LabelAnnotation(point=Point(x, y), text=text) for text, x, y in labels]
+    return driver.render(annotations, image.copy())
+
+
 class HdmiSink:
     """Encodes the frames put to one data-sink stream to an H.264 mp4.
 
@@ -174,16 +226,9 @@ class HdmiSink:
 
     def _clean(self, rects: Any, labels: Any) -> tuple[list[Rect], list[Label]]:
         """The drawable overlays; malformed ones are counted (one warning per stream)."""
-        rect_list, label_list = as_list(rects), as_list(labels)
-        good_rects = [r for r in map(clean_rect, rect_list) if r is not None]
-        good_labels = [x for x in map(clean_label, label_list) if x is not None]
-        bad = len(rect_list) - len(good_rects) + len(label_list) - len(good_labels)
+        good_rects, good_labels, bad, first = clean_overlays(rects, labels)
         if bad:
             if not self.skipped:
-                first = next(
-                    (r for r in rect_list if clean_rect(r) is None),
-                    next((x for x in label_list if clean_label(x) is None), None),
-                )
                 text = (
                     f"HDMI {self.path.stem}: skipping malformed overlays (first: "
                     f"{str(first)[:60]!s} on frame {self.frames}); the rest is drawn"
@@ -194,29 +239,9 @@ class HdmiSink:
         return good_rects, good_labels
 
     def _draw(self, image: np.ndarray, rects: list[Rect], labels: list[Label]) -> np.ndarray:
-        from backpack.annotation import (
-            Color,
-            LabelAnnotation,
-            OpenCVImageAnnotationDriver,
-            RectAnnotation,
-        )
-        from backpack.geometry import Point
-
         if self._driver is None:
-            self._driver = OpenCVImageAnnotationDriver(
-                color=Color(*LABEL_COLOR),
-                thickness=RECT_THICKNESS,
-                text_size=LABEL_SIZE,
-                text_thickness=LABEL_THICKNESS,
-            )
-        annotations: list[Any] = [
-            RectAnnotation(
-                point1=Point(left, top), point2=Point(right, bottom), color=Color(*RECT_COLOR)
-            )
-            for left, top, right, bottom in rects
-        ]
-        annotations += [LabelAnnotation(point=Point(x, y), text=text) for text, x, y in labels]
-        return self._driver.render(annotations, image.copy())
+            self._driver = overlay_driver()
+        return draw_overlays(image, rects, labels, self._driver)
 
     def write(
         self,

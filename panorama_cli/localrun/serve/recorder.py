@@ -1,0 +1,164 @@
+"""serve's ``--record DIR``: each HDMI stream as segmented H.264 mp4 files, oldest deleted.
+
+One GStreamer pipeline per stream (backpack's :class:`backpack._appsrc.AppSrcPipeline`):
+``appsrc ! videoconvert ! x264enc tune=zerolatency ! h264parse ! splitmuxsink``. splitmuxsink
+starts a new file ``DIR/<stream>/<stream>-NNNNN.mp4`` at the first keyframe after
+``segment_s`` seconds or ``segment_bytes`` bytes (a keyframe every 2 s, so a segment may run up
+to 2 s longer) and keeps at most ``max_files`` (its ``max-files``: the file number wraps at
+``max_files``, so the oldest segment is deleted and its name reused; order by mtime).
+Each segment's muxer is an ``mp4mux`` writing a fragmented mp4 (``fragment-duration`` 1 s),
+so a segment plays up to its last fragment even when serve is SIGKILLed; a finished segment
+is finalized by splitmuxsink. Frames come in through a non-blocking appsrc holding at most one
+second of frames; beyond that they are dropped and counted, never queued without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from panorama_cli.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+_STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: Fragment length inside each segment (ms): what a SIGKILL loses at most of a segment.
+FRAGMENT_MS = 1000
+
+
+class Recorder:
+    """Segmented mp4 recordings of serve's HDMI streams.
+
+    Args:
+        folder: the ``--record`` folder; each stream writes into ``folder/<stream>/``.
+        segment_s: seconds per segment (rotated at the next keyframe after it).
+        segment_bytes: bytes per segment (0 = no size limit).
+        max_files: segments kept per stream; older ones are deleted (0 = keep all).
+        bitrate_kbps: H.264 bit rate.
+        live: True: buffers are stamped with the clock when pushed (real time); False: frame
+            n is at n / fps (deterministic, for tests and offline input).
+
+    Raises:
+        UserError: the folder cannot be created.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        segment_s: float = 300.0,
+        segment_bytes: int = 512 * 1024 * 1024,
+        max_files: int = 48,
+        bitrate_kbps: int = 2000,
+        live: bool = True,
+    ) -> None:
+        if not segment_s > 0 or segment_bytes < 0 or max_files < 0:
+            raise ValueError("segment_s must be > 0, segment_bytes and max_files >= 0")
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--record {self.folder}: cannot create it: {exc.strerror}") from exc
+        self.segment_s, self.segment_bytes, self.max_files = segment_s, segment_bytes, max_files
+        self.bitrate_kbps = bitrate_kbps
+        self.live = live
+        self._pipelines: dict[str, Any] = {}
+        self.pushed: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+        self.errors: dict[str, str] = {}
+
+    def add_stream(self, stream: str, fps: float, width: int, height: int) -> Path:
+        """Start recording ``stream`` (frames ``height``×``width``×3 BGR at ``fps``).
+
+        Returns:
+            The stream's segment folder.
+
+        Raises:
+            ValueError: a stream id unfit for a file name. PipelineError (backpack): the
+            pipeline cannot start.
+        """
+        from backpack._appsrc import AppSrcPipeline
+        from backpack._gst import gst, h264_encoder
+
+        if not _STREAM_ID.match(stream):
+            raise ValueError(f"{stream!r} cannot name a recording folder")
+        target = self.folder / stream
+        target.mkdir(parents=True, exist_ok=True)
+        gst_mod, _, _ = gst("Recorder")
+        location = str(target / f"{stream}-%05d.mp4")
+
+        def configure(pipeline: Any) -> None:
+            split = pipeline.get_by_name("split")
+            split.set_property("location", location)
+            muxer = gst_mod.ElementFactory.make("mp4mux", None)
+            muxer.set_property("fragment-duration", FRAGMENT_MS)
+            split.set_property("muxer", muxer)
+
+        description = (
+            f"{h264_encoder(fps, self.bitrate_kbps, 'veryfast', threads=1)} ! h264parse ! "
+            f"splitmuxsink name=split max-size-time={int(self.segment_s * 1e9)} "
+            f"max-size-bytes={int(self.segment_bytes)} max-files={int(self.max_files)}"
+        )
+
+        def on_error(text: str) -> None:
+            self.errors[stream] = text
+            log.error("recording %s failed: %s", stream, text)
+
+        pipeline = AppSrcPipeline(
+            description,
+            fps,
+            width,
+            height,
+            live=self.live,
+            max_queued_frames=max(2, round(fps)),
+            block=False,
+            logger=log,
+            on_error=on_error,
+            configure=configure,
+        )
+        pipeline.start()
+        self._pipelines[stream] = (pipeline, (height, width))
+        self.pushed[stream] = self.dropped[stream] = 0
+        return target
+
+    def push(self, stream: str, image: np.ndarray) -> bool:
+        """Queue one drawn frame (H×W×3 BGR uint8); never blocks. False: dropped (queue
+        full, failed pipeline or unknown stream)."""
+        entry = self._pipelines.get(stream)
+        if entry is None or stream in self.errors:
+            return False
+        pipeline, shape = entry
+        import numpy as np
+
+        if image.shape[:2] != shape:
+            import cv2
+
+            image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+        if pipeline.push(np.ascontiguousarray(image)):
+            self.pushed[stream] += 1
+            return True
+        self.dropped[stream] += 1
+        return False
+
+    def segments(self, stream: str) -> list[Path]:
+        """The stream's segment files, oldest first (by modification time: names wrap)."""
+        return sorted(
+            (self.folder / stream).glob(f"{stream}-*.mp4"), key=lambda p: p.stat().st_mtime_ns
+        )
+
+    def close_stream(self, stream: str, timeout: float = 5.0) -> None:
+        """End one stream's recording (finalizes its current segment); no-op if unknown."""
+        entry = self._pipelines.pop(stream, None)
+        if entry is not None:
+            entry[0].stop(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End every recording: end-of-stream finalizes the current segments (idempotent)."""
+        pipelines, self._pipelines = self._pipelines, {}
+        for pipeline, _shape in pipelines.values():
+            pipeline.stop(timeout)
