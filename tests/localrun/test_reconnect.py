@@ -52,10 +52,11 @@ def test_live_specs_are_told_from_files():
 def test_camera_down_at_start_is_read_once_it_comes_up(gst_rtsp):
     camera = RtspCamera()
     source = ReconnectingSource(camera.url, start_wait_s=2.0, **FAST)
+    later = threading.Timer(2.0, camera.start)
     try:
         assert source.live and not source.connected and source.size is None
         assert "Connection refused" in source.last_error
-        threading.Timer(2.0, camera.start).start()
+        later.start()
         started = time.monotonic()
         frames = read_timed(source, 5)
         came = time.monotonic() - started
@@ -65,6 +66,9 @@ def test_camera_down_at_start_is_read_once_it_comes_up(gst_rtsp):
         assert [f.index for f in frames] == list(range(5))
         assert source.reconnects == 0  # it was never lost: down at start is no reconnect
     finally:
+        later.cancel()
+        if later.is_alive():
+            later.join()
         source.close()
         camera.kill()
 
