@@ -148,6 +148,7 @@ def _serve(
             plan = build_plan(project, options)
     finally:
         http.stop()
+        outputs.close()
         if rtsp is not None:
             rtsp.stop()
     log.info("serve stopped", extra={"event": "stopped"})

@@ -9,12 +9,15 @@ latency). Readiness (``/readyz``): every camera delivered a frame in the last
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 #: A camera is "up" (and serve ready) when it delivered a frame within this many seconds.
 READY_FRAME_S = 5.0
+#: Camera fps in the status is measured over windows of at least this many seconds.
+FPS_WINDOW_S = 2.0
 
 
 def _finite(value: float) -> float:
@@ -43,6 +46,7 @@ class ServeOutputs:
         self.record_dir = record_dir
         self.latency = latency
         self._live: dict[str, Any] = {}
+        self._recorder: Any = None
 
     def live(self, stream: str) -> Any:
         """The stream's :class:`~.live.LiveFrame` (made on first use)."""
@@ -56,12 +60,20 @@ class ServeOutputs:
         return self._live.get(stream)
 
     def recorder(self, stream: str, fps: float) -> Any:
-        """A segmented recorder for the stream under ``--record``, else None."""
+        """The shared :class:`~.recorder.Recorder` under ``--record`` (made on first use;
+        each stream records into its own folder), else None."""
         if self.record_dir is None:
             return None
-        from panorama_cli.localrun.serve.recorder import SegmentRecorder
+        if self._recorder is None:
+            from panorama_cli.localrun.serve.recorder import Recorder
 
-        return SegmentRecorder(self.record_dir / stream, fps=fps)
+            self._recorder = Recorder(self.record_dir)
+        return self._recorder
+
+    def close(self) -> None:
+        """Finish the recordings (serve's end)."""
+        if self._recorder is not None:
+            self._recorder.close()
 
 
 class ServeStatus:
@@ -73,6 +85,8 @@ class ServeStatus:
         self.rtsp_host = rtsp_host
         self.started_monotonic = time.monotonic()
         self.runtime: Any = None  # the current ServeRuntime
+        self._rates: dict[str, tuple[float, int, float]] = {}  # camera -> (t, frames, fps)
+        self._lock = threading.Lock()
 
     # -- ServeView -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -87,7 +101,7 @@ class ServeStatus:
                 camera, stats = feed.camera, feed.camera.stats
                 cameras[name] = {
                     "connected": bool(getattr(camera, "connected", True)),
-                    "fps": _finite(stats.fps),
+                    "fps": self._recent_fps(name, stats.frames),
                     "frames": stats.frames,
                     "dropped": stats.dropped,
                     "reconnects": int(getattr(camera, "reconnects", 0)),
@@ -117,6 +131,18 @@ class ServeStatus:
             "models": models,
             "streams": streams,
         }
+
+    def _recent_fps(self, camera: str, frames: int) -> float:
+        """Delivered frames per second over the last :data:`FPS_WINDOW_S` seconds or more
+        (the whole life's average hides an outage that ended)."""
+        now = time.monotonic()
+        with self._lock:
+            then, count, fps = self._rates.get(camera, (now, frames, 0.0))
+            if now - then >= FPS_WINDOW_S:
+                fps = (frames - count) / (now - then)
+                then, count = now, frames
+            self._rates[camera] = (then, count, fps)
+        return _finite(fps)
 
     def ready(self) -> tuple[bool, str]:
         status = self.status()
@@ -169,9 +195,7 @@ class ServeStatus:
 
     def rtsp_url(self, stream: str) -> str | None:
         rtsp = self.outputs.rtsp
-        if rtsp is None:
-            return None
-        return f"rtsp://{self.rtsp_host}:{rtsp.port}/{stream}"
+        return None if rtsp is None else rtsp.url(stream)
 
 
 _KINDS = {
