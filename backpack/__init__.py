@@ -12,6 +12,7 @@ error naming the missing piece, see :mod:`backpack._optional`):
 - :mod:`backpack.skyline` -- SkyLine: frames to a GStreamer pipeline (appsrc), FileSkyLine.
 - :mod:`backpack.kvs` -- KVSSkyLine and its credentials handlers (Kinesis Video Streams).
 - :mod:`backpack.rtsp` -- RTSPSkyLine: the annotated stream on rtsp://host:port/path.
+- :mod:`backpack.clips` -- ClipRecorder: mp4 event clips, seconds before and after a trigger.
 - :mod:`backpack.service_model` -- the AWS Panorama service model for botocore sessions.
 
 panorama-cli copies this package into the container packages it creates

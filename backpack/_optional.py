@@ -23,6 +23,7 @@ INSTALL_HINTS: dict[str, str] = {
         "or create the package with `panorama-cli create-package --gstreamer`"
     ),
     "dotenv": "pip install python-dotenv",
+    "av": "pip install av",
 }
 
 

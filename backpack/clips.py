@@ -162,7 +162,7 @@ class _CvEncoder:
     name = "opencv"
 
     def __init__(self, fps: float | None, quality: int = 90) -> None:
-        self._cv2 = require("cv2", "ClipRecorder")
+        self._cv2 = require("cv2", "ClipRecorder (without PyAV)")
         self._fps = fps
         self._quality = quality
 

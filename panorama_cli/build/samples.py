@@ -102,6 +102,14 @@ SAMPLES: dict[str, Sample] = {
                 "Detection threshold",
                 "Minimum detection score in percent.",
             ),
+            Parameter(
+                "clip_threshold",
+                "int32",
+                6,
+                "Clip threshold",
+                "Record an event clip (5 s before, 10 s after) to storage/clips when the count "
+                "reaches this many people; 0 turns clips off.",
+            ),
         ),
         model_source="YOLOX-nano from the official YOLOX release (Megvii, Apache-2.0)",
     ),

@@ -48,7 +48,7 @@ def test_remove_then_add_an_edge(app):
     assert f"media input {CODE}.video_in is not connected" in warnings(app)
     result = run(app, "add-edge", "--producer", edge[0], "--consumer", edge[1])
     assert result.exit_code == 0, result.describe()
-    assert edge in edges(app) and len(graph(app)["edges"]) == 4
+    assert edge in edges(app) and len(graph(app)["edges"]) == 5
     before = snapshot(app)
     again = run(app, "add-edge", "--producer", edge[0], "--consumer", edge[1])
     assert again.exit_code == 0 and "nothing to do" in again.stderr

@@ -1,7 +1,10 @@
 """People counter: YOLOX-nano finds people, the ones whose feet stand in a region are counted.
 
 Inputs (graph.json): ``video_in`` (media), ``roi`` (string "left,top,right,bottom", normalized
-[0, 1] of the frame), ``threshold`` (float32, minimum detection score in percent). The model
+[0, 1] of the frame), ``threshold`` (float32, minimum detection score in percent),
+``clip_threshold`` (int32: when the count reaches it, backpack.clips.ClipRecorder writes an mp4
+of the 5 s before and 10 s after to /opt/aws/panorama/storage/clips/; 0 = off; clips are
+skipped with one warning when neither PyAV nor OpenCV is installed). The model
 node ``detector`` is YOLOX-nano (ONNX, input ``images`` [1, 3, 416, 416] BGR 0-255
 letterboxed; output [1, 3549, 85]); backpack.yolox does the decode, the class filter (COCO
 person) and NMS. A detection shorter than SMALL_BOX_HEIGHT of the frame must also score at least
@@ -19,9 +22,11 @@ import sys
 
 import panoramasdk
 
+from backpack.errors import MissingDependencyError
 from backpack.yolox import PERSON, detect, letterbox
 
 LOG_DIR = "/opt/aws/panorama/logs"
+CLIP_DIR = "/opt/aws/panorama/storage/clips"
 MODEL_NODE = "detector"
 ROI_COLOR = (0, 215, 255)  # BGR yellow
 #: Boxes shorter than this fraction of the frame's height need at least SMALL_BOX_SCORE.
@@ -74,13 +79,42 @@ def plausible(person, shape):
     return y2 - y1 >= SMALL_BOX_HEIGHT or person.score >= SMALL_BOX_SCORE
 
 
+def make_clip_recorder(clip_threshold):
+    """A ClipRecorder for the event clips, or None (off, or PyAV/OpenCV not installed)."""
+    if clip_threshold <= 0:
+        return None
+    from backpack.clips import ClipRecorder
+
+    try:
+        return ClipRecorder(pre_s=5, post_s=10, folder=CLIP_DIR)
+    except MissingDependencyError as exc:
+        log.warning("event clips are off: %s", exc)
+        return None
+
+
 class PeopleCounter(panoramasdk.node):
     def __init__(self):
         super().__init__()
         self.roi = parse_roi(self.inputs.roi.get())
         self.threshold = float(self.inputs.threshold.get()) / 100.0
+        self.clip_threshold = int(self.inputs.clip_threshold.get())
+        self.clips = make_clip_recorder(self.clip_threshold)
+        self.last_count = 0
         self.frames = 0
-        log.info("people counter ready: roi=%s threshold=%.2f", self.roi, self.threshold)
+        log.info(
+            "people counter ready: roi=%s threshold=%.2f clip_threshold=%d",
+            self.roi,
+            self.threshold,
+            self.clip_threshold,
+        )
+
+    def clip(self, stream, inside):
+        """Feed the clip recorder; trigger a clip when the count crosses clip_threshold."""
+        self.clips.add(stream.image)
+        if inside >= self.clip_threshold > self.last_count:
+            log.info("frame %d: %d people: recording an event clip", self.frames, inside)
+            self.clips.trigger("people-%d" % inside)
+        self.last_count = inside
 
     def count(self, stream):
         image = stream.image
@@ -105,6 +139,8 @@ class PeopleCounter(panoramasdk.node):
         for stream in streams:
             inside, found = self.count(stream)
             log.info("frame %d: %d people in region (%d found)", self.frames, inside, found)
+            if self.clips is not None:
+                self.clip(stream, inside)
         self.frames += 1
         self.outputs.video_out.put(streams)
 
@@ -116,6 +152,9 @@ def main():
             app.process()
     except KeyboardInterrupt:
         log.info("stopped after %d frames", app.frames)
+    finally:
+        if app.clips is not None:
+            app.clips.close()
 
 
 if __name__ == "__main__":
