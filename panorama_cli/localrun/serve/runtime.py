@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: How often serve's loop applies the restart policy and reports (seconds).
 TICK_S = 0.1
+#: How often the apps' own log files are checked against the rotation size (seconds).
+LOG_CHECK_S = 30.0
 
 
 class TimedModel:
@@ -120,7 +122,9 @@ class ServeRuntime(Runtime):
         """Run until SIGINT/SIGTERM (``KeyboardInterrupt``) or :attr:`stop_event`: returns
         ``"interrupted"``, ``"stopped"`` or ``"reload"`` (a SIGHUP changed the graph's
         shape: the caller starts a new generation)."""
-        last_status = 0.0
+        from panorama_cli.localrun.serve.state_dir import rotate_app_logs
+
+        last_status = last_logs = 0.0
         while not self.stop_event.wait(TICK_S):
             for keeper in list(self.apps.values()):
                 keeper.tick()
@@ -132,6 +136,10 @@ class ServeRuntime(Runtime):
             if now - last_status >= 1.0:
                 last_status = now
                 self.notify("status", {"cameras": self.camera_status(), "elapsed_s": now - self.t0})
+            if now - last_logs >= LOG_CHECK_S:
+                last_logs = now
+                for name in self.apps:
+                    rotate_app_logs(self.state.logs(name))
             self.show_notes()
         return "stopped"
 

@@ -57,6 +57,47 @@ class StateDir:
             self.lock = None
 
 
+def _shift(path: Path, keep: int) -> None:
+    """path.<keep-1> -> path.<keep>, ..., path.1 -> path.2 (the one past ``keep`` removed)."""
+    for n in range(keep, 1, -1):
+        older, newer = path.with_name(f"{path.name}.{n}"), path.with_name(f"{path.name}.{n - 1}")
+        if newer.exists():
+            newer.replace(older)
+
+
+def rotate_app_logs(folder: Path, rotate: tuple[int, int] = ROTATE) -> list[Path]:
+    """Rotate the app's own log files in a node's logs folder that passed the size cap.
+
+    The app keeps its file open, so this is logrotate's ``copytruncate``: the file is copied
+    to ``<name>.1`` (older copies shifted, the one past ``keep`` dropped) and truncated in
+    place; an app appending (``logging.FileHandler`` opens with ``"a"``) goes on writing at
+    its start. console.log is rotated by serve itself as it writes it. A line written between
+    the copy and the truncation can be lost, as with logrotate.
+
+    Returns:
+        The files rotated.
+    """
+    size, keep = rotate
+    done = []
+    try:
+        files = [p for p in Path(folder).iterdir() if p.is_file()]
+    except OSError:
+        return done
+    for path in files:
+        if path.name.startswith("console.log") or path.suffix[1:].isdigit():
+            continue
+        try:
+            if path.stat().st_size <= size:
+                continue
+            _shift(path, keep)
+            shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+            os.truncate(path, 0)
+            done.append(path)
+        except OSError:
+            continue
+    return done
+
+
 def open_state_dir(root: Path) -> StateDir:
     """Create (when missing), check and lock the state folder.
 

@@ -137,12 +137,17 @@ class ServeStatus:
         (the whole life's average hides an outage that ended)."""
         now = time.monotonic()
         with self._lock:
-            then, count, fps = self._rates.get(camera, (now, frames, 0.0))
+            fallback = self._lifetime_fps(camera)
+            then, count, fps = self._rates.get(camera, (now, frames, fallback))
             if now - then >= FPS_WINDOW_S:
                 fps = (frames - count) / (now - then)
                 then, count = now, frames
             self._rates[camera] = (then, count, fps)
         return _finite(fps)
+
+    def _lifetime_fps(self, camera: str) -> float:
+        feed = self.runtime.feeds.get(camera) if self.runtime is not None else None
+        return float(feed.camera.stats.fps) if feed is not None else 0.0
 
     def ready(self) -> tuple[bool, str]:
         status = self.status()

@@ -93,3 +93,25 @@ def test_systemd_unit_quotes_as_systemd_does_and_sets_the_stop_policy(tmp_path):
     assert "p=50%%" in exec_start  # % is a specifier in unit files
     words = shlex.split(exec_start.replace("%%", "%"))  # systemd's quoting is shell-like here
     assert words[3] == "cam=/videos/my clip.mp4" and words[-1] == 'c2=rtsp://u:p"w@h/s'
+
+
+def test_the_apps_own_log_files_are_rotated_by_copy_and_truncate(tmp_path):
+    from panorama_cli.localrun.serve.state_dir import rotate_app_logs
+
+    app_log = tmp_path / "app.log"
+    writer = open(app_log, "a")  # the app keeps its file open, appending
+    try:
+        for turn in range(3):
+            writer.write(f"turn {turn} " + "x" * 150 + "\n")
+            writer.flush()
+            assert rotate_app_logs(tmp_path, (100, 2)) == [app_log]
+        writer.write("after\n")
+        writer.flush()
+    finally:
+        writer.close()
+    (tmp_path / "console.log").write_text("y" * 500)  # serve rotates this one itself
+    assert rotate_app_logs(tmp_path, (100, 2)) == []
+    assert app_log.read_text() == "after\n"  # truncated in place, the app wrote on at 0
+    assert (tmp_path / "app.log.1").read_text().startswith("turn 2")
+    assert (tmp_path / "app.log.2").read_text().startswith("turn 1")
+    assert not (tmp_path / "app.log.3").exists()
