@@ -169,7 +169,7 @@ def test_video_files_loop_past_their_end(served):
 
 
 def test_a_killed_node_is_restarted_with_its_storage_and_the_frames_resume(served):
-    root, serve = served
+    _root, serve = served
     before = _status(serve.base)["nodes"]["code_node"]
     pids = processes_with(str(serve.state / "run" / ".bin"))
     assert pids, "the app's processes are found by their sandbox's bind of the shims"
@@ -185,7 +185,7 @@ def test_a_killed_node_is_restarted_with_its_storage_and_the_frames_resume(serve
         return node if node["restarts"] >= 1 and node["state"] == "running" else None
 
     node = _until(restarted, 20, "the node's restart")
-    assert node["last_exit"] is not None
+    assert node["last_exit"] is not None and node["pid"] != before["pid"]
     frames = _status(serve.base)["cameras"]["front_camera"]["frames"]
     _until(lambda: _status(serve.base)["cameras"]["front_camera"]["frames"] > frames, 10,
            "frames after the restart")  # fmt: skip
