@@ -2,14 +2,14 @@
 
 One GStreamer pipeline per stream (backpack's :class:`backpack._appsrc.AppSrcPipeline`):
 ``appsrc ! videoconvert ! x264enc tune=zerolatency ! h264parse ! splitmuxsink``. splitmuxsink
-starts a new file ``DIR/<stream>/<stream>-NNNNN.mp4`` at the first keyframe after
-``segment_s`` seconds or ``segment_bytes`` bytes (a keyframe every 2 s, so a segment may run up
-to 2 s longer) and keeps at most ``max_files`` (its ``max-files``: the file number wraps at
-``max_files``, so the oldest segment is deleted and its name reused; order by mtime).
-Each segment's muxer is an ``mp4mux`` writing a fragmented mp4 (``fragment-duration`` 1 s),
-so a segment plays up to its last fragment even when serve is SIGKILLed; a finished segment
-is finalized by splitmuxsink. Frames come in through a non-blocking appsrc holding at most one
-second of frames; beyond that they are dropped and counted, never queued without bound.
+starts a new file ``DIR/<stream>/<stream>-NNNNN.mp4`` every ``segment_s`` seconds (it asks the
+encoder for a keyframe there) or ``segment_bytes`` bytes, and keeps at most ``max_files`` (its
+``max-files``: the file number wraps at ``max_files``, so the oldest segment is deleted and its
+name reused; order by mtime). Each finished segment is finalized by splitmuxsink, so after a
+SIGKILL of serve only the current segment is lost (measured: every finished one decodes; the
+muxer writes 1 s fragments, ``fragment-duration``, to keep that loss short where players
+recover fragments). Frames come in through a non-blocking appsrc holding at most one second
+of frames; beyond that they are dropped and counted, never queued without bound.
 """
 
 from __future__ import annotations
