@@ -92,9 +92,12 @@ class Recorder:
         gst_mod, _, _ = gst("Recorder")
         location = str(target / f"{stream}-%05d.mp4")
 
+        start_index = self._next_index(stream)
+
         def configure(pipeline: Any) -> None:
             split = pipeline.get_by_name("split")
             split.set_property("location", location)
+            split.set_property("start-index", start_index)
             muxer = gst_mod.ElementFactory.make("mp4mux", None)
             muxer.set_property("fragment-duration", FRAGMENT_MS)
             split.set_property("muxer", muxer)
@@ -125,6 +128,18 @@ class Recorder:
         self._pipelines[stream] = (pipeline, (height, width))
         self.pushed[stream] = self.dropped[stream] = 0
         return target
+
+    def _next_index(self, stream: str) -> int:
+        """The file number after the newest segment already there (a restarted serve or a
+        SIGHUP reload goes on instead of overwriting segment 0)."""
+        existing = self.segments(stream)
+        if not existing:
+            return 0
+        try:
+            index = int(existing[-1].stem.rsplit("-", 1)[1]) + 1
+        except (IndexError, ValueError):
+            return 0
+        return index % self.max_files if self.max_files else index
 
     def push(self, stream: str, image: np.ndarray) -> bool:
         """Queue one drawn frame (H×W×3 BGR uint8); never blocks. False: dropped (queue

@@ -105,6 +105,9 @@ class RtspOut:
     def add_stream(self, stream: str, fps: float, width: int, height: int) -> str:
         """Offer ``stream`` (frames ``height``×``width``×3 BGR at ``fps``) at its mount point.
 
+        Adding a stream again with the same rate and size keeps the mount point (and its
+        watching clients); another size or rate replaces it.
+
         Returns:
             ``rtsp://HOST:PORT/<stream>`` (127.0.0.1 shown when listening on all interfaces).
 
@@ -121,6 +124,9 @@ class RtspOut:
             raise ValueError("fps, width and height must be > 0")
         if self._server is None:
             raise RuntimeError("RtspOut.add_stream before start()")
+        known = self._streams.get(stream)
+        if known is not None and (known.fps, known.width, known.height) == (fps, width, height):
+            return self.url(stream) or ""  # a new runtime generation: clients stay connected
         state = _Stream(float(fps), int(width), int(height))
         self._streams[stream] = state
         encoder = h264_encoder(fps, BITRATE_KBPS, SPEED_PRESET, threads=1)

@@ -234,3 +234,21 @@ def test_after_sigkill_the_finished_segments_still_play(tmp_path: Path) -> None:
         with av.open(str(path)) as container:
             decoded.append(sum(1 for _ in container.decode(video=0)))
     assert all(n >= 10 for n in decoded), decoded
+
+
+def test_a_reopened_recording_goes_on_instead_of_overwriting(tmp_path: Path) -> None:
+    pytest.importorskip("gi")
+    from panorama_cli.localrun.serve.recorder import Recorder
+
+    names = []
+    for _generation in range(2):  # serve restarted, or a SIGHUP reload: a new pipeline
+        recorder = Recorder(tmp_path, segment_s=1.0, max_files=10, live=False)
+        recorder.add_stream("cam", 10, 160, 120)
+        for i in range(25):
+            recorder.push("cam", np.full((120, 160, 3), i * 5, np.uint8))
+            time.sleep(0.004)
+        time.sleep(0.3)
+        recorder.close()
+        names.append({p.name for p in recorder.segments("cam")})
+    first, both = names
+    assert first and first < both, names  # the first generation's segments are all kept

@@ -134,3 +134,10 @@ def test_a_port_in_use_is_one_user_error() -> None:
                 out.start()
         finally:
             out.stop()
+
+
+def test_adding_a_stream_again_keeps_its_mount_point(rtsp: RtspOut) -> None:
+    url = rtsp.add_stream("cam", FPS, W, H)
+    state = rtsp._streams["cam"]
+    assert rtsp.add_stream("cam", FPS, W, H) == url and rtsp._streams["cam"] is state
+    assert rtsp.add_stream("cam", FPS, W * 2, H * 2) == url and rtsp._streams["cam"] is not state
