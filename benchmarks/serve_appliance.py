@@ -111,30 +111,35 @@ def _app_pids(state: Path) -> list[int]:
     return processes_with(str(state / "run" / ".bin"))
 
 
+def _restart_round(work: Path) -> float:
+    """One SIGKILL of a node up a few seconds (a fresh serve: the 1 s backoff, not a doubled
+    one) -> seconds until the new process gets its first frame."""
+    served = Served(_project(work, ["front_camera"]), {"front_camera": str(VIDEO)}, work)
+    try:
+        served.wait_ready()
+        time.sleep(3)
+        start = time.monotonic()
+        for pid in _app_pids(served.state):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.3)  # frames already in flight before the kill
+        stalled = served.status()["cameras"]["front_camera"]["frames"]
+        while served.status()["cameras"]["front_camera"]["frames"] <= stalled:
+            if time.monotonic() > start + 30:
+                raise SystemExit(f"no frame 30 s after the kill: see {served.log.name}")
+            time.sleep(0.01)
+        return time.monotonic() - start
+    finally:
+        served.stop()
+
+
 def bench_restart(rounds: int) -> bool:
     times = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        served = Served(_project(work, ["front_camera"]), {"front_camera": str(VIDEO)}, work)
-        try:
-            served.wait_ready()
-            for _ in range(rounds):
-                time.sleep(3)
-                before = served.status()["cameras"]["front_camera"]["frames"]
-                start = time.monotonic()
-                for pid in _app_pids(served.state):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.3)  # frames already in flight before the kill
-                stalled = served.status()["cameras"]["front_camera"]["frames"]
-                while served.status()["cameras"]["front_camera"]["frames"] <= stalled:
-                    time.sleep(0.01)
-                times.append(time.monotonic() - start)
-                assert stalled >= before
-        finally:
-            served.stop()
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            times.append(_restart_round(Path(tmp)))
     print(f"restart: SIGKILL -> next frame {', '.join(f'{t:.2f}' for t in times)} s; "
           f"median {statistics.median(times):.2f} s (goal < 2 s)")  # fmt: skip
     return statistics.median(times) < 2.0
@@ -218,9 +223,11 @@ def bench_soak(minutes: float, every: float) -> bool:
         ok &= growth < 0.05
         print(f"soak {key}: {base[key]:.0f} after 1 min -> {last[key]:.0f} at the end "
               f"({growth * 100:+.1f}%)")  # fmt: skip
-    p95 = [s["p95_ms"] for s in samples[len(samples) // 2:]]
-    print(f"soak: {len(samples)} samples over {minutes:g} min; model p95 "
-          f"{min(p95):.1f}-{max(p95):.1f} ms in the second half; camera fps {last['fps']:.1f}")
+    p95 = [s["p95_ms"] for s in samples[len(samples) // 2 :]]
+    print(
+        f"soak: {len(samples)} samples over {minutes:g} min; model p95 "
+        f"{min(p95):.1f}-{max(p95):.1f} ms in the second half; camera fps {last['fps']:.1f}"
+    )
     return ok
 
 
