@@ -36,6 +36,7 @@ COMMANDS = {
     "status": "status",
     "run": "run",
     "serve": "serve",
+    "export": "export",
     "add-edge": "add_edge",
     "remove-edge": "remove_edge",
     "remove-node": "remove_node",

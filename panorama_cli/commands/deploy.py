@@ -1,4 +1,6 @@
-"""``deploy``: create an application instance of the project's graph on a device."""
+"""``deploy``: an application instance on a Panorama appliance (``--target panorama``, the
+service that ended on 2026-05-31), or an ``export`` bundle onto Docker Compose, a Docker
+Swarm, Kubernetes or AWS IoT Greengrass v2."""
 
 from pathlib import Path
 
@@ -6,42 +8,114 @@ import click
 
 from panorama_cli import console
 from panorama_cli.commands._shared import json_option, poll_options
+from panorama_cli.errors import UsageError
+
+TARGETS = ("panorama", "compose", "swarm", "kubernetes", "greengrass")
 
 
 @click.command(
     "deploy",
     epilog="""\b
-Example:
-  panorama-cli deploy --device-id device-0123 --name people_counter --wait""",
+Examples:
+  panorama-cli deploy --target compose --bundle fleet/ --wait
+  panorama-cli deploy --target swarm --bundle fleet/ --wait        (docker swarm init first)
+  panorama-cli deploy --target kubernetes --bundle k8s/ --context edge --wait
+  panorama-cli deploy --target greengrass --bundle gg/ --bucket my-artifacts \\
+      --target-arn arn:aws:iot:us-east-1:123456789012:thinggroup/stores --wait
+  panorama-cli deploy --device-id device-0123 --name people_counter --wait  (Panorama)""",
 )
-@click.option("--device-id", required=True, help="The Panorama appliance, e.g. device-0123...")
-@click.option("--name", required=True, help="Application instance name.")
-@click.option("--description", default="", help="Application instance description.")
+@click.option(
+    "--target", type=click.Choice(TARGETS), default="panorama", show_default=True,
+    help="Where to deploy: a Panorama appliance, or an export bundle's engine.",
+)  # fmt: skip
+@click.option(
+    "--bundle", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+    help="The export bundle (export --output-dir) of a fleet target.",
+)  # fmt: skip
+@click.option("--device-id", help="panorama: the appliance, e.g. device-0123...")
+@click.option("--name", help="panorama: application instance name.")
+@click.option("--description", default="", help="panorama: application instance description.")
 @click.option(
     "--override",
     "override_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A nodeGraphOverrides JSON file (e.g. camera streams for this device).",
+    help="panorama: a nodeGraphOverrides JSON file (e.g. camera streams for this device).",
 )
-@click.option("--runtime-role-arn", help="IAM role the application assumes on the device.")
-@click.option("--wait", is_flag=True, help="Wait until the deployment succeeds or fails.")
+@click.option("--runtime-role-arn", help="panorama: IAM role the application assumes.")
+@click.option("--context", help="kubernetes: the kubeconfig context (default: current).")
+@click.option("--namespace", help="kubernetes: namespace of objects that name none.")
+@click.option("--bucket", help="greengrass: S3 bucket for the component's artifacts.")
+@click.option("--target-arn", help="greengrass: the thing or thing group ARN to deploy to.")
+@click.option("--down", is_flag=True, help="compose / swarm: take the application down.")
+@click.option("--volumes", is_flag=True, help="compose, with --down: remove storage and logs.")
+@click.option("--wait", is_flag=True, help="Wait until the deployment is ready or fails.")
 @poll_options(interval=5.0, timeout=1800.0)
 @json_option()
 @click.pass_context
 def cli(
+    ctx, target, bundle, device_id, name, description, override_path, runtime_role_arn,
+    context, namespace, bucket, target_arn, down, volumes, wait, poll_interval, timeout,
+    as_json,
+) -> None:  # fmt: skip
+    """Deploy graph.json (after package-application) to a Panorama appliance, or an export
+    bundle to its engine (--target compose|swarm|kubernetes|greengrass --bundle DIR).
+
+    With --wait, exit code 1 when the deployment fails.
+    """
+    from panorama_cli.commands._shared import aws_session_factory
+
+    if target != "panorama":
+        from panorama_cli.fleet.deploy import FleetDeploy, deploy_bundle
+
+        if bundle is None:
+            raise UsageError(
+                f"deploy --target {target} needs --bundle DIR",
+                hint=f"make one: panorama-cli export --target "
+                f"{'compose' if target == 'swarm' else target} --output-dir DIR",
+            )
+        options = FleetDeploy(
+            target, bundle, wait=wait, timeout_s=timeout, poll_s=poll_interval, down=down,
+            volumes=volumes, context=context, namespace=namespace, bucket=bucket,
+            target_arn=target_arn,
+        )  # fmt: skip
+        report = deploy_bundle(options, console.info, aws_session_factory(ctx))
+        if as_json:
+            console.emit_json(report)
+        done = "taken down" if down else "deployed"
+        console.success(f"{bundle} {done} ({target})", _next_step(target, down))
+        return
+    _deploy_panorama(
+        ctx, device_id, name, description, override_path, runtime_role_arn, wait,
+        poll_interval, timeout, as_json,
+    )  # fmt: skip
+
+
+def _next_step(target: str, down: bool) -> str | None:
+    if down:
+        return None
+    return {
+        "compose": "open http://127.0.0.1:8765/ (or curl .../readyz)",
+        "swarm": "docker stack ps <name>",
+        "kubernetes": "kubectl get pods -l app.kubernetes.io/managed-by=panorama-cli",
+        "greengrass": "aws greengrassv2 list-effective-deployments --core-device-thing-name T",
+    }[target]
+
+
+def _deploy_panorama(
     ctx, device_id, name, description, override_path, runtime_role_arn, wait, poll_interval,
     timeout, as_json,
 ) -> None:  # fmt: skip
-    """Deploy graph.json (after package-application) to a device.
-
-    graph.json and the override file are checked (schema, 51,200-character limit) before
-    anything is sent. With --wait, exit code 1 when the deployment fails.
-    """
     from panorama_cli.cloud.deployment import DeployRequest, deploy
     from panorama_cli.commands._shared import aws_session_factory
     from panorama_cli.commands.status import finish_wait
     from panorama_cli.project.project import Project
 
+    for flag, value in (("--device-id", device_id), ("--name", name)):
+        if not value:
+            raise UsageError(
+                f"deploy --target panorama needs {flag}",
+                hint="e.g. panorama-cli deploy --device-id device-0123 --name people_counter",
+            )
     project = Project.discover()
     request = DeployRequest(device_id, name, description, override_path, runtime_role_arn)
     session = aws_session_factory(ctx)()

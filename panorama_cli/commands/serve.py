@@ -71,6 +71,18 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 @click.option(
     "--systemd-unit", is_flag=True, help="Print a systemd unit that serves with these options."
 )
+@click.option(
+    "--external-nodes",
+    is_flag=True,
+    help="Business-logic nodes run in containers an engine starts (export's bundles); "
+    "they connect to the control socket. serve starts no process.",
+)
+@click.option(
+    "--control-socket",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Where the control socket is made (default: in the state folder's run/).",
+)
 @process_options
 def cli(
     listen: tuple[str, int],
@@ -80,6 +92,8 @@ def cli(
     log_format: str,
     check: bool,
     systemd_unit: bool,
+    external_nodes: bool,
+    control_socket: Path | None,
     **kw: Any,
 ) -> None:
     """Serve the application graph unattended, as the Panorama Appliance did: it never ends
@@ -113,6 +127,8 @@ def cli(
         state_dir=state_dir.resolve() if state_dir else None,
         record=record.resolve() if record else None,
         log_format=log_format,
+        external_nodes=external_nodes,
+        control_socket=control_socket.resolve() if control_socket else None,
     )
     with handle_sigterm():
         sys.exit(serve_application(project, options, serve))

@@ -218,8 +218,9 @@ class Runtime:
             on_first_frame=self._first_frame,
             keep_frames=self.options.keep_frames,
             on_hello=self.node_connected,
+            on_bye=self.node_disconnected,
         )
-        path = socket_path(plan.run_dir)
+        path = self.control_socket() or socket_path(plan.run_dir)
         remove_stale_socket(path)  # a killed run's ctl.sock in a reused --output-dir
         self.server = ControlServer(path, self.router, on_close=self.router.session_closed)
         uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
@@ -259,6 +260,13 @@ class Runtime:
 
     def node_connected(self, node: str) -> None:
         """A node's process said hello on the control socket (serve: it is running)."""
+
+    def node_disconnected(self, node: str) -> None:
+        """A connection of a node's process closed."""
+
+    def control_socket(self) -> Path | None:
+        """The control socket's path (None: ``ctl.sock`` in the run folder)."""
+        return None
 
     def _first_frame(self) -> None:
         self.first_frame_t = time.monotonic()

@@ -182,8 +182,27 @@ def parse_bindings(
         node, value = parse_binding(text, flag)
         if node in bound:
             raise UsageError(f"{flag} {node}=... given twice", hint=f"give {node} one value")
+        if value.startswith("@") and flag in ("--camera", "--param"):
+            value = _value_from_file(flag, node, value[1:])
         bound[node] = value
     return bound
+
+
+def _value_from_file(flag: str, node: str, path: str) -> str:
+    """``NODE=@FILE``: the value is the file's text, surrounding whitespace removed (a
+    secret's file: an RTSP URL with credentials never appears on a command line, a manifest
+    or ``ps``; a ConfigMap's file for a parameter).
+
+    Raises:
+        UsageError: the file cannot be read.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"{flag} {node}=@{path}: cannot read the file ({exc.strerror or exc})",
+            hint="give the path of a readable file that holds the value",
+        ) from None
 
 
 def node_names(

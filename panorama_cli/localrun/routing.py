@@ -58,6 +58,7 @@ class Router:
         on_first_frame: called once, when the first frame is delivered.
         keep_frames: keep a copy of every HDMI frame (the Python API's ``keep_frames``).
         on_hello: called with a node name when its process connects (each restart too).
+        on_bye: called with a node name when a connection of that node closes.
     """
 
     def __init__(
@@ -70,9 +71,11 @@ class Router:
         on_first_frame: Callable[[], None],
         keep_frames: bool = False,
         on_hello: Callable[[str], None] | None = None,
+        on_bye: Callable[[str], None] | None = None,
     ):
         self.plan = plan
         self._on_hello = on_hello
+        self._on_bye = on_bye
         self.feeds = feeds
         self.models = models
         self.stop = threading.Event()
@@ -409,6 +412,8 @@ class Router:
             arena = self._arenas.pop(session, None)
         if arena is not None:
             arena.close()
+        if session.node and self._on_bye is not None:
+            self._on_bye(session.node)
 
     def _pack_outputs(
         self, session: Session, inputs: dict[str, Any], outputs: Any

@@ -43,6 +43,10 @@ class ServeOptions:
         state_dir: the state folder (None: ``<project>/.panorama-serve``).
         record: ``--record`` folder (segmented H.264 mp4 per HDMI stream), or None.
         log_format: ``"text"`` or ``"json"``.
+        external_nodes: business-logic nodes run in containers an engine starts (a fleet
+            bundle, :mod:`panorama_cli.fleet`) and connect to the control socket; serve
+            starts no process (:mod:`.external`).
+        control_socket: the control socket's path (None: in the state folder's ``run/``).
     """
 
     listen: tuple[str, int] = ("127.0.0.1", 8765)
@@ -50,6 +54,8 @@ class ServeOptions:
     state_dir: Path | None = None
     record: Path | None = None
     log_format: str = "text"
+    external_nodes: bool = False
+    control_socket: Path | None = None
 
 
 def serve_options_for_run(options: RunOptions, run_dir: Path) -> RunOptions:
@@ -135,12 +141,13 @@ def _serve(
         notify = _notify(status)
         for note in plan.notes:
             notify("note", {"text": note})
-        prepare(plan, notify)
+        if not serve.external_nodes:  # the engine's images hold their own dependencies
+            prepare(plan, notify)
         log.info("serving %s on %s", project.root.name, http.url, extra={"event": "listening"})
         if on_ready is not None:
             on_ready(http.url)
         while True:
-            runtime = _generation(plan, notify, t0, state, outputs, status)
+            runtime = _generation(plan, notify, t0, state, outputs, status, serve)
             with hangup_calls(runtime.reload_requested.set), apps_get_default_sigint():
                 reason = _run_generation(runtime)
             if reason != "reload":
@@ -155,10 +162,20 @@ def _serve(
     return 0
 
 
-def _generation(plan: Any, notify: Any, t0: float, state: Any, outputs: Any, status: Any) -> Any:
+def _generation(
+    plan: Any, notify: Any, t0: float, state: Any, outputs: Any, status: Any, serve: ServeOptions
+) -> Any:
     from panorama_cli.localrun.serve.runtime import ServeRuntime
 
-    runtime = ServeRuntime(plan, notify, t0, state, outputs)
+    runtime = ServeRuntime(
+        plan,
+        notify,
+        t0,
+        state,
+        outputs,
+        external_nodes=serve.external_nodes,
+        control_socket=serve.control_socket,
+    )
     status.runtime = runtime
     return runtime
 

@@ -143,7 +143,9 @@ class NodeKeeper:
         app = self._app
         code = None if app is None else app.poll()
         if code is None:
-            if self.state == "starting" and now - self._started_at >= RUNNING_AFTER_S:
+            linked = getattr(app, "is_connected", None)  # a node an engine starts: its link
+            up = now - self._started_at >= RUNNING_AFTER_S if linked is None else linked
+            if self.state == "starting" and up:
                 self.state = "running"
             return
         self._exited(_status(code), now)

@@ -17,6 +17,7 @@ from typing import Any
 
 from panorama_cli.localrun.engine import Runtime
 from panorama_cli.localrun.plan import RunPlan
+from panorama_cli.localrun.serve.external import ExternalNode, NodeLinks
 from panorama_cli.localrun.serve.keeper import NodeKeeper
 from panorama_cli.localrun.serve.state_dir import ROTATE, StateDir
 
@@ -61,12 +62,26 @@ class ServeRuntime(Runtime):
         state: the opened state folder.
         outputs: the serve outputs: ``live(stream)`` -> LiveFrame, ``rtsp`` (RtspOut or None),
             ``recorder(stream, fps)`` -> recorder or None, ``latency`` (ModelLatency).
+        external_nodes: the business-logic nodes are started by an engine and connect to the
+            control socket (:mod:`.external`); serve starts no process.
+        control_socket: the control socket's path (None: ``ctl.sock`` in ``plan.run_dir``).
     """
 
     def __init__(
-        self, plan: RunPlan, notify: Any, t0: float, state: StateDir, outputs: Any
+        self,
+        plan: RunPlan,
+        notify: Any,
+        t0: float,
+        state: StateDir,
+        outputs: Any,
+        *,
+        external_nodes: bool = False,
+        control_socket: Path | None = None,
     ) -> None:
         super().__init__(plan, notify, t0)
+        self.external_nodes = external_nodes
+        self._control_socket = control_socket
+        self.links = NodeLinks()
         self.state = state
         self.outputs = outputs
         self.stop_event = threading.Event()
@@ -90,14 +105,23 @@ class ServeRuntime(Runtime):
 
     def make_app(self, spec: Any, console_log: Path) -> Any:
         def fresh() -> Any:
+            if self.external_nodes:
+                return ExternalNode(spec.node, self.links)
             return Runtime.make_app(self, spec, console_log)
 
         return NodeKeeper(spec.node, fresh, self.notify)
 
     def node_connected(self, node: str) -> None:
+        self.links.hello(node)
         keeper = self.apps.get(node)
         if keeper is not None:
             keeper.connected()
+
+    def node_disconnected(self, node: str) -> None:
+        self.links.bye(node)
+
+    def control_socket(self) -> Path | None:
+        return self._control_socket
 
     def make_sink(self, stream: str, fps: float) -> Any:
         from panorama_cli.localrun.serve.sinks import ServeSink
