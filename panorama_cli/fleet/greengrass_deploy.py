@@ -1,0 +1,606 @@
+"""Deploy an exported Greengrass v2 bundle: S3 artifacts, a component version, a deployment.
+
+The bundle is what :func:`panorama_cli.fleet.greengrass.render` and export wrote::
+
+    recipes/<ComponentName>-<semver>.json     the recipe (artifact URIs on s3://PANORAMA_CLI_BUCKET)
+    artifacts/<ComponentName>/<semver>/*.tar  image archives (no --registry)
+    cameras/<file>                            camera files (or under artifacts/.../<semver>/)
+    secrets/cameras.json                      {camera node: URL}, mode 0600 (secret cameras)
+
+:func:`deploy`, per recipe:
+
+1. each ``s3://PANORAMA_CLI_BUCKET/<key>`` artifact of the recipe is the bundle file ``<key>``
+   (or, for ``<key>`` = ``artifacts/<name>/<semver>/<rest>``, the bundle file ``<rest>``); its
+   SHA-256 is computed and the artifact gets ``Digest``/``Algorithm`` when it lacks them. It
+   is uploaded to ``s3://<bucket>/<key>`` (boto3's managed transfer, multipart for big files)
+   with the SHA-256 in the object's metadata (``x-amz-meta-sha256``), unless HeadObject shows
+   an object with that SHA-256 there already (or, without the metadata, a single-part ETag
+   equal to the file's MD5).
+2. the bucket placeholder is replaced by ``bucket``; DescribeComponent on the version's ARN
+   (``arn:<partition>:greengrass:<region>:<account>:components:<name>:versions:<version>``,
+   partition, region and account taken from ``target_arn``): absent -> CreateComponentVersion
+   with the recipe as ``inlineRecipe`` (a ConflictException means it appeared meanwhile).
+   A version in state FAILED is an error.
+3. CreateDeployment on ``target_arn`` (an IoT thing or thing group) with every component at
+   its version and, when the bundle has secret cameras, ``configurationUpdate.merge``
+   ``{"cameras": {node: URL}}``: the secret values reach the device's configuration, never
+   the recipe. Greengrass keeps that configuration in the deployment: whoever may call
+   GetDeployment can read it.
+4. with ``wait``: GetDeployment and, for each core device of the target (the thing, or
+   ListCoreDevices of the group), ListEffectiveDeployments, with exponential backoff
+   (:func:`panorama_cli.cloud.polling.poll`), until every device's
+   ``coreDeviceExecutionStatus`` is SUCCEEDED or COMPLETED (success) or one is FAILED,
+   CANCELED, TIMED_OUT or REJECTED (a :class:`UserError` with its ``reason`` and
+   ``statusDetails``).
+
+Operation and member names are the AWS IoT Greengrass V2 API's (2020-11-30), as in botocore's
+``greengrassv2`` model.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panorama_cli.cloud.aws.s3_upload import transfer_config
+from panorama_cli.cloud.aws.session import make_client, translate_client_error
+from panorama_cli.cloud.polling import poll
+from panorama_cli.errors import UserError
+from panorama_cli.fleet import greengrass
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str], None]
+
+#: Device statuses (EffectiveDeploymentExecutionStatus) that end a deployment well / badly.
+DEVICE_SUCCESS = frozenset({"SUCCEEDED", "COMPLETED"})
+DEVICE_FAILURE = frozenset({"FAILED", "CANCELED", "TIMED_OUT", "REJECTED"})
+#: GetDeployment statuses that end a deployment badly (DeploymentStatus).
+DEPLOYMENT_FAILURE = frozenset({"FAILED", "CANCELED"})
+#: S3 object metadata key holding the file's SHA-256 (hex).
+SHA256_METADATA = "sha256"
+#: Seconds to wait for a new component version to become DEPLOYABLE.
+COMPONENT_TIMEOUT_S = 300.0
+_CHUNK = 1 << 20
+
+
+@dataclass
+class _Artifact:
+    key: str
+    path: Path
+    sha256: str
+    size: int
+    md5: str
+
+
+@dataclass
+class _Component:
+    name: str
+    version: str
+    recipe_file: Path
+    recipe: dict[str, Any]
+    artifacts: list[_Artifact] = field(default_factory=list)
+
+
+def deploy(
+    bundle_dir: Path,
+    session: Any,
+    *,
+    bucket: str,
+    target_arn: str,
+    wait: bool = False,
+    poll_s: float = 5.0,
+    timeout_s: float = 1800.0,
+    notify: Notify | None = None,
+) -> dict[str, Any]:
+    """Upload the bundle's artifacts, create its component version(s), deploy to the target.
+
+    Args:
+        bundle_dir: the export folder (``recipes/``, ``artifacts/``, ``secrets/``).
+        session: a ``boto3.Session`` (:func:`~panorama_cli.cloud.aws.session.make_session`).
+        bucket: the S3 bucket for the artifacts (same region as the core devices' access).
+        target_arn: ``arn:aws:iot:<region>:<account>:thing/<name>`` or ``...:thinggroup/<name>``.
+        wait: poll until the deployment ended on every core device of the target.
+        poll_s: first wait between polls, seconds (doubling up to 30 s).
+        timeout_s: longest wait, seconds.
+        notify: called with one line per step (progress), or None.
+
+    Returns:
+        ``{"deploymentId", "targetArn", "components": [{"name", "version", "arn",
+        "created"}], "uploaded": [keys], "skipped": [keys], "uploadedBytes", "status",
+        "devices": {thing name: coreDeviceExecutionStatus}}``; ``status`` is ``SUBMITTED``
+        without ``wait``, else ``SUCCEEDED``.
+
+    Raises:
+        UserError: a bundle problem, a missing bucket, access denied, a recipe the service
+            rejects, an unreachable endpoint, a failed deployment or a timeout.
+    """
+    say = notify or (lambda line: None)
+    partition, region, account, core_devices = _parse_target(target_arn)
+    components = _read_bundle(bundle_dir)
+    secrets = _read_secrets(bundle_dir)
+    s3 = make_client(session, "s3")
+    gg = make_client(session, "greengrassv2")
+
+    _check_bucket(s3, bucket)
+    uploaded: list[str] = []
+    skipped: list[str] = []
+    sent = 0
+    for component in components:
+        for artifact in component.artifacts:
+            if _unchanged(s3, bucket, artifact):
+                skipped.append(artifact.key)
+                continue
+            say(f"uploading {artifact.key} ({artifact.size} bytes) to s3://{bucket}")
+            _upload(s3, bucket, artifact)
+            uploaded.append(artifact.key)
+            sent += artifact.size
+    if uploaded or skipped:
+        say(f"artifacts: {len(uploaded)} uploaded ({sent} bytes), {len(skipped)} unchanged")
+
+    created = []
+    for component in components:
+        arn = (
+            f"arn:{partition}:greengrass:{region}:{account}:components:"
+            f"{component.name}:versions:{component.version}"
+        )
+        made = _ensure_component(gg, component, bucket, arn, poll_s, say)
+        created.append(
+            {"name": component.name, "version": component.version, "arn": arn, "created": made}
+        )
+
+    spec: dict[str, Any] = {}
+    for component in components:
+        entry: dict[str, Any] = {"componentVersion": component.version}
+        merge = _merge_for(component, secrets)
+        if merge:
+            entry["configurationUpdate"] = {"merge": json.dumps(merge, sort_keys=True)}
+        spec[component.name] = entry
+    name = "panorama-cli " + ", ".join(f"{c.name}@{c.version}" for c in components)
+    response = _call(
+        gg.create_deployment,
+        "create the deployment",
+        targetArn=target_arn,
+        deploymentName=name[:256],
+        components=spec,
+    )
+    deployment_id = str(response["deploymentId"])
+    say(f"deployment {deployment_id} created for {target_arn}")
+    result: dict[str, Any] = {
+        "deploymentId": deployment_id,
+        "targetArn": target_arn,
+        "components": created,
+        "uploaded": uploaded,
+        "skipped": skipped,
+        "uploadedBytes": sent,
+        "status": "SUBMITTED",
+        "devices": {},
+    }
+    if wait:
+        devices = _wait(gg, deployment_id, target_arn, core_devices, poll_s, timeout_s, say)
+        result["status"] = "SUCCEEDED"
+        result["devices"] = devices
+    return result
+
+
+# -- the bundle -------------------------------------------------------------------------------
+
+
+def _parse_target(target_arn: str) -> tuple[str, str, str, str | None]:
+    """(partition, region, account, thing name or None for a thing group)."""
+    parts = target_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iot" or not parts[4].isdigit():
+        raise UserError(
+            f"not an AWS IoT thing or thing group ARN: {target_arn!r}",
+            hint="use arn:aws:iot:REGION:ACCOUNT:thing/NAME or ...:thinggroup/NAME",
+        )
+    kind, _, name = parts[5].partition("/")
+    if kind not in ("thing", "thinggroup") or not name:
+        raise UserError(
+            f"not an AWS IoT thing or thing group ARN: {target_arn!r}",
+            hint="use arn:aws:iot:REGION:ACCOUNT:thing/NAME or ...:thinggroup/NAME",
+        )
+    return parts[1], parts[3], parts[4], (name if kind == "thing" else None)
+
+
+def _read_bundle(bundle_dir: Path) -> list[_Component]:
+    recipes_dir = bundle_dir / greengrass.RECIPES_DIR
+    files = sorted(recipes_dir.glob("*.json")) if recipes_dir.is_dir() else []
+    if not files:
+        raise UserError(
+            f"no Greengrass recipe in {recipes_dir}",
+            hint="export the application with --target greengrass first",
+        )
+    components: dict[str, _Component] = {}
+    for path in files:
+        try:
+            recipe = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read the recipe {path}: {exc}") from exc
+        if not isinstance(recipe, dict):
+            raise UserError(f"{path}: a recipe must be a JSON object")
+        name, version = recipe.get("ComponentName"), recipe.get("ComponentVersion")
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise UserError(f"{path}: ComponentName and ComponentVersion must be strings")
+        if name in components:
+            raise UserError(
+                f"two recipes of component {name} in {recipes_dir}",
+                hint="keep only the version to deploy (export into an empty folder)",
+            )
+        component = _Component(name, version, path, recipe)
+        component.artifacts = _artifacts(bundle_dir, component)
+        components[name] = component
+    return list(components.values())
+
+
+def _artifacts(bundle_dir: Path, component: _Component) -> list[_Artifact]:
+    """The recipe's placeholder-bucket artifacts as local files (Digest filled in)."""
+    prefix = f"s3://{greengrass.BUCKET_PLACEHOLDER}/"
+    folder = greengrass.artifact_prefix(component.name, component.version) + "/"
+    found: list[_Artifact] = []
+    for manifest in component.recipe.get("Manifests") or []:
+        for entry in manifest.get("Artifacts") or []:
+            uri = str(entry.get("Uri", ""))
+            if not uri.startswith(prefix):
+                continue
+            key = uri[len(prefix) :]
+            path = bundle_dir / key
+            if not path.is_file() and key.startswith(folder):
+                path = bundle_dir / key[len(folder) :]
+            if not path.is_file():
+                raise UserError(
+                    f"{component.recipe_file.name}: artifact {key} is not in {bundle_dir}",
+                    hint="export the application again into this folder",
+                )
+            artifact = _hashed(key, path)
+            digest = base64.b64encode(bytes.fromhex(artifact.sha256)).decode("ascii")
+            if entry.get("Digest") and entry["Digest"] != digest:
+                raise UserError(
+                    f"{path} does not match its digest in {component.recipe_file.name}",
+                    hint="the bundle changed after export: export it again",
+                )
+            entry["Digest"], entry["Algorithm"] = digest, "SHA-256"
+            if all(a.key != key for a in found):
+                found.append(artifact)
+    return found
+
+
+def _hashed(key: str, path: Path) -> _Artifact:
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return _Artifact(key, path, sha.hexdigest(), size, md5.hexdigest())
+
+
+def _read_secrets(bundle_dir: Path) -> dict[str, str]:
+    path = bundle_dir / greengrass.SECRETS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise UserError(f"{path}: expected {{camera node: URL}}")
+    return {str(k): v for k, v in data.items()}
+
+
+def _merge_for(component: _Component, secrets: dict[str, str]) -> dict[str, Any]:
+    """``{"cameras": {node: URL}}`` for the secret cameras this component has."""
+    config = component.recipe.get("ComponentConfiguration") or {}
+    cameras = (config.get("DefaultConfiguration") or {}).get("cameras") or {}
+    mine = {node: url for node, url in secrets.items() if node in cameras}
+    return {"cameras": mine} if mine else {}
+
+
+# -- S3 ---------------------------------------------------------------------------------------
+
+
+def _check_bucket(s3: Any, bucket: str) -> None:
+    """HeadBucket: a missing bucket or a denied one is a one-line error."""
+    import botocore.exceptions
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if status == 404 or code in ("404", "NoSuchBucket"):
+            raise UserError(
+                f"the S3 bucket {bucket!r} does not exist",
+                hint="create it (aws s3 mb s3://NAME) in the core devices' region, "
+                "or pass an existing one with --bucket",
+            ) from exc
+        if status == 403:
+            raise UserError(
+                f"access denied to the S3 bucket {bucket!r}",
+                hint="use credentials allowed s3:ListBucket, s3:GetObject and s3:PutObject "
+                "on it, or another bucket",
+            ) from exc
+        raise translate_client_error(exc) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise translate_client_error(exc) from exc
+
+
+def _unchanged(s3: Any, bucket: str, artifact: _Artifact) -> bool:
+    """True when ``s3://bucket/key`` already holds the file (its SHA-256 or single-part MD5)."""
+    import botocore.exceptions
+
+    try:
+        head = s3.head_object(Bucket=bucket, Key=artifact.key)
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return False
+        raise translate_client_error(exc) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise translate_client_error(exc) from exc
+    stored = (head.get("Metadata") or {}).get(SHA256_METADATA)
+    if stored:
+        return bool(stored == artifact.sha256)
+    etag = str(head.get("ETag", "")).strip('"')
+    return "-" not in etag and etag == artifact.md5 and head.get("ContentLength") == artifact.size
+
+
+def _upload(s3: Any, bucket: str, artifact: _Artifact) -> None:
+    """boto3's managed upload (s3transfer: multipart above the threshold, parallel parts)."""
+    import botocore.exceptions
+    from boto3.exceptions import S3UploadFailedError
+
+    try:
+        s3.upload_file(
+            str(artifact.path),
+            bucket,
+            artifact.key,
+            ExtraArgs={"Metadata": {SHA256_METADATA: artifact.sha256}},
+            Config=transfer_config(),
+        )
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        cause = translate_client_error(exc)
+        raise UserError(
+            f"upload of {artifact.key} to s3://{bucket} failed: {cause.message}", hint=cause.hint
+        ) from exc
+    except S3UploadFailedError as exc:
+        raise UserError(f"upload of {artifact.key} to s3://{bucket} failed: {exc}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {artifact.path}: {exc.strerror or exc}") from exc
+
+
+# -- Greengrass -------------------------------------------------------------------------------
+
+
+def _call(operation: Any, what: str, **params: Any) -> dict[str, Any]:
+    """One Greengrass call; AWS errors as a one-line UserError naming ``what`` failed."""
+    import botocore.exceptions
+
+    try:
+        response: dict[str, Any] = operation(**params)
+    except botocore.exceptions.ClientError as exc:
+        cause = translate_client_error(exc)
+        raise UserError(f"cannot {what}: {cause.message}", hint=cause.hint) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        cause = translate_client_error(exc)
+        raise UserError(f"cannot {what}: {cause.message}", hint=cause.hint) from exc
+    return response
+
+
+def _error_code(exc: Any) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _describe(gg: Any, arn: str) -> dict[str, Any] | None:
+    import botocore.exceptions
+
+    try:
+        response: dict[str, Any] = gg.describe_component(arn=arn)
+    except botocore.exceptions.ClientError as exc:
+        if _error_code(exc) == "ResourceNotFoundException":
+            return None
+        cause = translate_client_error(exc)
+        raise UserError(
+            f"cannot look up component {arn}: {cause.message}", hint=cause.hint
+        ) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        cause = translate_client_error(exc)
+        raise UserError(
+            f"cannot look up component {arn}: {cause.message}", hint=cause.hint
+        ) from exc
+    return response
+
+
+def _state_problem(status: dict[str, Any] | None) -> str | None:
+    status = status or {}
+    if status.get("componentState") != "FAILED":
+        return None
+    errors = status.get("errors") or {}
+    detail = "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+    return " ".join(f"{status.get('message') or 'FAILED'} {detail}".split())
+
+
+def _ensure_component(
+    gg: Any, component: _Component, bucket: str, arn: str, poll_s: float, say: Notify
+) -> bool:
+    """The component version exists and is deployable; True when this call created it."""
+    import botocore.exceptions
+
+    label = f"{component.name}@{component.version}"
+    existing = _describe(gg, arn)
+    created = False
+    if existing is None:
+        text = json.dumps(component.recipe, indent=2, sort_keys=True)
+        text = text.replace(f"s3://{greengrass.BUCKET_PLACEHOLDER}/", f"s3://{bucket}/")
+        try:
+            gg.create_component_version(inlineRecipe=text.encode("utf-8"))
+        except botocore.exceptions.ClientError as exc:
+            code = _error_code(exc)
+            if code == "ConflictException":
+                log.debug("%s appeared meanwhile: %s", label, exc)
+            elif code == "ValidationException":
+                message = str(exc.response.get("Error", {}).get("Message", "")).strip()
+                raise UserError(
+                    f"Greengrass rejected the recipe {component.recipe_file.name}: "
+                    + " ".join(message.split()),
+                    hint="see the Greengrass v2 developer guide's component recipe reference",
+                ) from exc
+            else:
+                cause = translate_client_error(exc)
+                raise UserError(
+                    f"cannot create component {label}: {cause.message}", hint=cause.hint
+                ) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            cause = translate_client_error(exc)
+            raise UserError(
+                f"cannot create component {label}: {cause.message}", hint=cause.hint
+            ) from exc
+        else:
+            created = True
+            say(f"component {label} created")
+        existing = _describe(gg, arn)
+    else:
+        say(f"component {label} exists already")
+
+    def pending(info: dict[str, Any] | None) -> bool:
+        state = ((info or {}).get("status") or {}).get("componentState")
+        return state in ("REQUESTED", "INITIATED")
+
+    if pending(existing):
+        existing, _ = poll(
+            lambda: _describe(gg, arn),
+            lambda info: not pending(info),
+            interval=min(poll_s, 5.0),
+            timeout=COMPONENT_TIMEOUT_S,
+        )
+    problem = _state_problem((existing or {}).get("status"))
+    if problem:
+        raise UserError(
+            f"component {label} cannot be deployed: {problem}",
+            hint="fix the cause, then delete that version (aws greengrassv2 delete-component "
+            f"--arn {arn}) and deploy again",
+        )
+    return created
+
+
+@dataclass
+class _Snapshot:
+    deployment_status: str
+    devices: dict[str, dict[str, Any]]  # thing name -> effective deployment ({} none yet)
+
+    def statuses(self) -> dict[str, str]:
+        return {
+            name: str(entry.get("coreDeviceExecutionStatus", "QUEUED"))
+            for name, entry in self.devices.items()
+        }
+
+
+def _core_devices(gg: Any, target_arn: str, thing: str | None) -> list[str]:
+    if thing is not None:
+        return [thing]
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"thingGroupArn": target_arn}
+        if token:
+            params["nextToken"] = token
+        page = _call(gg.list_core_devices, "list the core devices of the group", **params)
+        names += [str(d["coreDeviceThingName"]) for d in page.get("coreDevices") or []]
+        token = page.get("nextToken")
+        if not token:
+            return names
+
+
+def _effective(gg: Any, device: str, deployment_id: str) -> dict[str, Any]:
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"coreDeviceThingName": device}
+        if token:
+            params["nextToken"] = token
+        page = _call(
+            gg.list_effective_deployments, f"list the deployments of core device {device}", **params
+        )
+        for entry in page.get("effectiveDeployments") or []:
+            if entry.get("deploymentId") == deployment_id:
+                return dict(entry)
+        token = page.get("nextToken")
+        if not token:
+            return {}
+
+
+def _wait(
+    gg: Any,
+    deployment_id: str,
+    target_arn: str,
+    thing: str | None,
+    poll_s: float,
+    timeout_s: float,
+    say: Notify,
+) -> dict[str, str]:
+    devices = _core_devices(gg, target_arn, thing)
+    if not devices:
+        raise UserError(
+            f"deployment {deployment_id} created, but {target_arn} has no core device to wait for",
+            hint="add a Greengrass core device to the thing group, or deploy without --wait",
+        )
+
+    def fetch() -> _Snapshot:
+        info = _call(gg.get_deployment, "get the deployment", deploymentId=deployment_id)
+        status = str(info.get("deploymentStatus", ""))
+        return _Snapshot(status, {d: _effective(gg, d, deployment_id) for d in devices})
+
+    def done(snap: _Snapshot) -> bool:
+        if snap.deployment_status in DEPLOYMENT_FAILURE:
+            return True
+        statuses = snap.statuses().values()
+        return any(s in DEVICE_FAILURE for s in statuses) or all(
+            s in DEVICE_SUCCESS for s in statuses
+        )
+
+    def on_wait(snap: _Snapshot, sleep: float) -> None:
+        states = ", ".join(f"{d}: {s}" for d, s in sorted(snap.statuses().items()))
+        say(f"deployment {deployment_id} {snap.deployment_status or '?'} ({states})")
+
+    snap, finished = poll(fetch, done, interval=poll_s, timeout=timeout_s, on_wait=on_wait)
+    statuses = snap.statuses()
+    for device, entry in sorted(snap.devices.items()):
+        status = statuses[device]
+        if status in DEVICE_FAILURE:
+            raise UserError(
+                f"deployment {deployment_id} {status} on core device {device}: {_reason(entry)}",
+                hint="see the core device's greengrass.log and the component's log "
+                "(/greengrass/v2/logs/<component>.log)",
+            )
+    if snap.deployment_status in DEPLOYMENT_FAILURE:
+        raise UserError(
+            f"deployment {deployment_id} is {snap.deployment_status}",
+            hint=f"aws greengrassv2 get-deployment --deployment-id {deployment_id}",
+        )
+    if not finished:
+        states = ", ".join(f"{d}: {s}" for d, s in sorted(statuses.items()))
+        raise UserError(
+            f"deployment {deployment_id} not finished after {timeout_s:.0f} s ({states})",
+            hint="it goes on in the cloud: check it with aws greengrassv2 "
+            "list-effective-deployments --core-device-thing-name NAME, or wait longer",
+        )
+    say(f"deployment {deployment_id} succeeded on {len(devices)} core device(s)")
+    return statuses
+
+
+def _reason(entry: dict[str, Any]) -> str:
+    details = entry.get("statusDetails") or {}
+    parts = [str(entry.get("reason") or "").strip()]
+    if details.get("errorTypes"):
+        parts.append("error types: " + ", ".join(map(str, details["errorTypes"])))
+    if details.get("errorStack"):
+        parts.append("error stack: " + " > ".join(map(str, details["errorStack"])))
+    text = "; ".join(p for p in parts if p) or "no reason given"
+    return " ".join(text.split())
