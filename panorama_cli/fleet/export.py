@@ -201,12 +201,21 @@ def export_application(
             pushed.append(refs[key])
     node_refs = {name: (refs[name], found[name].python_path) for name in found}
     app = fleet_app(plan, options, refs["serve"], node_refs, serve_args, platform)
-    out = (render or _renderer(options))(app, client)
+    out = (render or _renderer(options, project))(app, client)
     written = write_bundle(Path(options.output_dir), out, app)
     return ExportResult(app, written, built, pushed, time.monotonic() - t0)
 
 
-def _renderer(options: ExportOptions) -> Callable[[FleetApp, Any], list[OutFile]]:
+def _account(project: Any) -> str:
+    """The account the packages belong to (the Greengrass component's name), else ``local``."""
+    try:
+        accounts = project.graph_accounts()
+    except UserError:
+        accounts = []
+    return next((a for a in accounts if a and a.isdigit()), "local")
+
+
+def _renderer(options: ExportOptions, project: Any) -> Callable[[FleetApp, Any], list[OutFile]]:
     if options.target == "compose":
         from panorama_cli.fleet import compose
 
@@ -222,7 +231,9 @@ def _renderer(options: ExportOptions) -> Callable[[FleetApp, Any], list[OutFile]
     if options.target == "greengrass":
         from panorama_cli.fleet.greengrass_bundle import render_greengrass
 
-        return lambda app, client: render_greengrass(app, client, options)
+        return lambda app, client: render_greengrass(
+            app, client, Path(options.output_dir), _account(project), bool(options.registry)
+        )
     raise UserError(
         f"unknown target {options.target!r}", hint="use compose, kubernetes or greengrass"
     )
