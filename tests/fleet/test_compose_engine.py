@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,81 +26,16 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
-from tests.support.cli_runner import run_cli_subprocess
+from tests.fleet.engine_support import LABEL_APP, READY_S
+from tests.fleet.engine_support import cli as _cli
+from tests.fleet.engine_support import free_port as _free_port
+from tests.fleet.engine_support import get as _get
+from tests.fleet.engine_support import metric as _metric
+from tests.fleet.engine_support import status as _status
+from tests.fleet.engine_support import until as _until
+from tests.localrun.helpers import video
 
 pytestmark = pytest.mark.docker
-
-APP = """
-import panoramasdk
-
-with open("/opt/aws/panorama/storage/starts", "a") as f:
-    f.write("start\\n")
-node = panoramasdk.node()
-while True:
-    frames = node.inputs.video_in.get()
-    for m in frames:
-        m.add_label("people: 0", 0.05, 0.05)
-    node.outputs.video_out.put(frames)
-"""
-DOCKERFILE = """\
-ARG BASE_IMAGE
-FROM ${BASE_IMAGE}
-RUN apt-get update && apt-get install -y --no-install-recommends python3-numpy \\
-    && rm -rf /var/lib/apt/lists/*
-COPY src /panorama
-"""
-LABEL_APP = "org.panorama-cli.application"
-READY_S = 240.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cli(root: Path, *args: str, timeout_s: float = 900.0) -> Any:
-    result = run_cli_subprocess(list(args), cwd=root, timeout_s=timeout_s)
-    assert result.exit_code == 0, result.describe()
-    return result
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
-
-
-def _until(predicate: Any, timeout_s: float, what: str, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {last!r})")
-
-
-def _metric(port: int, name: str) -> float:
-    status, text = _get(port, "/metrics")
-    if status != 200:
-        return 0.0
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def _status(port: int) -> dict[str, Any]:
-    status, text = _get(port, "/api/status")
-    return json.loads(text) if status == 200 else {}
 
 
 def _containers(client: Any, app: str) -> list[Any]:
@@ -129,17 +60,6 @@ def _kill_node_process(client: Any, app: str) -> str:
     nodes[0].reload()
     os.kill(int(nodes[0].attrs["State"]["Pid"]), signal.SIGKILL)
     return str(nodes[0].id)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, base_image_amd64: str) -> Path:
-    root = make_project(tmp_path_factory.mktemp("fleet"), APP, name="fleet_app")
-    package = root / "packages" / f"{ACCOUNT}-{PACKAGE}-1.0"
-    (package / "Dockerfile").write_text(DOCKERFILE)
-    _cli(root, "build-container", "--container-asset-name", "code_asset", "--package-path",
-         str(package.relative_to(root)), "--platform", "linux/amd64", "--base-image",
-         base_image_amd64)  # fmt: skip
-    return root
 
 
 def _export(root: Path, out: Path, base: str, port: int, *extra: str) -> Any:
@@ -191,9 +111,7 @@ def test_compose_up_ready_restart_down(
     assert not docker_client.networks.list(names=[f"{app}_default"])
 
 
-def test_export_unchanged_builds_nothing(
-    project: Path, bundle: Any, base_image_amd64: str
-) -> None:
+def test_export_unchanged_builds_nothing(project: Path, bundle: Any, base_image_amd64: str) -> None:
     out, port = bundle
     before = (out / "compose.yaml").read_bytes()
     result = _export(project, out, base_image_amd64, port)
@@ -266,30 +184,6 @@ def _remove(volume: Any) -> bool:
         return True
     except Exception:  # noqa: BLE001 - still in use by a container being removed
         return False
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    program = shutil.which("docker-registry")
-    if program is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry is not installed (.ci/run installs it)")
-        pytest.skip("docker-registry (Debian's) is not installed")
-    port = _free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    process = subprocess.Popen([program, "serve", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        _until(lambda: _get(port, "/v2/")[0] == 200, 30, "registry up", every=0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_registry_push_then_pull(
