@@ -82,7 +82,7 @@ def cli(
         if as_json:
             console.emit_json(report)
         done = "taken down" if down else "deployed"
-        console.success(f"{bundle} {done} ({target})", _next_step(target, down))
+        console.success(f"{bundle} {done} ({target})", _next_step(target, down, report))
         return
     _deploy_panorama(
         ctx, device_id, name, description, override_path, runtime_role_arn, wait,
@@ -90,12 +90,13 @@ def cli(
     )  # fmt: skip
 
 
-def _next_step(target: str, down: bool) -> str | None:
+def _next_step(target: str, down: bool, report: dict) -> str | None:
     if down:
         return None
+    port = report.get("port", 8765)
     return {
-        "compose": "open http://127.0.0.1:8765/ (or curl .../readyz)",
-        "swarm": "docker stack ps <name>",
+        "compose": f"open http://127.0.0.1:{port}/ (the live view; /readyz, /metrics)",
+        "swarm": f"open http://127.0.0.1:{port}/, or docker stack ps {report.get('stack', '')}",
         "kubernetes": "kubectl get pods -l app.kubernetes.io/managed-by=panorama-cli",
         "greengrass": "aws greengrassv2 list-effective-deployments --core-device-thing-name T",
     }[target]

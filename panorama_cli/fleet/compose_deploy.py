@@ -143,9 +143,13 @@ def deploy_compose(
         _run(argv, path.parent, "docker compose down")
         return {"target": "compose", "project": project_name, "down": True}
     _run([*base, "up", "-d", "--remove-orphans"], path.parent, "docker compose up")
-    report: dict[str, Any] = {"target": "compose", "project": project_name}
+    report: dict[str, Any] = {
+        "target": "compose",
+        "project": project_name,
+        "port": published_port(bundle),
+    }
     if wait:
-        report["ready_s"] = wait_ready(published_port(bundle), timeout_s, notify)
+        report["ready_s"] = wait_ready(report["port"], timeout_s, notify)
     return report
 
 
@@ -178,7 +182,7 @@ def deploy_swarm(
         return {"target": "swarm", "stack": stack, "down": True}
     argv = [docker, "stack", "deploy", "--prune", "-c", str(path), stack]
     _run(argv, path.parent, "docker stack deploy")
-    report: dict[str, Any] = {"target": "swarm", "stack": stack}
+    report: dict[str, Any] = {"target": "swarm", "stack": stack, "port": published_port(bundle)}
     if wait:
-        report["ready_s"] = wait_ready(published_port(bundle), timeout_s, notify)
+        report["ready_s"] = wait_ready(report["port"], timeout_s, notify)
     return report

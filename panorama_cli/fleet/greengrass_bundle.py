@@ -32,7 +32,8 @@ def save_archive(client: Any, image: str, target: Path) -> greengrass.ImageArchi
     sha = target.with_name(target.name + ".sha256")
     if target.is_file() and marker.is_file() and sha.is_file():
         if marker.read_text().strip() == found.id:
-            return greengrass.ImageArchive(image, "", sha.read_text().strip(), target.stat().st_size)
+            size = target.stat().st_size
+            return greengrass.ImageArchive(image, "", sha.read_text().strip(), size)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     digest = hashlib.sha256()
