@@ -98,8 +98,8 @@ def deploy_bundle(
             )
         return kube_deploy.deploy(
             manifests, context=options.context, namespace=options.namespace,
-            timeout_s=options.timeout_s if options.wait else 0.0, poll_s=options.poll_s,
-            notify=notify,
+            timeout_s=options.timeout_s, poll_s=options.poll_s, notify=notify,
+            wait=options.wait,
         )  # fmt: skip
     if options.target == "greengrass":
         from panorama_cli.fleet import greengrass_deploy

@@ -39,6 +39,7 @@ def deploy(
     poll_s: float = 2.0,
     notify: Callable[[str], None] | None = None,
     kubeconfig: str | Path | None = None,
+    wait: bool = True,
 ) -> dict[str, Any]:
     """Apply ``manifests`` to the cluster and wait for the workloads to be ready.
 
@@ -52,6 +53,7 @@ def deploy(
         poll_s: seconds between two readiness checks.
         notify: called with one line of progress per step.
         kubeconfig: the kube config file(s) (default: ``KUBECONFIG``, else ``~/.kube/config``).
+        wait: wait for readiness (False: apply only; ``ready`` is then empty).
 
     Returns:
         ``{"applied": ["Kind/name", ...], "ready": ["Deployment/name", ...], "seconds": s}``.
@@ -96,7 +98,7 @@ def deploy(
             say(f"applied {label}")
             if kind in WORKLOADS:
                 workloads.append((resource, kind, name, ns or ""))
-        ready = _wait(workloads, timeout_s, poll_s, say, server)
+        ready = _wait(workloads, timeout_s, poll_s, say, server) if wait else []
     seconds = round(time.monotonic() - start, 3)
     return {"applied": applied, "ready": ready, "seconds": seconds}
 
