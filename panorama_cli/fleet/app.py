@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 from panorama_cli.errors import UsageError
 from panorama_cli.fleet import model
 from panorama_cli.fleet.model import BundleFile, Camera, Container, FleetApp, Secret, dns_label
+
+log = logging.getLogger(__name__)
 
 #: Files export adds to the project inside the serve image (overrides, --model files).
 EXPORT_DIR = ".panorama-export"
@@ -191,6 +194,8 @@ def fleet_app(
         working_dir=f"{model.PROJECT_DIR}/{plan.project.root.name}",
     )
     volumes = sorted({m.volume for c in (serve, *nodes) for m in c.mounts})
+    log.debug("fleet app %s %s: %d node container(s), %d camera(s), %d secret(s)",
+              name, version, len(nodes), len(found), len(secrets))  # fmt: skip
     return FleetApp(
         name=name,
         version=version,

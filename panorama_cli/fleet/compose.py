@@ -21,6 +21,7 @@ business-logic node (see :mod:`.model`), in the Compose file format 3.8 that bot
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from panorama_cli.fleet.model import (
@@ -34,6 +35,8 @@ from panorama_cli.fleet.model import (
     FleetApp,
     OutFile,
 )
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "compose.yaml"
 FORMAT_VERSION = "3.8"
@@ -147,6 +150,7 @@ def render(app: FleetApp) -> list[OutFile]:
         + yaml.safe_dump(compose_document(app), sort_keys=False, width=100)
     )
     files = [OutFile(FILE_NAME, text.encode())]
+    log.debug("compose.yaml for %s: %d bytes", app.name, len(text))
     files += [
         OutFile(f"secrets/{s.name}", s.value.encode() + b"\n", private=True) for s in app.secrets
     ]

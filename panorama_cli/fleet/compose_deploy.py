@@ -13,6 +13,7 @@ the deploy polls serve's ``/readyz`` on the published port until it answers 200.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import time
@@ -24,6 +25,8 @@ from typing import Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.fleet.compose import FILE_NAME
+
+log = logging.getLogger(__name__)
 
 
 def _bundle_file(bundle: Path) -> Path:
@@ -66,6 +69,7 @@ def _docker() -> str:
 
 
 def _run(argv: list[str], cwd: Path, what: str) -> str:
+    log.debug("%s: %s (in %s)", what, argv, cwd)
     result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]

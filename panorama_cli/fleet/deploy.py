@@ -4,12 +4,15 @@ engine. The only part of the fleet that talks to an engine, each behind its own 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UsageError, UserError
+
+log = logging.getLogger(__name__)
 
 FLEET_TARGETS = ("compose", "swarm", "kubernetes", "greengrass")
 
@@ -74,6 +77,7 @@ def deploy_bundle(
             f"no bundle folder {bundle}",
             hint=f"make it: panorama-cli export --target {options.target} --output-dir {bundle}",
         )
+    log.debug("deploy %s to %s", bundle, options.target)
     if options.target in ("compose", "swarm"):
         from panorama_cli.fleet import compose_deploy
 

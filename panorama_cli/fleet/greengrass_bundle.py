@@ -8,6 +8,7 @@ it), so an unchanged project saves nothing again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from panorama_cli.errors import UserError
 from panorama_cli.fleet import greengrass
 from panorama_cli.fleet.model import FleetApp, OutFile
+
+log = logging.getLogger(__name__)
 
 
 def save_archive(client: Any, image: str, target: Path) -> greengrass.ImageArchive:
@@ -24,6 +27,7 @@ def save_archive(client: Any, image: str, target: Path) -> greengrass.ImageArchi
     Raises:
         UserError: the image is not in the engine or the save fails.
     """
+    log.debug("docker save %s -> %s", image, target)
     try:
         found = client.images.get(image)
     except Exception as exc:  # noqa: BLE001 - docker.errors.ImageNotFound, APIError

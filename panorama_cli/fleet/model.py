@@ -25,11 +25,14 @@ Credentials never appear in a manifest: a camera source with a user or password 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from panorama_cli.localrun.apps.appliance import LOGS, SOCKET_TARGET, STORAGE
+
+log = logging.getLogger(__name__)
 
 #: Where serve keeps its state in the serve container (a volume).
 STATE_DIR = "/var/lib/panorama-serve"
