@@ -258,8 +258,9 @@ class Runtime:
         file)."""
         return None
 
-    def node_connected(self, node: str) -> None:
-        """A node's process said hello on the control socket (serve: it is running)."""
+    def node_connected(self, node: str, pid: int | None = None) -> None:
+        """A node's process said hello on the control socket (serve: it is running); ``pid``
+        as the process gave it."""
 
     def node_disconnected(self, node: str) -> None:
         """A connection of a node's process closed."""

@@ -57,7 +57,8 @@ class Router:
         on_inputs_ended: called with a node name when it asks for a frame that will not come.
         on_first_frame: called once, when the first frame is delivered.
         keep_frames: keep a copy of every HDMI frame (the Python API's ``keep_frames``).
-        on_hello: called with a node name when its process connects (each restart too).
+        on_hello: called with a node name and the pid it gave (its own PID namespace's) when
+            its process connects (each restart too).
         on_bye: called with a node name when a connection of that node closes.
     """
 
@@ -70,7 +71,7 @@ class Router:
         on_inputs_ended: Callable[[str], None],
         on_first_frame: Callable[[], None],
         keep_frames: bool = False,
-        on_hello: Callable[[str], None] | None = None,
+        on_hello: Callable[[str, int | None], None] | None = None,
         on_bye: Callable[[str], None] | None = None,
     ):
         self.plan = plan
@@ -95,6 +96,8 @@ class Router:
         self._ended_nodes: set[str] = set()
         self._start_wall = time.time()
         self._arenas: dict[Session, CallArena] = {}
+        #: model node -> business-logic nodes that called it (``node.call``), for serve's page.
+        self.callers: dict[str, set[str]] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="localrun-call")
         for b in plan.business:
             for port, spec in b.inputs.items():
@@ -157,7 +160,7 @@ class Router:
             return
         session.node, session.pid = business.node.name, message.get("pid")
         if self._on_hello is not None:
-            self._on_hello(business.node.name)
+            self._on_hello(business.node.name, session.pid)
         session.reply(
             message,
             node=business.node.name,
@@ -345,6 +348,9 @@ class Router:
                 f"{', '.join(self.models) or 'none'})",
             )
             return
+        if session.node is not None and session.node not in self.callers.get(name, ()):
+            with self._lock:
+                self.callers.setdefault(name, set()).add(session.node)
         inputs = message.get("inputs") or {}
         if "media" in inputs:
             ring = self._by_name.get(inputs["media"][0])

@@ -97,7 +97,8 @@ def test_compose_up_ready_restart_down(
 
         def restarted() -> bool:
             node = _status(port).get("nodes", {}).get("code_node", {})
-            return node.get("restarts", 0) >= 1 and node.get("state") == "running"
+            running = node.get("restarts", 0) >= 1 and node.get("state") == "running"
+            return running and isinstance(node.get("pid"), int)  # the pid its hello gave
 
         _until(restarted, 90, "the node restarted by the engine and running again")
         assert docker_client.containers.get(killed).attrs["RestartCount"] >= 1

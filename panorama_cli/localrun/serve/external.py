@@ -21,10 +21,13 @@ class NodeLinks:
         self._lock = threading.Lock()
         self._hellos: dict[str, int] = {}
         self._open: dict[str, int] = {}
+        self._pids: dict[str, int | None] = {}
 
-    def hello(self, node: str) -> None:
-        """``node`` connected (said hello)."""
+    def hello(self, node: str, pid: int | None = None) -> None:
+        """``node`` connected (said hello), its process ``pid`` as it gave it (the pid in its
+        container's PID namespace)."""
         with self._lock:
+            self._pids[node] = pid
             self._hellos[node] = self._hellos.get(node, 0) + 1
             self._open[node] = self._open.get(node, 0) + 1
 
@@ -36,6 +39,11 @@ class NodeLinks:
     def hellos(self, node: str) -> int:
         with self._lock:
             return self._hellos.get(node, 0)
+
+    def pid(self, node: str) -> int | None:
+        """The pid that ``node``'s newest connection gave; None while none is open."""
+        with self._lock:
+            return self._pids.get(node) if self._open.get(node, 0) > 0 else None
 
     def is_open(self, node: str) -> bool:
         with self._lock:
@@ -52,13 +60,17 @@ class ExternalNode:
         links: serve's :class:`NodeLinks`.
     """
 
-    pid: int | None = None
     notes: list[str] = []  # noqa: RUF012 (never written)
 
     def __init__(self, node: str, links: NodeLinks) -> None:
         self.node = node
         self._links = links
         self._seen = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The node process's pid in its own container (from its hello); None unconnected."""
+        return self._links.pid(self.node)
 
     @property
     def is_connected(self) -> bool:

@@ -173,7 +173,7 @@ class HttpServer:
         )
 
     async def _page(self, request: Request) -> Response:
-        html = await run_in_threadpool(page.render, self.view)
+        html = await run_in_threadpool(page.render, self.view, request.url.hostname)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def _healthz(self, request: Request) -> Response:

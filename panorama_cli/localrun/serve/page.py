@@ -1,7 +1,8 @@
 """serve's web page (``GET /``): templates/serve/index.html.j2 rendered with the graph laid out.
 
 The application graph is drawn as inline SVG in layers by kind (cameras and parameters, then
-business logic, then models and HDMI outputs), one box per node, edges as arrows. Everything
+business logic, then models and HDMI outputs), one box per node, edges as arrows, and dashed
+arrows from a business-logic node to each model it has called (shown once it has). Everything
 the page needs is in the one HTML document (no CDN, no other files): the streams are
 ``<img class="stream">`` over ``/streams/<id>.mjpeg``, the tables are filled by a few lines of
 vanilla JS from ``/api/status`` (every second) and ``/api/clips`` (every 5 s).
@@ -36,8 +37,8 @@ def layout(graph: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"width", "height", "nodes": [{"name", "kind", "package", "x", "y", "w", "h",
-        "color"}], "edges": [{"producer", "consumer", "x1", "y1", "x2", "y2"}]}``; an edge
-        naming an unknown node is left out.
+        "color"}], "edges": [{"producer", "consumer", "x1", "y1", "x2", "y2"}], "calls": [the
+        same as edges]}``; an edge or call naming an unknown node is left out.
     """
     columns: dict[int, list[dict[str, Any]]] = {}
     for node in graph.get("nodes", []):
@@ -57,15 +58,25 @@ def layout(graph: dict[str, Any]) -> dict[str, Any]:
                 "color": COLOR[node["kind"]],
             }
             boxes[box["name"]] = box
-    edges = []
-    for edge in graph.get("edges", []):
-        a, b = boxes.get(edge.get("producer")), boxes.get(edge.get("consumer"))
-        if a is None or b is None:
-            continue
-        edges.append({"producer": a["name"], "consumer": b["name"], **_ends(a, b)})
+    edges, calls = _arrows(boxes, graph.get("edges", [])), _arrows(boxes, graph.get("calls", []))
     width = max((b["x"] + b["w"] for b in boxes.values()), default=0) + MARGIN
     height = max((b["y"] + b["h"] for b in boxes.values()), default=0) + MARGIN
-    return {"width": width, "height": height, "nodes": list(boxes.values()), "edges": edges}
+    return {
+        "width": width,
+        "height": height,
+        "nodes": list(boxes.values()),
+        "edges": edges,
+        "calls": calls,
+    }
+
+
+def _arrows(boxes: dict[str, dict[str, Any]], links: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    arrows = []
+    for link in links:
+        a, b = boxes.get(link.get("producer")), boxes.get(link.get("consumer"))
+        if a is not None and b is not None:
+            arrows.append({"producer": a["name"], "consumer": b["name"], **_ends(a, b)})
+    return arrows
 
 
 def _ends(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
@@ -93,8 +104,21 @@ def _ends(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def render(view: Any) -> str:
-    """The page's HTML for ``view`` (a :class:`~.view.ServeView`)."""
+def as_seen_from(url: str | None, host: str | None) -> str | None:
+    """``url`` (``rtsp://127.0.0.1:8554/cam``) with its host replaced by ``host``, the name
+    the browser reached serve by (the RTSP server listens where HTTP does), port kept."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url or not host:
+        return url
+    parts = urlsplit(url)
+    shown = f"[{host}]" if ":" in host else host
+    return urlunsplit(parts._replace(netloc=f"{shown}:{parts.port}" if parts.port else shown))
+
+
+def render(view: Any, host: str | None = None) -> str:
+    """The page's HTML for ``view`` (a :class:`~.view.ServeView`); RTSP URLs name ``host``
+    (the request's host name) when given."""
     import jinja2
 
     from panorama_cli.resources import data_dir
@@ -108,6 +132,6 @@ def render(view: Any) -> str:
     return env.get_template("index.html.j2").render(
         graph=layout(view.graph()),
         kinds=COLOR,
-        streams=[{"id": s, "rtsp": view.rtsp_url(s)} for s in streams],
+        streams=[{"id": s, "rtsp": as_seen_from(view.rtsp_url(s), host)} for s in streams],
         mode="mjpeg" if len(streams) <= MAX_MJPEG else "snapshot",
     )

@@ -111,8 +111,8 @@ class ServeRuntime(Runtime):
 
         return NodeKeeper(spec.node, fresh, self.notify)
 
-    def node_connected(self, node: str) -> None:
-        self.links.hello(node)
+    def node_connected(self, node: str, pid: int | None = None) -> None:
+        self.links.hello(node, pid)
         keeper = self.apps.get(node)
         if keeper is not None:
             keeper.connected()

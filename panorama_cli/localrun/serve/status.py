@@ -110,6 +110,7 @@ class ServeStatus:
                     if stats.last_t is None
                     else round(time.monotonic() - stats.last_t, 3),
                 }
+            callers = dict(getattr(run.router, "callers", None) or {})
             for name, model in list(run.models.items()):
                 stats = dict(getattr(model, "stats", {}) or {})
                 models[name] = {
@@ -117,6 +118,7 @@ class ServeStatus:
                     "p50_ms": _ms(stats, "p50_ms"),
                     "p95_ms": _ms(stats, "p95_ms"),
                     "backend": str(getattr(model, "backend", "unknown")),
+                    "callers": sorted(callers.get(name, ())),
                 }
             for stream in self.streams():
                 live = self.outputs.known_live(stream)
@@ -175,7 +177,13 @@ class ServeStatus:
             for n in graph.nodes.values()
         ]
         edges = [{"producer": e.producer_node, "consumer": e.consumer_node} for e in graph.edges]
-        return {"nodes": nodes, "edges": edges}
+        # Model nodes have no edges: the code calls them (node.call). Any business-logic node
+        # may call any model; the page shows a pair once /api/status lists it as a caller.
+        calls = [
+            {"producer": b, "consumer": m.name} for b in run.plan.business_names
+            for m in run.plan.models
+        ]  # fmt: skip
+        return {"nodes": nodes, "edges": edges, "calls": calls}
 
     def streams(self) -> list[str]:
         """Camera streams whose frames reach an HDMI data sink through a business node."""

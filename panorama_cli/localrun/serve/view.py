@@ -63,8 +63,9 @@ class ServeView(Protocol):
 
     def graph(self) -> dict[str, Any]:
         """The application graph: ``{"nodes": [{"name", "kind", "package"}], "edges":
-        [{"producer", "consumer"}]}``; kind is one of camera, business, model, hdmi,
-        parameter, other; edges name nodes (no ports)."""
+        [{"producer", "consumer"}], "calls": [{"producer", "consumer"}]}``; kind is one of
+        camera, business, model, hdmi, parameter, other; edges name nodes (no ports); calls
+        are the (business-logic node, model node) pairs that ``node.call`` may link."""
         ...
 
     def streams(self) -> list[str]:

@@ -79,6 +79,7 @@ class FakeView:
         self.not_ready: str = ""
         self.node_state = "running"
         self.restarts = 2
+        self.callers: list[str] = []
         clip_dir = root / "storage" / "code_node" / "clips"
         clip_dir.mkdir(parents=True)
         (clip_dir / "event-1.mp4").write_bytes(b"\0\0\0\x18ftypmp42" + bytes(100))
@@ -120,6 +121,7 @@ class FakeView:
                     "p50_ms": 5.5,
                     "p95_ms": 9.25,
                     "backend": "onnxruntime-cpu",
+                    "callers": list(self.callers),
                 }
             },
             "streams": {"cam1": {"frames": 480, "rtsp": None}},
@@ -142,6 +144,7 @@ class FakeView:
                 {"producer": "cam2", "consumer": "code_node"},
                 {"producer": "code_node", "consumer": "hdmi"},
             ],
+            "calls": [{"producer": "code_node", "consumer": "model_node"}],
         }
 
     def streams(self) -> list[str]:
@@ -169,4 +172,4 @@ class FakeView:
         ]
 
     def rtsp_url(self, stream: str):
-        return None
+        return f"rtsp://127.0.0.1:8554/{stream}" if stream in self.live_frames else None

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun.serve import page
 from panorama_cli.localrun.serve.http import HttpServer
 from panorama_cli.localrun.serve.metrics import ModelLatency
 from tests.localrun.serve.fake_view import FakeView, FrameThread
@@ -203,3 +204,8 @@ def test_page_is_served(served):
     assert r.text.count('class="node kind-') == len(view.graph()["nodes"])
     assert "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no CDN
     json.dumps(view.status())  # the fake's status is JSON (as the real one must be)
+    # the RTSP URL names the host the browser reached serve by
+    assert "<code>rtsp://127.0.0.1:8554/cam1</code>" in r.text
+    seen = httpx.get(server.url + "/", headers={"Host": "camera-box.local:8765"})
+    assert "<code>rtsp://camera-box.local:8554/cam1</code>" in seen.text
+    assert page.as_seen_from("rtsp://0.0.0.0:8554/c", "fe80::1") == "rtsp://[fe80::1]:8554/c"

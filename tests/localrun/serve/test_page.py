@@ -85,6 +85,19 @@ def test_page_shows_stream_graph_and_live_tables(browser, served):
     cam2 = browser.find_element(By.CSS_SELECTOR, '#cameras-table tr[data-camera="cam2"]')
     assert "rtsp://***@h/x" in cam2.text
     assert browser.find_elements(By.CSS_SELECTOR, '#models-table tr[data-model="model_node"]')
+
+    # a model node has no edge: its call arrow shows once the node has called it
+    call = browser.find_element(
+        By.CSS_SELECTOR,
+        'svg#graph line.call[data-producer="code_node"][data-consumer="model_node"]',
+    )
+
+    def shown(d):  # computed style: Selenium calls a flat (horizontal) line invisible
+        return d.execute_script("return getComputedStyle(arguments[0]).display", call) != "none"
+
+    assert not shown(browser)
+    view.callers = ["code_node"]
+    WebDriverWait(browser, 5).until(shown)
     view.node_state, view.restarts = "failed", 5
     WebDriverWait(browser, 5).until(lambda d: state_cell(d) == "failed")
     row = browser.find_element(By.CSS_SELECTOR, '#nodes-table tr[data-node="code_node"]')
