@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support import polling
 from tests.support.cli_runner import run_cli_subprocess
 
 APP = """
@@ -58,14 +58,8 @@ def get(port: int, path: str) -> tuple[int, str]:
 
 
 def until(predicate: Any, timeout_s: float, what: str, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {last!r})")
+    """:func:`tests.support.polling.until`, polling each second (an engine is slow)."""
+    return polling.until(predicate, timeout_s, what, every)
 
 
 def metric(port: int, name: str) -> float:

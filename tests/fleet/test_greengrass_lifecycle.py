@@ -23,7 +23,6 @@ import re
 import socket
 import subprocess
 import tarfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import pytest
 from panorama_cli.fleet import greengrass, model
 from panorama_cli.fleet.greengrass import ImageArchive
 from tests.fleet.sample_app import sample_app
+from tests.support.polling import until
 
 SECRET = "rtsp://admin:s3cret@10.0.0.5:554/stream1"
 #: What a site merges at deployment: shell metacharacters must reach serve as they are.
@@ -219,13 +219,7 @@ def _run(step: dict[str, Any], c: dict[str, Any]) -> subprocess.CompletedProcess
 
 
 def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return until(predicate, timeout, what)
 
 
 def test_install_run_shutdown(docker_client, component):

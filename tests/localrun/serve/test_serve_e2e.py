@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.localrun.helpers import make_project, processes_with, video
+from tests.support.polling import until
 from tests.support.signals import popen_interruptible
 
 APP = """
@@ -72,16 +73,6 @@ def _status(base: str) -> dict:
     return json.loads(_get(f"{base}/api/status")[1])
 
 
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 class Serve:
     def __init__(self, root: Path, state: Path, *extra: str):
         self.port = _free_port()
@@ -105,7 +96,7 @@ class Serve:
             except OSError:
                 return False
 
-        _until(ready, timeout, "serve to be ready")
+        until(ready, timeout, "serve to be ready")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -157,9 +148,9 @@ def test_metrics_count_frames_as_they_pass(served):
     key = "panorama_camera_frames_total[('camera', 'front_camera')]"
     assert first[key] > 0
     assert first["panorama_node_up[('node', 'code_node')]"] == 1
-    _until(lambda: frames()[key] > first[key] + 5, 10, "more frames")
+    until(lambda: frames()[key] > first[key] + 5, 10, "more frames")
     hdmi = "panorama_hdmi_frames_total[('stream', 'front_camera')]"
-    _until(lambda: frames().get(hdmi, 0) > 0, 10, "HDMI frames")
+    until(lambda: frames().get(hdmi, 0) > 0, 10, "HDMI frames")
 
 
 def test_video_files_loop_past_their_end(served):
@@ -184,10 +175,10 @@ def test_a_killed_node_is_restarted_with_its_storage_and_the_frames_resume(serve
         node = _status(serve.base)["nodes"]["code_node"]
         return node if node["restarts"] >= 1 and node["state"] == "running" else None
 
-    node = _until(restarted, 20, "the node's restart")
+    node = until(restarted, 20, "the node's restart")
     assert node["last_exit"] is not None and node["pid"] != before["pid"]
     frames = _status(serve.base)["cameras"]["front_camera"]["frames"]
-    _until(lambda: _status(serve.base)["cameras"]["front_camera"]["frames"] > frames, 10,
+    until(lambda: _status(serve.base)["cameras"]["front_camera"]["frames"] > frames, 10,
            "frames after the restart")  # fmt: skip
     took = time.monotonic() - start
     assert took < 10, took
@@ -209,7 +200,7 @@ def test_sighup_rereads_the_graph_and_restarts_the_node_whose_input_changed(serv
     restarts = _status(serve.base)["nodes"]["code_node"]["restarts"]
     serve.proc.send_signal(signal.SIGHUP)
     console = serve.state / "logs" / "code_node" / "console.log"
-    _until(lambda: "threshold 75" in console.read_text(), 20, "the node with the new value")
+    until(lambda: "threshold 75" in console.read_text(), 20, "the node with the new value")
     assert _status(serve.base)["nodes"]["code_node"]["restarts"] == restarts + 1
     assert "restarting (SIGHUP: its inputs changed)" in serve.output()
     serve.wait_ready(20)
@@ -226,7 +217,7 @@ def test_sigterm_stops_everything_with_status_0_and_storage_lasts(served, tmp_pa
     try:
         again.wait_ready()
         starts = serve.state / "storage" / "code_node" / "starts.txt"
-        _until(lambda: int(starts.read_text()) >= 4, 10, "the next serve's start")
+        until(lambda: int(starts.read_text()) >= 4, 10, "the next serve's start")
         lines = [json.loads(x) for x in again.output().splitlines() if x.startswith("{")]
         assert any(x.get("node") == "code_node" and "start" in x["msg"] for x in lines)
     finally:
