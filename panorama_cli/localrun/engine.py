@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 Notify = Callable[[str, dict[str, Any]], None]
 SDK_DIR = Path(__file__).resolve().parent / "apps" / "sdk"
 MODEL_CACHE = ".panorama-run/.models"
+#: Seconds teardown waits for the stopped apps' connections to be handled to their end.
+DRAIN_S = 2.0
 
 
 @dataclass
@@ -265,6 +267,11 @@ class Runtime:
     def node_disconnected(self, node: str) -> None:
         """A connection of a node's process closed."""
 
+    def apps_own_connections(self) -> bool:
+        """The control connections are the apps' that this runtime stops (serve
+        ``--external-nodes``: an engine's containers, which outlive it)."""
+        return True
+
     def control_socket(self) -> Path | None:
         """The control socket's path (None: ``ctl.sock`` in the run folder)."""
         return None
@@ -419,6 +426,10 @@ class Runtime:
                 app.kill()
         hdmi: dict[str, dict[str, Any]] = {}
         try:
+            if self.router is not None and self.server is not None and self.apps_own_connections():
+                self.router.stop.set()  # a get still waiting for a frame ends
+                if not self.server.wait_closed(DRAIN_S):
+                    log.debug("run: app connections still open %g s after the apps ended", DRAIN_S)
             for feed in self.feeds.values():
                 feed.camera.stop()
             if self.router is not None:

@@ -176,13 +176,18 @@ frames = queue.Queue()
 
 
 def reader():
+    got = 0
     while True:
         frames.put(node.inputs.video_in.get())
+        got += 1
+        if got == 8:  # the 9th get ends the node (SIGINT): let the 8th put land first
+            frames.join()
 
 
 threading.Thread(target=reader, daemon=True).start()
 while True:
     node.outputs.video_out.put(frames.get())
+    frames.task_done()
 """
 
 

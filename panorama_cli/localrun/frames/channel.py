@@ -35,6 +35,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -277,6 +278,7 @@ class ControlServer:
         self._sessions: list[Session] = []
         self._refusing = False
         self._lock = threading.Lock()
+        self._gone = threading.Condition(self._lock)  # a connection closed
         self._closed = False
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.path))
@@ -341,9 +343,27 @@ class ControlServer:
             with self._lock:
                 if session in self._sessions:
                     self._sessions.remove(session)
+                self._gone.notify_all()
             if self._on_close is not None and not self._closed:
                 self._on_close(session)
             session.close()
+
+    def wait_closed(self, timeout_s: float) -> bool:
+        """Wait until every connection has closed, which is after each of its messages was
+        handled (an app's last ``put`` reaches the sink even when another of its threads'
+        connections ended the node first).
+
+        Returns:
+            False when some were still open after ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._gone:
+            while self._sessions:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._gone.wait(left)
+        return True
 
     def connections(self) -> int:
         """Connections open now."""

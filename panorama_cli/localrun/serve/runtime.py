@@ -123,6 +123,9 @@ class ServeRuntime(Runtime):
     def control_socket(self) -> Path | None:
         return self._control_socket
 
+    def apps_own_connections(self) -> bool:
+        return not self.external_nodes
+
     def make_sink(self, stream: str, fps: float) -> Any:
         from panorama_cli.localrun.serve.sinks import ServeSink
 
