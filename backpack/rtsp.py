@@ -160,8 +160,11 @@ class RTSPServer:
 
     def url(self, mount_point: str, host: str | None = None) -> str:
         """``rtsp://host:port/mount_point``; the host defaults to the listening address
-        (``127.0.0.1`` when listening on all interfaces)."""
+        (``127.0.0.1`` when listening on all interfaces); an IPv6 address is bracketed
+        (RFC 3986)."""
         shown = host or ("127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host)
+        if ":" in shown and not shown.startswith("["):
+            shown = f"[{shown}]"
         return f"rtsp://{shown}:{self.port}{mount_point}"
 
     def urls(self) -> list[str]:

@@ -40,43 +40,29 @@ Operation and member names are the AWS IoT Greengrass V2 API's (2020-11-30), as 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from panorama_cli.cloud.aws.s3_upload import transfer_config
 from panorama_cli.cloud.aws.session import make_client, translate_client_error
 from panorama_cli.cloud.polling import poll
 from panorama_cli.errors import UserError
 from panorama_cli.fleet import greengrass
+from panorama_cli.fleet.greengrass_artifacts import (
+    Artifact,
+    check_bucket,
+    hashed,
+    unchanged,
+    upload,
+)
+from panorama_cli.fleet.greengrass_watch import Notify, call, wait_deployment
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[str], None]
-
-#: Device statuses (EffectiveDeploymentExecutionStatus) that end a deployment well / badly.
-DEVICE_SUCCESS = frozenset({"SUCCEEDED", "COMPLETED"})
-DEVICE_FAILURE = frozenset({"FAILED", "CANCELED", "TIMED_OUT", "REJECTED"})
-#: GetDeployment statuses that end a deployment badly (DeploymentStatus).
-DEPLOYMENT_FAILURE = frozenset({"FAILED", "CANCELED"})
-#: S3 object metadata key holding the file's SHA-256 (hex).
-SHA256_METADATA = "sha256"
 #: Seconds to wait for a new component version to become DEPLOYABLE.
 COMPONENT_TIMEOUT_S = 300.0
-_CHUNK = 1 << 20
-
-
-@dataclass
-class _Artifact:
-    key: str
-    path: Path
-    sha256: str
-    size: int
-    md5: str
 
 
 @dataclass
@@ -85,7 +71,7 @@ class _Component:
     version: str
     recipe_file: Path
     recipe: dict[str, Any]
-    artifacts: list[_Artifact] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
 
 
 def deploy(
@@ -128,17 +114,17 @@ def deploy(
     s3 = make_client(session, "s3")
     gg = make_client(session, "greengrassv2")
 
-    _check_bucket(s3, bucket)
+    check_bucket(s3, bucket)
     uploaded: list[str] = []
     skipped: list[str] = []
     sent = 0
     for component in components:
         for artifact in component.artifacts:
-            if _unchanged(s3, bucket, artifact):
+            if unchanged(s3, bucket, artifact):
                 skipped.append(artifact.key)
                 continue
             say(f"uploading {artifact.key} ({artifact.size} bytes) to s3://{bucket}")
-            _upload(s3, bucket, artifact)
+            upload(s3, bucket, artifact)
             uploaded.append(artifact.key)
             sent += artifact.size
     if uploaded or skipped:
@@ -163,7 +149,7 @@ def deploy(
             entry["configurationUpdate"] = {"merge": json.dumps(merge, sort_keys=True)}
         spec[component.name] = entry
     name = "panorama-cli " + ", ".join(f"{c.name}@{c.version}" for c in components)
-    response = _call(
+    response = call(
         gg.create_deployment,
         "create the deployment",
         targetArn=target_arn,
@@ -183,7 +169,9 @@ def deploy(
         "devices": {},
     }
     if wait:
-        devices = _wait(gg, deployment_id, target_arn, core_devices, poll_s, timeout_s, say)
+        devices = wait_deployment(
+            gg, deployment_id, target_arn, core_devices, poll_s, timeout_s, say
+        )
         result["status"] = "SUCCEEDED"
         result["devices"] = devices
     return result
@@ -239,11 +227,11 @@ def _read_bundle(bundle_dir: Path) -> list[_Component]:
     return list(components.values())
 
 
-def _artifacts(bundle_dir: Path, component: _Component) -> list[_Artifact]:
+def _artifacts(bundle_dir: Path, component: _Component) -> list[Artifact]:
     """The recipe's placeholder-bucket artifacts as local files (Digest filled in)."""
     prefix = f"s3://{greengrass.BUCKET_PLACEHOLDER}/"
     folder = greengrass.artifact_prefix(component.name, component.version) + "/"
-    found: list[_Artifact] = []
+    found: list[Artifact] = []
     for manifest in component.recipe.get("Manifests") or []:
         for entry in manifest.get("Artifacts") or []:
             uri = str(entry.get("Uri", ""))
@@ -258,7 +246,7 @@ def _artifacts(bundle_dir: Path, component: _Component) -> list[_Artifact]:
                     f"{component.recipe_file.name}: artifact {key} is not in {bundle_dir}",
                     hint="export the application again into this folder",
                 )
-            artifact = _hashed(key, path)
+            artifact = hashed(key, path)
             digest = base64.b64encode(bytes.fromhex(artifact.sha256)).decode("ascii")
             if entry.get("Digest") and entry["Digest"] != digest:
                 raise UserError(
@@ -269,19 +257,6 @@ def _artifacts(bundle_dir: Path, component: _Component) -> list[_Artifact]:
             if all(a.key != key for a in found):
                 found.append(artifact)
     return found
-
-
-def _hashed(key: str, path: Path) -> _Artifact:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    try:
-        with path.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                sha.update(chunk)
-                md5.update(chunk)
-                size += len(chunk)
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return _Artifact(key, path, sha.hexdigest(), size, md5.hexdigest())
 
 
 def _read_secrets(bundle_dir: Path) -> dict[str, str]:
@@ -305,94 +280,7 @@ def _merge_for(component: _Component, secrets: dict[str, str]) -> dict[str, Any]
     return {"cameras": mine} if mine else {}
 
 
-# -- S3 ---------------------------------------------------------------------------------------
-
-
-def _check_bucket(s3: Any, bucket: str) -> None:
-    """HeadBucket: a missing bucket or a denied one is a one-line error."""
-    import botocore.exceptions
-
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except botocore.exceptions.ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if status == 404 or code in ("404", "NoSuchBucket"):
-            raise UserError(
-                f"the S3 bucket {bucket!r} does not exist",
-                hint="create it (aws s3 mb s3://NAME) in the core devices' region, "
-                "or pass an existing one with --bucket",
-            ) from exc
-        if status == 403:
-            raise UserError(
-                f"access denied to the S3 bucket {bucket!r}",
-                hint="use credentials allowed s3:ListBucket, s3:GetObject and s3:PutObject "
-                "on it, or another bucket",
-            ) from exc
-        raise translate_client_error(exc) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise translate_client_error(exc) from exc
-
-
-def _unchanged(s3: Any, bucket: str, artifact: _Artifact) -> bool:
-    """True when ``s3://bucket/key`` already holds the file (its SHA-256 or single-part MD5)."""
-    import botocore.exceptions
-
-    try:
-        head = s3.head_object(Bucket=bucket, Key=artifact.key)
-    except botocore.exceptions.ClientError as exc:
-        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-            return False
-        raise translate_client_error(exc) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise translate_client_error(exc) from exc
-    stored = (head.get("Metadata") or {}).get(SHA256_METADATA)
-    if stored:
-        return bool(stored == artifact.sha256)
-    etag = str(head.get("ETag", "")).strip('"')
-    return "-" not in etag and etag == artifact.md5 and head.get("ContentLength") == artifact.size
-
-
-def _upload(s3: Any, bucket: str, artifact: _Artifact) -> None:
-    """boto3's managed upload (s3transfer: multipart above the threshold, parallel parts)."""
-    import botocore.exceptions
-    from boto3.exceptions import S3UploadFailedError
-
-    try:
-        s3.upload_file(
-            str(artifact.path),
-            bucket,
-            artifact.key,
-            ExtraArgs={"Metadata": {SHA256_METADATA: artifact.sha256}},
-            Config=transfer_config(),
-        )
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-        cause = translate_client_error(exc)
-        raise UserError(
-            f"upload of {artifact.key} to s3://{bucket} failed: {cause.message}", hint=cause.hint
-        ) from exc
-    except S3UploadFailedError as exc:
-        raise UserError(f"upload of {artifact.key} to s3://{bucket} failed: {exc}") from exc
-    except OSError as exc:
-        raise UserError(f"cannot read {artifact.path}: {exc.strerror or exc}") from exc
-
-
 # -- Greengrass -------------------------------------------------------------------------------
-
-
-def _call(operation: Any, what: str, **params: Any) -> dict[str, Any]:
-    """One Greengrass call; AWS errors as a one-line UserError naming ``what`` failed."""
-    import botocore.exceptions
-
-    try:
-        response: dict[str, Any] = operation(**params)
-    except botocore.exceptions.ClientError as exc:
-        cause = translate_client_error(exc)
-        raise UserError(f"cannot {what}: {cause.message}", hint=cause.hint) from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        cause = translate_client_error(exc)
-        raise UserError(f"cannot {what}: {cause.message}", hint=cause.hint) from exc
-    return response
 
 
 def _error_code(exc: Any) -> str:
@@ -489,118 +377,3 @@ def _ensure_component(
             f"--arn {arn}) and deploy again",
         )
     return created
-
-
-@dataclass
-class _Snapshot:
-    deployment_status: str
-    devices: dict[str, dict[str, Any]]  # thing name -> effective deployment ({} none yet)
-
-    def statuses(self) -> dict[str, str]:
-        return {
-            name: str(entry.get("coreDeviceExecutionStatus", "QUEUED"))
-            for name, entry in self.devices.items()
-        }
-
-
-def _core_devices(gg: Any, target_arn: str, thing: str | None) -> list[str]:
-    if thing is not None:
-        return [thing]
-    names: list[str] = []
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {"thingGroupArn": target_arn}
-        if token:
-            params["nextToken"] = token
-        page = _call(gg.list_core_devices, "list the core devices of the group", **params)
-        names += [str(d["coreDeviceThingName"]) for d in page.get("coreDevices") or []]
-        token = page.get("nextToken")
-        if not token:
-            return names
-
-
-def _effective(gg: Any, device: str, deployment_id: str) -> dict[str, Any]:
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {"coreDeviceThingName": device}
-        if token:
-            params["nextToken"] = token
-        page = _call(
-            gg.list_effective_deployments, f"list the deployments of core device {device}", **params
-        )
-        for entry in page.get("effectiveDeployments") or []:
-            if entry.get("deploymentId") == deployment_id:
-                return dict(entry)
-        token = page.get("nextToken")
-        if not token:
-            return {}
-
-
-def _wait(
-    gg: Any,
-    deployment_id: str,
-    target_arn: str,
-    thing: str | None,
-    poll_s: float,
-    timeout_s: float,
-    say: Notify,
-) -> dict[str, str]:
-    devices = _core_devices(gg, target_arn, thing)
-    if not devices:
-        raise UserError(
-            f"deployment {deployment_id} created, but {target_arn} has no core device to wait for",
-            hint="add a Greengrass core device to the thing group, or deploy without --wait",
-        )
-
-    def fetch() -> _Snapshot:
-        info = _call(gg.get_deployment, "get the deployment", deploymentId=deployment_id)
-        status = str(info.get("deploymentStatus", ""))
-        return _Snapshot(status, {d: _effective(gg, d, deployment_id) for d in devices})
-
-    def done(snap: _Snapshot) -> bool:
-        if snap.deployment_status in DEPLOYMENT_FAILURE:
-            return True
-        statuses = snap.statuses().values()
-        return any(s in DEVICE_FAILURE for s in statuses) or all(
-            s in DEVICE_SUCCESS for s in statuses
-        )
-
-    def on_wait(snap: _Snapshot, sleep: float) -> None:
-        states = ", ".join(f"{d}: {s}" for d, s in sorted(snap.statuses().items()))
-        say(f"deployment {deployment_id} {snap.deployment_status or '?'} ({states})")
-
-    snap, finished = poll(fetch, done, interval=poll_s, timeout=timeout_s, on_wait=on_wait)
-    statuses = snap.statuses()
-    for device, entry in sorted(snap.devices.items()):
-        status = statuses[device]
-        if status in DEVICE_FAILURE:
-            raise UserError(
-                f"deployment {deployment_id} {status} on core device {device}: {_reason(entry)}",
-                hint="see the core device's greengrass.log and the component's log "
-                "(/greengrass/v2/logs/<component>.log)",
-            )
-    if snap.deployment_status in DEPLOYMENT_FAILURE:
-        raise UserError(
-            f"deployment {deployment_id} is {snap.deployment_status}",
-            hint=f"aws greengrassv2 get-deployment --deployment-id {deployment_id}",
-        )
-    if not finished:
-        states = ", ".join(f"{d}: {s}" for d, s in sorted(statuses.items()))
-        raise UserError(
-            f"deployment {deployment_id} not finished after {timeout_s:.0f} s ({states})",
-            hint="it goes on in the cloud: check it with aws greengrassv2 "
-            "list-effective-deployments --core-device-thing-name NAME, or wait longer",
-        )
-    say(f"deployment {deployment_id} succeeded on {len(devices)} core device(s)")
-    return statuses
-
-
-def _reason(entry: dict[str, Any]) -> str:
-    details = entry.get("statusDetails") or {}
-    parts = [str(entry.get("reason") or "").strip()]
-    if details.get("errorTypes"):
-        parts.append("error types: " + ", ".join(map(str, details["errorTypes"])))
-    if details.get("errorStack"):
-        parts.append("error stack: " + " > ".join(map(str, details["errorStack"])))
-    text = "; ".join(p for p in parts if p) or "no reason given"
-    return " ".join(text.split())

@@ -27,8 +27,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from panorama_cli.localrun.engine import RunResult, run_application
+from panorama_cli.localrun.engine import run_application
 from panorama_cli.localrun.plan import RunOptions
+from panorama_cli.localrun.report import RunResult
 
 __all__ = ["RunOptions", "RunResult", "run_application", "run_project"]
 

@@ -21,14 +21,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.localrun.apps.supervisor import apps_get_default_sigint
 from panorama_cli.localrun.plan import RunOptions, RunPlan, build_plan, create_run_dir
-from panorama_cli.localrun.report import REFRESH_S
+from panorama_cli.localrun.report import REFRESH_S, RunResult
 from panorama_cli.project.project import Project
 
 log = logging.getLogger(__name__)
@@ -40,37 +39,6 @@ SDK_DIR = Path(__file__).resolve().parent / "apps" / "sdk"
 MODEL_CACHE = ".panorama-run/.models"
 #: Seconds teardown waits for the stopped apps' connections to be handled to their end.
 DRAIN_S = 2.0
-
-
-@dataclass
-class RunResult:
-    """What a run produced.
-
-    Attributes:
-        report: the report.json content (see :mod:`.report`).
-        run_dir: the run folder.
-        exit_status: what ``panorama-cli run`` exits with (0: ended by frames, duration, end
-            of input or Ctrl-C; otherwise the app's status, at least 1).
-        hdmi_frames: stream_id -> HDMI frames as the app left them (HxWx3 BGR uint8, overlays
-            not drawn); only with ``keep_frames``.
-        annotations: stream_id -> per HDMI frame {"rects": [(l, t, r, b)], "labels":
-            [(text, x, y)]}, normalized [0, 1) coordinates; only with ``keep_frames``.
-    """
-
-    report: dict[str, Any]
-    run_dir: Path
-    exit_status: int
-    hdmi_frames: dict[str, list[Any]] = field(default_factory=dict)
-    annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def console(self) -> str:
-        """The apps' console output (all nodes)."""
-        return "".join(p.read_text(errors="replace") for p in _console_logs(self.run_dir))
-
-
-def _console_logs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "logs").rglob("console.log"))
 
 
 def _silent(event: str, data: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ import random
 import threading
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,34 @@ def write_report(run_dir: Path, report: Mapping[str, Any]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        report: the report.json content (see :mod:`.report`).
+        run_dir: the run folder.
+        exit_status: what ``panorama-cli run`` exits with (0: ended by frames, duration, end
+            of input or Ctrl-C; otherwise the app's status, at least 1).
+        hdmi_frames: stream_id -> HDMI frames as the app left them (HxWx3 BGR uint8, overlays
+            not drawn); only with ``keep_frames``.
+        annotations: stream_id -> per HDMI frame {"rects": [(l, t, r, b)], "labels":
+            [(text, x, y)]}, normalized [0, 1) coordinates; only with ``keep_frames``.
+    """
+
+    report: dict[str, Any]
+    run_dir: Path
+    exit_status: int
+    hdmi_frames: dict[str, list[Any]] = field(default_factory=dict)
+    annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def console(self) -> str:
+        """The apps' console output (all nodes)."""
+        return "".join(p.read_text(errors="replace") for p in _console_logs(self.run_dir))
+
+
+def _console_logs(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "logs").rglob("console.log"))

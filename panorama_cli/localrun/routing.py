@@ -3,7 +3,7 @@
 :class:`Router` is the :class:`~panorama_cli.localrun.frames.channel.ControlServer` handler. A
 ``get`` on a media input takes the next frame of every producer the edges connect (a camera
 feed, or another business-logic node's output queue) and answers with where its pixels are in
-that port's :class:`~panorama_cli.localrun.frames.channel.FrameRing`: a camera that feeds one port
+that port's :class:`~panorama_cli.localrun.frames.ring.FrameRing`: a camera that feeds one port
 decodes straight into the ring's slots (no copy); otherwise the frame is copied in. A ``put``
 routes the media references to data sinks (one encoder thread per stream) or to the input
 queues of downstream nodes. A ``call`` runs the model node in this process. When a node asks
@@ -25,7 +25,6 @@ from panorama_cli.errors import UserError
 from panorama_cli.localrun.frames.channel import (
     INLINE_BYTES,
     CallArena,
-    FrameRing,
     Session,
     align,
     arena_ref,
@@ -34,6 +33,7 @@ from panorama_cli.localrun.frames.channel import (
     unpack_array,
 )
 from panorama_cli.localrun.frames.feeds import CameraFeed, Ended, NodeStats, SinkWorker
+from panorama_cli.localrun.frames.ring import FrameRing
 from panorama_cli.localrun.frames.wire import MAX_ARENA_BYTES, MAX_ARENA_TOTAL
 
 if TYPE_CHECKING:
@@ -96,8 +96,7 @@ class Router:
         self._ended_nodes: set[str] = set()
         self._start_wall = time.time()
         self._arenas: dict[Session, CallArena] = {}
-        #: model node -> business-logic nodes that called it (``node.call``), for serve's page.
-        self.callers: dict[str, set[str]] = {}
+        self._callers: dict[str, set[str]] = {}  # model node -> nodes that called it
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="localrun-call")
         for b in plan.business:
             for port, spec in b.inputs.items():
@@ -128,6 +127,11 @@ class Router:
         for arena in arenas:
             arena.close()
         return hdmi
+
+    def model_callers(self) -> dict[str, list[str]]:
+        """Model node -> the business-logic nodes that have called it (``node.call``), sorted."""
+        with self._lock:
+            return {model: sorted(nodes) for model, nodes in self._callers.items()}
 
     def sink_errors(self) -> list[BaseException]:
         return [w.error for w in self.sinks.values() if w.error is not None]
@@ -348,9 +352,9 @@ class Router:
                 f"{', '.join(self.models) or 'none'})",
             )
             return
-        if session.node is not None and session.node not in self.callers.get(name, ()):
+        if session.node is not None and session.node not in self._callers.get(name, ()):
             with self._lock:
-                self.callers.setdefault(name, set()).add(session.node)
+                self._callers.setdefault(name, set()).add(session.node)
         inputs = message.get("inputs") or {}
         if "media" in inputs:
             ring = self._by_name.get(inputs["media"][0])

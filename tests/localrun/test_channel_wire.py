@@ -485,7 +485,7 @@ def test_every_message_kind_round_trips_with_the_real_sdk(runner, tmp_path):
     assert "cannot be model inputs" in out["strings"]
     assert out["after"] == [0, 0]
     assert {"hello", "get", "put", "call", "stats", "arena"} <= set(runner.seen)
-    assert runner.router.callers == {"double": {NODE}}  # serve's page draws the call arrow
+    assert runner.router.model_callers() == {"double": [NODE]}  # serve's page draws the call arrow
     assert runner.crashes == []
     warnings = [r.getMessage() for r in runner.log.warnings()]
     assert len(warnings) == 1 and f"node {NODE}" in warnings[0] and "port" in warnings[0]

@@ -454,7 +454,7 @@ def test_video_file_decodes_into_a_buffer_of_its_size_only(tmp_path):
 
 
 def test_camera_decodes_into_claimed_slots_and_gives_back_the_dropped_ones(tmp_path):
-    from panorama_cli.localrun.frames.channel import FrameRing
+    from panorama_cli.localrun.frames.ring import FrameRing
 
     video = write_video(tmp_path / "v.avi", 30, fps=50)
     ring = FrameRing((48, 64, 3), slots=8)

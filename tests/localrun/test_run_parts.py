@@ -12,11 +12,11 @@ from panorama_cli.errors import UsageError, UserError
 from panorama_cli.localrun.frames.channel import (
     MAX_SOCKET_PATH,
     CallArena,
-    FrameRing,
     pack_array,
     socket_path,
     unpack_array,
 )
+from panorama_cli.localrun.frames.ring import FrameRing
 from panorama_cli.localrun.plan import parameter_value, parse_binding
 from panorama_cli.localrun.report import percentile, summary_ms
 

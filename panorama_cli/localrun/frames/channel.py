@@ -1,4 +1,4 @@
-"""The runner's side of the app <-> runner channel: a Unix control socket and frame rings.
+"""The runner's side of the app <-> runner channel: a Unix control socket.
 
 Wire format (:mod:`.wire`; the simulated SDK's ``panoramasdk/_client.py``
 speaks the same): a frame is a 4-byte big-endian length, a 4-byte JSON header length, a UTF-8
@@ -9,7 +9,7 @@ its header 4 MiB; at most 64 connections at once (``MAX_CONNECTIONS``; each app 
 child process holds one); a CallArena at most 1 GiB, 2 GiB for all of a run's together.
 
 Requests carry an ``id``; replies echo it. ``put`` and ``stats`` are one-way. Pixels never
-travel on the socket: each (camera, consumer port) has a :class:`FrameRing`, a
+travel on the socket: each (camera, consumer port) has a :class:`~.ring.FrameRing`, a
 ``multiprocessing.shared_memory`` segment of a few frame slots that the SDK maps with mmap
 (``/dev/shm/<name>``) and exposes as numpy arrays.
 
@@ -29,7 +29,6 @@ closed; the runner goes on.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import socket
@@ -67,7 +66,6 @@ __all__ = [
     "MAX_CONNECTIONS",
     "CallArena",
     "ControlServer",
-    "FrameRing",
     "ProtocolError",
     "Session",
     "align",
@@ -391,125 +389,3 @@ class ControlServer:
                 self.path.parent.rmdir()
             except OSError:
                 pass
-
-
-class FrameRing:
-    """``slots`` frames of one shape in one shared memory segment.
-
-    A slot is filled by :meth:`write` (a copy), or in place by a decoder given
-    :meth:`claim_view` (:meth:`slot_of` then finds its slot), and read in place by the app
-    (the SDK maps the same segment) and by the sinks. Slots are reused least recently claimed
-    first, skipping slots that a sink still holds; :meth:`unclaim` returns a slot whose frame
-    was never delivered (dropped) to the front, so drops do not shorten how long delivered
-    frames stay valid.
-
-    Args:
-        shape: (height, width, 3) of the frames, pixels.
-        slots: how many frames the ring holds; a frame's pixels stay valid until ``slots``
-            more frames have been written.
-        stream: the camera node whose frames the ring holds (the media's stream_id).
-
-    Attributes:
-        stamps: per slot, the (seconds, microseconds) time stamp of the frame in it.
-    """
-
-    def __init__(self, shape: tuple[int, ...], slots: int = 8, stream: str = ""):
-        from multiprocessing import shared_memory
-
-        self.shape = tuple(shape)
-        self.frame_bytes = 1
-        for dim in self.shape:
-            self.frame_bytes *= int(dim)
-        self.slots = slots
-        self.stream = stream
-        self.stamps: list[tuple[int, int]] = [(0, 0)] * slots
-        self._shm = shared_memory.SharedMemory(create=True, size=self.frame_bytes * slots)
-        self.name = self._shm.name
-        self._order = collections.deque(range(slots))  # least recently claimed first
-        self._held = [0] * slots
-        self._cond = threading.Condition()
-        self._views = [self._view(i) for i in range(slots)]
-        self._slot_by_id = {id(view): slot for slot, view in enumerate(self._views)}
-        self.closed = False
-
-    def _view(self, slot: int) -> np.ndarray:
-        import numpy as np
-
-        return np.ndarray(
-            self.shape, dtype=np.uint8, buffer=self._shm.buf, offset=slot * self.frame_bytes
-        )
-
-    def claim(self) -> int:
-        """The slot for the next frame: the least recently claimed one no sink holds (waits
-        up to 5 s for a sink to release one when all are held)."""
-        with self._cond:
-            for _ in range(2):
-                for position, slot in enumerate(self._order):
-                    if not self._held[slot]:
-                        del self._order[position]
-                        self._order.append(slot)
-                        return slot
-                self._cond.wait_for(lambda: not all(self._held), timeout=5.0)
-            slot = self._order.popleft()  # every slot still held: overwrite the oldest
-            self._order.append(slot)
-            return slot
-
-    def claim_view(self) -> np.ndarray | None:
-        """The view of :meth:`claim`'s slot, for a decoder to fill; None once closed."""
-        if self.closed:
-            return None
-        try:
-            return self._views[self.claim()]
-        except IndexError:  # closed meanwhile
-            return None
-
-    def unclaim(self, image: np.ndarray) -> None:
-        """``image``'s slot (if it is one of this ring's) is reused first: its frame was
-        never delivered."""
-        slot = self.slot_of(image)
-        if slot is not None:
-            with self._cond:
-                self._order.remove(slot)
-                self._order.appendleft(slot)
-
-    def slot_of(self, image: np.ndarray) -> int | None:
-        """The slot whose view (as :meth:`claim_view` gave it) ``image`` is, or None."""
-        slot = self._slot_by_id.get(id(image))
-        views = self._views
-        return slot if slot is not None and slot < len(views) and views[slot] is image else None
-
-    def write(self, image: np.ndarray) -> int:
-        """Copy ``image`` (``shape``, uint8) into the next free slot; returns the slot."""
-        slot = self.claim()
-        self._views[slot][...] = image
-        return slot
-
-    def view(self, slot: int) -> np.ndarray:
-        """The frame in ``slot`` (a view into shared memory)."""
-        return self._views[slot]
-
-    def offset(self, slot: int) -> int:
-        return slot * self.frame_bytes
-
-    def hold(self, slot: int) -> None:
-        """Keep ``slot`` from being overwritten until :meth:`release` (a sink encodes it)."""
-        with self._cond:
-            self._held[slot] += 1
-
-    def release(self, slot: int) -> None:
-        with self._cond:
-            self._held[slot] = max(0, self._held[slot] - 1)
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        """Free the segment (the app processes have ended)."""
-        self.closed = True
-        self._views = []
-        try:
-            self._shm.close()
-        except BufferError:  # a view still exported (a sink mid-write); unlink anyway
-            pass
-        try:
-            self._shm.unlink()
-        except FileNotFoundError:
-            pass

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from panorama_cli.localrun.frames.channel import FrameRing
+from panorama_cli.localrun.frames.ring import FrameRing
 from panorama_cli.localrun.frames.sinks import as_list
 from panorama_cli.localrun.report import TimingStats
 

@@ -104,21 +104,9 @@ def _ends(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def as_seen_from(url: str | None, host: str | None) -> str | None:
-    """``url`` (``rtsp://127.0.0.1:8554/cam``) with its host replaced by ``host``, the name
-    the browser reached serve by (the RTSP server listens where HTTP does), port kept."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not url or not host:
-        return url
-    parts = urlsplit(url)
-    shown = f"[{host}]" if ":" in host else host
-    return urlunsplit(parts._replace(netloc=f"{shown}:{parts.port}" if parts.port else shown))
-
-
 def render(view: Any, host: str | None = None) -> str:
     """The page's HTML for ``view`` (a :class:`~.view.ServeView`); RTSP URLs name ``host``
-    (the request's host name) when given."""
+    (the request's host name: the RTSP server listens where HTTP does) when given."""
     import jinja2
 
     from panorama_cli.resources import data_dir
@@ -132,6 +120,6 @@ def render(view: Any, host: str | None = None) -> str:
     return env.get_template("index.html.j2").render(
         graph=layout(view.graph()),
         kinds=COLOR,
-        streams=[{"id": s, "rtsp": as_seen_from(view.rtsp_url(s), host)} for s in streams],
+        streams=[{"id": s, "rtsp": view.rtsp_url(s, host)} for s in streams],
         mode="mjpeg" if len(streams) <= MAX_MJPEG else "snapshot",
     )

@@ -137,11 +137,12 @@ class RtspOut:
         self._server.add_stream(f"/{stream}", description, lambda m: self._on_media(state, m))
         return self.url(stream)
 
-    def url(self, stream: str) -> str | None:
-        """The stream's URL, None when it is not served."""
+    def url(self, stream: str, host: str | None = None) -> str | None:
+        """The stream's URL naming ``host`` (default: the listening address), None when it is
+        not served."""
         if self._server is None or stream not in self._streams:
             return None
-        return str(self._server.url(f"/{stream}"))
+        return str(self._server.url(f"/{stream}", host))
 
     def push(self, stream: str, image: np.ndarray) -> bool:
         """Hand one drawn frame (H×W×3 BGR uint8, the size given to :meth:`add_stream`) to the

@@ -110,7 +110,7 @@ class ServeStatus:
                     if stats.last_t is None
                     else round(time.monotonic() - stats.last_t, 3),
                 }
-            callers = dict(getattr(run.router, "callers", None) or {})
+            callers = run.router.model_callers() if run.router is not None else {}
             for name, model in list(run.models.items()):
                 stats = dict(getattr(model, "stats", {}) or {})
                 models[name] = {
@@ -118,7 +118,7 @@ class ServeStatus:
                     "p50_ms": _ms(stats, "p50_ms"),
                     "p95_ms": _ms(stats, "p95_ms"),
                     "backend": str(getattr(model, "backend", "unknown")),
-                    "callers": sorted(callers.get(name, ())),
+                    "callers": callers.get(name, []),
                 }
             for stream in self.streams():
                 live = self.outputs.known_live(stream)
@@ -206,9 +206,9 @@ class ServeStatus:
 
         return list_clips(self.state_root / "storage")
 
-    def rtsp_url(self, stream: str) -> str | None:
+    def rtsp_url(self, stream: str, host: str | None = None) -> str | None:
         rtsp = self.outputs.rtsp
-        return None if rtsp is None else rtsp.url(stream)
+        return None if rtsp is None else rtsp.url(stream, host)
 
 
 _KINDS = {

@@ -81,6 +81,8 @@ class ServeView(Protocol):
         folder), "bytes": int, "created": float (unix seconds)}]``."""
         ...
 
-    def rtsp_url(self, stream: str) -> str | None:
-        """``rtsp://HOST:PORT/<stream>`` of the stream's RTSP out, or None (off/unknown)."""
+    def rtsp_url(self, stream: str, host: str | None = None) -> str | None:
+        """``rtsp://HOST:PORT/<stream>`` of the stream's RTSP out, or None (off/unknown);
+        HOST is ``host`` when given (the name a browser reached serve by), else the listening
+        address."""
         ...

@@ -171,5 +171,7 @@ class FakeView:
             },
         ]
 
-    def rtsp_url(self, stream: str):
-        return f"rtsp://127.0.0.1:8554/{stream}" if stream in self.live_frames else None
+    def rtsp_url(self, stream: str, host=None):
+        if stream not in self.live_frames:
+            return None
+        return f"rtsp://{host or '127.0.0.1'}:8554/{stream}"

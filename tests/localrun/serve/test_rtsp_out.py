@@ -70,6 +70,8 @@ def test_nothing_is_encoded_while_nobody_watches(rtsp: RtspOut) -> None:
 def test_a_real_client_receives_decodable_frames(rtsp: RtspOut) -> None:
     url = rtsp.add_stream("front_camera", FPS, W, H)
     assert url == f"rtsp://127.0.0.1:{rtsp.port}/front_camera"
+    assert rtsp.url("front_camera", "fe80::1") == f"rtsp://[fe80::1]:{rtsp.port}/front_camera"
+    assert rtsp.url("front_camera", "box.local") == f"rtsp://box.local:{rtsp.port}/front_camera"
     pusher = _Pusher(rtsp, "front_camera")
     pusher.start()
     try:
