@@ -7,7 +7,9 @@ usage() {
 Usage: ./install.sh [--dev] [--help]
 
   (default)  Install panorama-cli (non-editable, with the 'samples' extra that
-             init-project --sample face-blur needs) into its own venv at
+             init-project --sample face-blur needs, and the 'gi' extra (PyGObject) that
+             serve's RTSP out needs when its Debian build packages are there; else it
+             names them) into its own venv at
              ${PANORAMA_CLI_HOME:-~/.local/share/panorama-cli}/venv and symlink the
              `panorama-cli` command into ${PANORAMA_CLI_BIN:-~/.local/bin}
              (/usr/local/bin instead when run as root and that is on PATH).
@@ -70,6 +72,8 @@ make_venv() { # $1 = venv dir; reuse it when healthy, (re)create otherwise
 
 # PyGObject (in the test extras) builds from source against these Debian/Ubuntu packages.
 PYGOBJECT_APT="pkg-config libgirepository1.0-dev libcairo2-dev gir1.2-gstreamer-1.0 python3-dev"
+# serve's RTSP out at run time: gst-rtsp-server's typelib and the x264 encoder.
+RTSP_APT="gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-ugly"
 
 if [[ $mode == dev ]]; then
     if ! pkg-config --exists girepository-1.0 cairo 2>/dev/null; then
@@ -95,9 +99,28 @@ fi
 home=${PANORAMA_CLI_HOME:-$HOME/.local/share/panorama-cli}
 venv="$home/venv"
 make_venv "$venv"
-say "pip install $repo[samples] (non-editable; the samples extra: onnx for face-blur)"
-"$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade -- "$repo[samples]"
+extras=samples
+if pkg-config --exists girepository-1.0 cairo 2>/dev/null; then
+    extras=samples,gi  # PyGObject builds here: serve's RTSP out works
+else
+    say "serve's RTSP out needs PyGObject, which builds against system packages: install"
+    say "  sudo apt-get install -y $PYGOBJECT_APT $RTSP_APT"
+    say "then run ./install.sh again (until then serve starts with RTSP out off)"
+fi
+say "pip install $repo[$extras] (non-editable; samples: onnx for face-blur; gi: PyGObject)"
+if ! "$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade -- "$repo[$extras]"; then
+    [[ $extras == samples ]] && die "pip install failed"
+    say "pip install with the gi extra (PyGObject) failed; again without it (RTSP out off)"
+    "$venv/bin/python" -m pip install "${pip_quiet[@]}" --upgrade -- "$repo[samples]" \
+        || die "pip install failed (its errors are above)"
+fi
 [[ -x "$venv/bin/panorama-cli" ]] || die "the install did not create $venv/bin/panorama-cli"
+if [[ $extras == *gi* ]] && ! "$venv/bin/python" -c '
+import gi
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GstRtspServer' >/dev/null 2>&1; then
+    say "PyGObject is in; RTSP out also needs: sudo apt-get install -y $RTSP_APT"
+fi
 
 on_path() { [[ ":$PATH:" == *":$1:"* ]]; }
 if [[ -n ${PANORAMA_CLI_BIN:-} ]]; then

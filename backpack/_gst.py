@@ -203,11 +203,13 @@ def h264_encoder(
     speed_preset: str = "ultrafast",
     caps: str = "video/x-h264,profile=baseline",
     threads: int | None = None,
+    key_interval_s: float = 2.0,
 ) -> str:
     """GStreamer description that turns raw video into H.264 with x264 (gst-plugins-ugly).
 
     Args:
-        fps: stream frame rate (frames per second); a key frame is forced every 2 seconds.
+        fps: stream frame rate (frames per second); a key frame is forced every
+            ``key_interval_s`` seconds.
         bitrate_kbps: target bit rate in kbit/s.
         speed_preset: x264 preset; ``ultrafast`` uses the least CPU, which matters because
             encoding runs on the CPU of the device.
@@ -218,11 +220,12 @@ def h264_encoder(
             in bursts and delays the application's own frame loop: on 2 CPUs it tripled the
             wall time of ``put()`` (benchmarks/backpack_skyline.py). Raise it if the encoder
             cannot keep up (e.g. 1080p on a slow CPU).
+        key_interval_s: seconds between key frames (at least one frame apart).
 
     Returns:
         ``"videoconvert ! video/x-raw,format=I420 ! x264enc ... ! <caps>"``.
     """
-    key_interval = max(1, round(2 * float(fps)))
+    key_interval = max(1, round(key_interval_s * float(fps)))
     if threads is None:
         threads = max(1, min(2, (os.cpu_count() or 2) // 2))
     return (

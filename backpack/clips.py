@@ -134,7 +134,10 @@ class _AvEncoder:
 
 class _AvWriter:
     def __init__(self, av: Any, path: Path, template: Any, t0: float, chunks: list[_Chunk]) -> None:
-        self._container = av.open(str(path), "w", format="mp4", options={"movflags": MOVFLAGS})
+        # flush_packets: each fragment reaches the file when muxed (not 32 KiB later), so a
+        # killed app leaves a hidden clip that plays up to its last fragment
+        options = {"movflags": MOVFLAGS, "flush_packets": "1"}
+        self._container = av.open(str(path), "w", format="mp4", options=options)
         stream = self._container.add_stream_from_template(template)
         stream.time_base = Fraction(1, 1000)
         self._stream = stream

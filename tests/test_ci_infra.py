@@ -162,8 +162,10 @@ def test_install_is_quiet_installs_the_samples_extra_and_shows_pip_errors(tmp_pa
     assert res.returncode != 0
     lines = res.stdout.splitlines()
     assert lines and all(line.startswith("[install] ") for line in lines), res.stdout
-    assert len(lines) <= 4, res.stdout
-    assert f"pip install {REPO}[samples]" in res.stdout
+    # with PyGObject's build packages there, the gi extra (RTSP out) is tried first, then
+    # the install without it; without them, install.sh names them (3 lines)
+    assert len(lines) <= 7, res.stdout
+    assert f"pip install {REPO}[samples" in res.stdout
     assert "No matching distribution found for hatchling" in res.stderr  # errors still shown
 
 

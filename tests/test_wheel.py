@@ -34,6 +34,7 @@ def test_wheel_contents(wheel):
         "backpack/data/panorama/2019-07-24/paginators-1.json",
         "panorama_cli/localrun/apps/sdk/panoramasdk/__init__.py",  # the SDK apps import under `run`
         "panorama_cli/localrun/apps/_unshare_root.py",
+        "panorama_cli/localrun/apps/_enter.py",  # run by path: a node's cgroup and rlimits
         # the converter scripts and what they load by path in a converter environment
         "panorama_cli/localrun/models/convert/_pytorch_export.py",
         "panorama_cli/localrun/models/convert/_tensorflow_export.py",

@@ -1,15 +1,18 @@
-"""``panorama-cli base-image``: a local stand-in for the Panorama application base image.
+"""``panorama-cli base-image``: local stand-ins for the Panorama application base image.
 
-No registry is needed: a Debian root filesystem (bookworm, minbase + python3 + python3-numpy)
-comes from the machine's own Debian mirror through a well-kept bootstrapper — ``mmdebstrap``
-(also unprivileged) or ``debootstrap`` (as root) — and the Docker engine builds
-``FROM scratch`` + ``ADD rootfs.tar /`` + the Panorama layout (``/opt/aws/panorama/logs``,
-``/opt/aws/panorama/storage``, ``WORKDIR /panorama``) for the platform.
+No registry is needed: a Debian root filesystem (the flavor's suite and packages,
+:mod:`.base_flavors`: ``debian`` is bookworm + python3 + numpy, ``panorama`` is the bullseye
+stand-in for ``public.ecr.aws/panorama/panorama-application``) comes from the machine's own
+Debian mirror through a well-kept bootstrapper — ``mmdebstrap`` (also unprivileged) or
+``debootstrap`` (as root) — and the Docker engine builds ``FROM scratch`` + ``ADD rootfs.tar /``
++ the flavor's layout (``/opt/aws/panorama/logs``, ``/opt/aws/panorama/storage``,
+``WORKDIR /panorama``, its files and links) for the platform.
 
 Cached by content: the rootfs tarball is kept under the cache folder
 (``$PANORAMA_CLI_CACHE`` or ``~/.cache/panorama-cli/base-images``) named by a key (sha256
 of suite, arch, mirror, variant, packages, builder version), and the image carries the key
-in a label, so a second call with the same inputs returns at once.
+(with the digest of its layout) in a label, so a second call with the same inputs returns at
+once.
 """
 
 from __future__ import annotations
@@ -30,21 +33,28 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.build import platforms
+from panorama_cli.build.base_flavors import (
+    DEBIAN,
+    Flavor,
+    flavor_named,
+    host_certificates,
+    layout_digest,
+    layout_tar,
+)
 from panorama_cli.build.debian_mirror import detect_mirror
 from panorama_cli.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SUITE = "bookworm"
+SUITE = DEBIAN.suite
 VARIANT = "minbase"
-PACKAGES: tuple[str, ...] = ("python3", "python3-numpy")
+PACKAGES: tuple[str, ...] = DEBIAN.packages
 REPOSITORY = "panorama-cli/base"
 #: The Dockerfile default this image stands in for.
 PANORAMA_BASE = "public.ecr.aws/panorama/panorama-application"
 ROOTFS_BUILDER = "1"  # bump when the rootfs changes for the same inputs
 LAYOUT_VERSION = "1"  # bump when the image on top of the rootfs changes
 LABEL_KEY = "org.panorama-cli.base-key"
-PANORAMA_DIRS = ("opt/aws/panorama/logs", "opt/aws/panorama/storage", "panorama")
 DOCKERFILE = """\
 FROM scratch
 ADD rootfs.tar /
@@ -66,9 +76,15 @@ def arch_of(platform: str) -> str:
     return {"aarch64": "arm64", "x86_64": "amd64"}[platforms.target_machine(platform)]
 
 
-def default_tag(platform: str) -> str:
-    """``panorama-cli/base:bookworm-<arch>``."""
-    return f"{REPOSITORY}:{SUITE}-{arch_of(platform)}"
+def default_tag(platform: str, flavor: Flavor | str = DEBIAN) -> str:
+    """``panorama-cli/base:bookworm-<arch>`` (debian flavor), ``panorama-cli/base:panorama-<arch>``
+    (panorama flavor).
+
+    Raises:
+        UserError: an unsupported platform or flavor.
+    """
+    chosen = flavor_named(flavor) if isinstance(flavor, str) else flavor
+    return f"{REPOSITORY}:{chosen.tag_prefix}-{arch_of(platform)}"
 
 
 def cache_dir() -> Path:
@@ -79,10 +95,12 @@ def cache_dir() -> Path:
     return Path(home) / "panorama-cli" / "base-images"
 
 
-def rootfs_key(arch: str, mirror: str, packages: tuple[str, ...] = PACKAGES) -> str:
+def rootfs_key(
+    arch: str, mirror: str, packages: tuple[str, ...] = PACKAGES, suite: str = SUITE
+) -> str:
     """Content key of a root filesystem (also in the cached tarball's name)."""
     spec = {
-        "suite": SUITE,
+        "suite": suite,
         "arch": arch,
         "mirror": mirror,
         "variant": VARIANT,
@@ -92,9 +110,11 @@ def rootfs_key(arch: str, mirror: str, packages: tuple[str, ...] = PACKAGES) -> 
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def image_key(rootfs: str) -> str:
-    """Content key of the image built on a root filesystem (stored in a label)."""
-    return hashlib.sha256(f"{rootfs}:{LAYOUT_VERSION}".encode()).hexdigest()
+def image_key(rootfs: str, layout: str = "") -> str:
+    """Content key of the image built on a root filesystem (stored in a label); ``layout`` is
+    the digest of what the flavor adds (:func:`~.base_flavors.layout_digest`)."""
+    extra = f":{layout}" if layout else ""
+    return hashlib.sha256(f"{rootfs}:{LAYOUT_VERSION}{extra}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -120,13 +140,15 @@ def find_image(client: Any, tag: str, key: str, arch: str) -> str | None:
     return str(image.id)
 
 
-def _bootstrap(arch: str, mirror: str, packages: tuple[str, ...], out: Path, work: Path) -> None:
+def _bootstrap(
+    arch: str, mirror: str, packages: tuple[str, ...], out: Path, work: Path, suite: str = SUITE
+) -> None:
     """Write the rootfs tarball ``out`` with mmdebstrap, else debootstrap (root) + tar."""
     include = f"--include={','.join(packages)}"
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap:
         command = [mmdebstrap, f"--variant={VARIANT}", f"--arch={arch}", include]
-        command += [SUITE, str(out), mirror]
+        command += [suite, str(out), mirror]
         _run(command, work / "mmdebstrap.log")
         return
     debootstrap = shutil.which("debootstrap")
@@ -137,7 +159,7 @@ def _bootstrap(arch: str, mirror: str, packages: tuple[str, ...], out: Path, wor
             "or run as root with debootstrap installed",
         )
     root = work / "root"
-    command = [debootstrap, f"--variant={VARIANT}", f"--arch={arch}", include, SUITE, str(root)]
+    command = [debootstrap, f"--variant={VARIANT}", f"--arch={arch}", include, suite, str(root)]
     _run([*command, mirror], work / "debootstrap.log")
     tar = ["tar", "--create", "--file", str(out), "--numeric-owner", "--directory", str(root)]
     tar += [f"--exclude={pattern}" for pattern in _EXCLUDES]
@@ -157,7 +179,13 @@ def _run(command: list[str], log_path: Path) -> None:
 
 
 def rootfs_tarball(
-    arch: str, mirror: str, packages: tuple[str, ...], cache: Path, *, force: bool = False
+    arch: str,
+    mirror: str,
+    packages: tuple[str, ...],
+    cache: Path,
+    *,
+    force: bool = False,
+    suite: str = SUITE,
 ) -> Path:
     """The cached rootfs tarball ``<cache>/rootfs-<suite>-<arch>-<key16>.tar``, built when
     missing (tarballs of other keys stay: another tag may use them).
@@ -165,15 +193,15 @@ def rootfs_tarball(
     Raises:
         UserError: no bootstrapper, emulation missing for a foreign arch, bootstrap failed.
     """
-    key = rootfs_key(arch, mirror, packages)
-    target = cache / f"rootfs-{SUITE}-{arch}-{key[:16]}.tar"
+    key = rootfs_key(arch, mirror, packages, suite)
+    target = cache / f"rootfs-{suite}-{arch}-{key[:16]}.tar"
     if target.is_file() and not force:
         return target
     platforms.check_platform(f"linux/{arch}")
     work = Path(tempfile.mkdtemp(prefix=f"rootfs-{arch}-", dir=cache))
     try:
         partial = work / "rootfs.tar"
-        _bootstrap(arch, mirror, packages, partial, work)
+        _bootstrap(arch, mirror, packages, partial, work, suite)
         os.replace(partial, target)
     finally:
         _remove_work(work)
@@ -190,22 +218,20 @@ def _remove_work(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _context(rootfs: Path, labels: dict[str, str], dest: Path) -> None:
+def dockerfile_text(labels: dict[str, str], flavor: Flavor = DEBIAN) -> str:
+    """The Dockerfile of a base image: :data:`DOCKERFILE` with the labels (one LABEL line)
+    and the flavor's RUN lines after its layout is added."""
     label_text = " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in sorted(labels.items()))
-    layout = io.BytesIO()
-    with tarfile.open(fileobj=layout, mode="w") as tar:
-        for folder in PANORAMA_DIRS:
-            parts = folder.split("/")
-            for depth in range(1, len(parts) + 1):
-                info = tarfile.TarInfo("/".join(parts[:depth]))
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                if info.name not in tar.getnames():
-                    tar.addfile(info)
+    text = DOCKERFILE.format(labels=label_text)
+    if flavor.run:
+        anchor = "ADD layout.tar /\n"
+        text = text.replace(anchor, anchor + "".join(f"{line}\n" for line in flavor.run), 1)
+    return text
+
+
+def _context(rootfs: Path, dockerfile: str, layout: bytes, dest: Path) -> None:
     with tarfile.open(dest, "w") as ctx:
-        for name, data in (
-            ("Dockerfile", DOCKERFILE.format(labels=label_text).encode()),
-            ("layout.tar", layout.getvalue()),
-        ):
+        for name, data in (("Dockerfile", dockerfile.encode()), ("layout.tar", layout)):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             ctx.addfile(info, io.BytesIO(data))
@@ -216,7 +242,8 @@ def ensure_base_image(
     platform: str = "linux/arm64",
     tag: str | None = None,
     *,
-    packages: tuple[str, ...] = PACKAGES,
+    flavor: Flavor | str = DEBIAN,
+    packages: tuple[str, ...] | None = None,
     mirror: str | None = None,
     cache: Path | None = None,
     force: bool = False,
@@ -227,8 +254,10 @@ def ensure_base_image(
 
     Args:
         platform: ``linux/arm64`` (the appliance; needs qemu binfmt on x86) or ``linux/amd64``.
-        tag: image name (default :func:`default_tag`).
-        packages: Debian packages in the rootfs.
+        tag: image name (default :func:`default_tag` of the flavor).
+        flavor: ``debian`` / ``panorama`` or a :class:`~.base_flavors.Flavor`
+            (what the image holds).
+        packages: Debian packages in the rootfs (default: the flavor's).
         mirror: Debian mirror (default: the one this machine's apt uses).
         cache: where rootfs tarballs are kept (default :func:`cache_dir`).
         force: rebuild the rootfs and the image.
@@ -236,18 +265,22 @@ def ensure_base_image(
         on_log: called with progress lines.
 
     Raises:
-        UserError: unsupported platform, Docker unreachable, no bootstrapper, no emulator,
-            a failed bootstrap or build.
+        UserError: unsupported platform or flavor, Docker unreachable, no bootstrapper, no
+            emulator, a failed bootstrap or build.
     """
     from filelock import FileLock
 
     from panorama_cli.build import docker_client
 
+    chosen = flavor_named(flavor) if isinstance(flavor, str) else flavor
+    packages = packages or chosen.packages
     arch = arch_of(platform)
-    tag = tag or default_tag(platform)
+    tag = tag or default_tag(platform, chosen)
     mirror = mirror or detect_mirror()
     cache = cache or cache_dir()
-    key = image_key(rootfs_key(arch, mirror, packages))
+    certificates = host_certificates() if chosen.host_ca else []
+    layout = layout_tar(chosen, certificates)
+    key = image_key(rootfs_key(arch, mirror, packages, chosen.suite), layout_digest(chosen, layout))
     say = on_log or (lambda line: None)
     own = client is None
     client = client or docker_client.connect()
@@ -260,29 +293,37 @@ def ensure_base_image(
             found = None if force else find_image(client, tag, key, arch)
             if found:  # built by another process while this one waited
                 return BaseImage(tag, found, cached=True)
-            say(f"bootstrapping Debian {SUITE} {arch} from {mirror} (a few minutes, once)")
-            rootfs = rootfs_tarball(arch, mirror, packages, cache, force=force)
+            say(f"bootstrapping Debian {chosen.suite} {arch} from {mirror} (a few minutes, once)")
+            rootfs = rootfs_tarball(arch, mirror, packages, cache, force=force, suite=chosen.suite)
+            if certificates:
+                say(
+                    f"adding this machine's {len(certificates)} local CA certificate(s) from "
+                    "/usr/local/share/ca-certificates (pip and apt in builds trust them)"
+                )
             say(f"building {tag} from {rootfs.name}")
-            return BaseImage(tag, _build(client, tag, arch, rootfs, key, mirror), cached=False)
+            labels = {
+                LABEL_KEY: key,
+                "org.panorama-cli.flavor": chosen.name,
+                "org.panorama-cli.suite": chosen.suite,
+                "org.panorama-cli.mirror": mirror,
+                "org.panorama-cli.stands-in-for": PANORAMA_BASE,
+            }
+            dockerfile = dockerfile_text(labels, chosen)
+            image_id = _build(client, tag, arch, rootfs, dockerfile, layout)
+            return BaseImage(tag, image_id, cached=False)
     finally:
         if own:
             client.close()
 
 
-def _build(client: Any, tag: str, arch: str, rootfs: Path, key: str, mirror: str) -> str:
-    labels = {
-        LABEL_KEY: key,
-        "org.panorama-cli.suite": SUITE,
-        "org.panorama-cli.mirror": mirror,
-        "org.panorama-cli.stands-in-for": PANORAMA_BASE,
-    }
+def _build(client: Any, tag: str, arch: str, rootfs: Path, dockerfile: str, layout: bytes) -> str:
     try:
         old_id = client.images.get(tag).id
     except Exception:
         old_id = None
     with tempfile.TemporaryDirectory(prefix="base-image-ctx-", dir=rootfs.parent) as tmp:
         context = Path(tmp) / "context.tar"
-        _context(rootfs, labels, context)
+        _context(rootfs, dockerfile, layout, context)
         with open(context, "rb") as fh:
             stream = client.api.build(
                 fileobj=fh,
@@ -305,55 +346,3 @@ def _build(client: Any, tag: str, arch: str, rootfs: Path, key: str, mirror: str
         with contextlib.suppress(Exception):
             client.images.remove(old_id)
     return str(image.id)
-
-
-def dockerfile_default_base(dockerfile: Path) -> str | None:
-    """The default of ``ARG BASE_IMAGE=...`` in ``dockerfile``, or None."""
-    for line in dockerfile.read_text(encoding="utf-8", errors="replace").splitlines():
-        words = line.strip().split(None, 1)
-        if len(words) == 2 and words[0].upper() == "ARG" and words[1].startswith("BASE_IMAGE="):
-            return words[1].partition("=")[2].strip().strip("\"'") or None
-    return None
-
-
-def with_local_base(
-    dockerfile: Path,
-    build_args: dict[str, str],
-    platform: str,
-    *,
-    on_note: Callable[[str], None] | None = None,
-    client: Any | None = None,
-) -> dict[str, str]:
-    """``build_args`` with ``BASE_IMAGE`` set to the local base image when the Dockerfile's
-    default base is not in the local engine (and none was chosen); unchanged otherwise.
-
-    Raises:
-        UserError: as :func:`ensure_base_image` when the local base has to be built.
-    """
-    import docker
-
-    from panorama_cli.build import docker_client
-
-    default = None if "BASE_IMAGE" in build_args else dockerfile_default_base(dockerfile)
-    if default is None:
-        return build_args
-    own = client is None
-    client = client or docker_client.connect()
-    try:
-        try:
-            client.images.get(default)
-            return build_args
-        except docker.errors.ImageNotFound:
-            pass
-        tag = default_tag(platform)
-        if on_note:
-            on_note(
-                f"{default} is not in the local engine: building on {tag} (panorama-cli "
-                "base-image); choose another with --base-image IMAGE or "
-                "--build-arg BASE_IMAGE=IMAGE"
-            )
-        image = ensure_base_image(platform, tag, client=client, on_log=on_note)
-        return {**build_args, "BASE_IMAGE": image.tag}
-    finally:
-        if own:
-            client.close()

@@ -198,6 +198,7 @@ def build_container(
     on_log: Callable[[str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    base_image: str | None = None,
 ) -> ContainerResult:
     """Build the package's Dockerfile for ``platform`` and store the image as the asset.
 
@@ -209,12 +210,15 @@ def build_container(
         build_args: Dockerfile ARGs, e.g. ``{"BASE_IMAGE": "..."}``.
         local_image: accepted for upstream compatibility; the base image is never pulled.
         on_log: receives each build log line; progress: bytes of filesystem exported.
-        on_note: receives the line saying the local base image stands in for the
-            Dockerfile's default one (panorama_cli.build.base_image.with_local_base).
+        on_note: receives the line saying which local image a Panorama FROM builds on
+            (:func:`panorama_cli.build.panorama_from.panorama_base`).
+        base_image: ``--base-image``: the image Panorama FROM lines build on (default: the
+            local stand-in of ``panorama-cli base-image --flavor panorama``).
 
     Raises:
-        UserError: invalid inputs, a failing build, Docker unreachable. The project is
-            unchanged on any failure (Ctrl-C included).
+        UserError: invalid inputs, the Panorama stand-in missing (the line names the command
+            that makes it), a failing build, Docker unreachable. The project is unchanged on
+            any failure (Ctrl-C included).
     """
     del local_image  # builds never pull: base images come from the local engine
     package, raw, graph = _prepare(project, package_path, asset_name)
@@ -225,21 +229,25 @@ def build_container(
         )
     platforms.check_platform(platform)
     from panorama_cli.build import image_cache
-    from panorama_cli.build.base_image import with_local_base
+    from panorama_cli.build.panorama_from import panorama_base
 
-    build_args = with_local_base(
-        package.folder / "Dockerfile", dict(build_args or {}), platform, on_note=on_note
-    )
+    build_args = dict(build_args or {})
+    dockerfile = package.folder / "Dockerfile"
     tag = image_tag(package, asset_name)
     with image_cache.engine() as client:
         previous = image_cache.image_id_of(client, tag)
-    image = docker_build.build_image(
-        package.folder,
-        tag=tag,
-        platform=platform,
-        build_args=build_args,
-        on_log=on_log,
-    )
+    with panorama_base(
+        dockerfile, build_args, platform, base_image=base_image, on_note=on_note
+    ) as copy:
+        image = docker_build.build_image(
+            package.folder,
+            tag=tag,
+            platform=platform,
+            build_args=build_args,
+            on_log=on_log,
+            dockerfile=str(copy or "Dockerfile"),
+            source=dockerfile,
+        )
     result = _unchanged(project, package, raw, asset_name, image) or _store_and_register(
         project, package, graph, raw, asset_name, image, platform, progress
     )

@@ -58,6 +58,7 @@ def build_image(
     client: docker.DockerClient | None = None,
     preflight: bool = True,
     timeout_s: float | None = None,
+    source: Path | None = None,
 ) -> str:
     """Build an image with the engine's builder, never pulling (base images must be local).
 
@@ -67,11 +68,13 @@ def build_image(
         platform: ``"linux/arm64"`` or ``"linux/amd64"``.
         build_args: Dockerfile ``ARG`` values.
         on_log: called with each line of build output (without the newline).
-        dockerfile: the Dockerfile's path relative to ``context_dir``.
+        dockerfile: the Dockerfile's path relative to ``context_dir``, or an absolute path
+            outside it (a rewritten copy: sent in the build context, the folder untouched).
         client: a client from :func:`connect` (default: connect from the environment).
         preflight: run :func:`check_platform` first when the engine is on this machine.
         timeout_s: HTTP timeout for the whole build in seconds; None waits as long as
             the build takes (Ctrl-C stops it).
+        source: the Dockerfile messages name when ``dockerfile`` is a rewritten copy.
 
     Returns:
         The image id, ``"sha256:<hex>"``.
@@ -149,20 +152,21 @@ def build_image(
                     detail = item.get("errorDetail") or {}
                     error = _first_line(detail.get("message") or item.get("error") or "unknown")
                     raise _build_failure(
-                        error, step, list(tail), dockerfile_path, dict(build_args or {})
+                        error, step, list(tail), dockerfile_path, dict(build_args or {}), source
                     )
             if pending:
                 emit(pending)
         except docker.errors.APIError as exc:
             raise UserError(
                 f"docker build of {context_dir} was refused: {_api_error(exc)}",
-                hint=f"check {dockerfile_path}, the tag {tag!r} and the platform {platform!r}",
+                hint=f"check {source or dockerfile_path}, the tag {tag!r} and the platform "
+                f"{platform!r}",
             ) from exc
         except docker.errors.DockerException as exc:
             raise UserError(
                 f"docker build of {context_dir} failed: {_first_line(str(exc))}",
-                hint=f"check {dockerfile_path} and that the engine at DOCKER_HOST={_docker_host()} "
-                "is running",
+                hint=f"check {source or dockerfile_path} and that the engine at "
+                f"DOCKER_HOST={_docker_host()} is running",
             ) from exc
 
         if not image_id:
@@ -183,21 +187,38 @@ def build_image(
             client.close()
 
 
+def _from_image(written: str, dockerfile_path: Path, build_args: dict[str, str]) -> str:
+    """The image a failing ``FROM <written>`` step stood for (ARGs put in)."""
+    if "$" not in written:
+        return written
+    from panorama_cli.build.panorama_from import from_lines, read_dockerfile
+
+    try:
+        froms = from_lines(read_dockerfile(dockerfile_path), build_args)
+    except UserError:
+        froms = []
+    return next((f.image for f in froms if f.written == written and f.image), "the base image")
+
+
 def _build_failure(
-    error: str, step: str, tail: list[str], dockerfile_path: Path, build_args: dict[str, str]
+    error: str,
+    step: str,
+    tail: list[str],
+    dockerfile_path: Path,
+    build_args: dict[str, str],
+    source: Path | None = None,
 ) -> BuildFailed:
     from_step = step.split(" : ", 1)[-1].strip().upper().startswith("FROM ")
     if from_step or "pull access denied" in error or "manifest unknown" in error:
-        base = step.split(" : ", 1)[-1].strip()[5:].split()[0] if from_step else "the base image"
-        if "BASE_IMAGE" in base:  # FROM ${BASE_IMAGE}: name the image it stood for
-            from panorama_cli.build.base_image import dockerfile_default_base
-
-            chosen = build_args.get("BASE_IMAGE") or dockerfile_default_base(dockerfile_path)
-            base = chosen or "the base image"
+        words = [w for w in step.split(" : ", 1)[-1].strip()[5:].split() if not w.startswith("--")]
+        base = "the base image"
+        if from_step and words:
+            base = _from_image(words[0], dockerfile_path, build_args)
         return BuildFailed(
             f"docker build failed at {step or 'FROM'}: {error}",
             hint=f"{base} is not in the local engine for this platform (builds use local "
-            "images only): make one with `panorama-cli base-image --platform <platform>`, "
+            "images only): make one with `panorama-cli base-image --platform <platform>` "
+            "(add --flavor panorama for the stand-in of the Panorama application image), "
             "or pass --base-image IMAGE (--build-arg BASE_IMAGE=IMAGE) naming a local image",
             step=step,
             log_tail=tail,
@@ -206,7 +227,7 @@ def _build_failure(
     shown = " | ".join(_first_line(line, 160) for line in last)
     return BuildFailed(
         f"docker build failed at {step or 'the first step'}: {error}",
-        hint=f"fix that step in {dockerfile_path}"
+        hint=f"fix that step in {source or dockerfile_path}"
         + (f"; its last output: {shown}" if shown else ""),
         step=step,
         log_tail=tail,

@@ -5,6 +5,12 @@ import click
 from panorama_cli import console
 from panorama_cli.commands._shared import json_option, locked, show_warnings
 
+#: What to do with a built image: try it as the device runs it, then ship it to a fleet.
+NEXT_STEP = (
+    "panorama-cli run --in-container, then panorama-cli export --target "
+    "compose|kubernetes|greengrass"
+)
+
 
 @click.command(
     "build-container",
@@ -14,7 +20,7 @@ Examples:
       --package-path packages/123456789012-people_counter-1.0
   panorama-cli build-container --container-asset-name code_asset \\
       --package-path packages/123456789012-people_counter-1.0 \\
-      --platform linux/amd64 --base-image panorama-cli/base:bookworm-amd64""",
+      --platform linux/amd64 --base-image panorama-cli/base:panorama-amd64""",
 )
 @click.option("--container-asset-name", required=True, help="Asset name of the container.")
 @click.option(
@@ -29,8 +35,9 @@ Examples:
 @click.option(
     "--base-image",
     metavar="IMAGE",
-    help="A local base image (same as --build-arg BASE_IMAGE=IMAGE); default: the "
-    "Dockerfile's, else the one `panorama-cli base-image` makes.",
+    help="A local image to build on: what FROM public.ecr.aws/panorama/panorama-application "
+    "lines and ARG BASE_IMAGE name instead; default: the Dockerfile's, with Panorama images "
+    "replaced by the one `panorama-cli base-image --flavor panorama` makes.",
 )
 @click.option("--platform", default="linux/arm64", show_default=True, help="Target platform.")
 @click.option(
@@ -69,6 +76,7 @@ def cli(
             on_log=console.log_line,
             progress=advance,
             on_note=console.info,
+            base_image=base_image,
         )
     report(project, result, container_asset_name, as_json)
 
@@ -93,14 +101,14 @@ def report(project, result, asset_name: str, as_json: bool) -> None:
         console.success(
             f"Container asset {asset_name} of {reg.package} is current (same image): "
             f"assets/{result.asset.uri}; nothing exported, package.json unchanged",
-            "panorama-cli validate",
+            NEXT_STEP,
         )
         return
     action = "Replaced" if reg.replaced else "Added"
     console.success(
         f"{action} container asset {asset_name} of {reg.package}: "
         f"assets/{result.asset.uri} ({result.asset.size} bytes)",
-        "panorama-cli validate",
+        NEXT_STEP,
     )
     if reg.interface_added:
         console.info(

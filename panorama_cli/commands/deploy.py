@@ -8,9 +8,9 @@ import click
 
 from panorama_cli import console
 from panorama_cli.commands._shared import json_option, poll_options
-from panorama_cli.errors import UsageError
+from panorama_cli.errors import UsageError, UserError
 
-TARGETS = ("panorama", "compose", "swarm", "kubernetes", "greengrass")
+TARGETS = ("compose", "swarm", "kubernetes", "greengrass", "panorama")
 
 
 @click.command(
@@ -22,11 +22,12 @@ Examples:
   panorama-cli deploy --target kubernetes --bundle k8s/ --context edge --wait
   panorama-cli deploy --target greengrass --bundle gg/ --bucket my-artifacts \\
       --target-arn arn:aws:iot:us-east-1:123456789012:thinggroup/stores --wait
-  panorama-cli deploy --device-id device-0123 --name people_counter --wait  (Panorama)""",
+  panorama-cli deploy --target panorama --device-id device-0123 --name people_counter --wait""",
 )
 @click.option(
-    "--target", type=click.Choice(TARGETS), default="panorama", show_default=True,
-    help="Where to deploy: a Panorama appliance, or an export bundle's engine.",
+    "--target", type=click.Choice(TARGETS),
+    help="Where to deploy (required): an export bundle's engine, or a Panorama appliance "
+    "(the service ended on 2026-05-31).",
 )  # fmt: skip
 @click.option(
     "--bundle", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
@@ -57,15 +58,27 @@ def cli(
     context, namespace, bucket, target_arn, down, volumes, wait, poll_interval, timeout,
     as_json,
 ) -> None:  # fmt: skip
-    """Deploy graph.json (after package-application) to a Panorama appliance, or an export
-    bundle to its engine (--target compose|swarm|kubernetes|greengrass --bundle DIR).
+    """Deploy an export bundle to its engine (--target compose|swarm|kubernetes|greengrass
+    --bundle DIR), or graph.json (after package-application) to a Panorama appliance
+    (--target panorama). --target is required.
 
-    With --wait, exit code 1 when the deployment fails.
+    With --wait, exit code 1 when the deployment fails (a container that exits or keeps
+    restarting fails it at once, with its exit code and last log lines). Ctrl-C says what was
+    applied and how to take it back (exit 130).
     """
     from panorama_cli.commands._shared import aws_session_factory
 
+    if target is None:
+        panorama = device_id or name
+        raise UsageError(
+            f"deploy needs --target: one of {'|'.join(TARGETS)}",
+            hint="--target panorama (the appliance these flags name)"
+            if panorama
+            else "e.g. panorama-cli deploy --target compose --bundle fleet --wait",
+        )
     if target != "panorama":
-        from panorama_cli.fleet.deploy import FleetDeploy, deploy_bundle
+        from panorama_cli import interrupts
+        from panorama_cli.fleet.deploy import DeployInterrupted, FleetDeploy, deploy_bundle
 
         if bundle is None:
             raise UsageError(
@@ -78,7 +91,14 @@ def cli(
             volumes=volumes, context=context, namespace=namespace, bucket=bucket,
             target_arn=target_arn,
         )  # fmt: skip
-        report = deploy_bundle(options, console.info, aws_session_factory(ctx))
+        try:
+            report = deploy_bundle(options, console.info, aws_session_factory(ctx))
+        except DeployInterrupted as stopped:  # what was applied, not the service's message
+            terminated = isinstance(stopped.cause, interrupts.Terminated)
+            raise UserError(
+                f"{'terminated' if terminated else 'interrupted'}; {stopped.note}",
+                exit_code=143 if terminated else 130,
+            ) from None
         if as_json:
             console.emit_json(report)
         done = "taken down" if down else "deployed"

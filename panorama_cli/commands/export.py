@@ -28,6 +28,31 @@ NEXT = {
 }
 
 
+def _limit_options(command: Any) -> Any:
+    """run's and serve's --node-memory, --node-pids, --node-storage (the same definitions)."""
+    from panorama_cli.commands._app_options import _LIMIT_OPTIONS, _apply
+
+    return _apply(_LIMIT_OPTIONS, command)
+
+
+def _public_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from panorama_cli.errors import UsageError
+    from panorama_cli.localrun.serve.rtsp_out import check_public_url
+
+    if value is None:
+        return None
+    try:
+        return check_public_url(value)
+    except UsageError as exc:
+        raise click.BadParameter(f"{value!r}: rtsp://HOST[:PORT]") from exc
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from panorama_cli.localrun.apps.limits import parse_size
+
+    return parse_size(value, "--serve-memory")
+
+
 def _selector(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
     found = {}
     for value in values:
@@ -59,11 +84,46 @@ def _selector(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
     show_default=True,
     metavar="HOST:PORT",
     callback=_listen,
-    help="The host port serve's web page, health and metrics are published on.",
+    help="Where serve's web page, status, metrics and RTSP out are published: on HOST only "
+    "(0.0.0.0: every address of the box; kubernetes: a Service, HOST used with "
+    "--host-network). Everything but /healthz and /readyz asks for the login token.",
 )
 @click.option(
     "--rtsp-port", type=click.IntRange(0, 65535), default=8554, show_default=True,
-    help="Host port of RTSP out (0: off).",
+    help="Host port of RTSP out (0: off), on the --listen host.",
+)  # fmt: skip
+@click.option(
+    "--public-url", metavar="URL", callback=_public_url,
+    help="RTSP out's address as clients reach it, rtsp://HOST[:PORT] (default: the "
+    "published host and port; for 0.0.0.0 the host a client named).",
+)  # fmt: skip
+@click.option(
+    "--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+    help="A name clients reach serve by, e.g. the box's DNS name (repeatable); addresses "
+    "and localhost always pass (kubernetes: the Service's names are added).",
+)  # fmt: skip
+@click.option(
+    "--host-network", is_flag=True,
+    help="kubernetes: also publish on each box's --listen address with hostPort (fails Pod "
+    "Security baseline; default: a ClusterIP Service only).",
+)  # fmt: skip
+@click.option(
+    "--host-path-storage", is_flag=True,
+    help="kubernetes: state, storage and camera files in hostPath folders of each box "
+    "(camera files need it; fails Pod Security baseline; the folders must be writable by "
+    "group 10001). Default: PersistentVolumeClaims (a DaemonSet: emptyDirs).",
+)  # fmt: skip
+@click.option(
+    "--node-cpus", type=click.FloatRange(0, 1024), default=1.0, show_default=True,
+    metavar="N", help="CPUs of each node container (0: no limit; at most the box's).",
+)  # fmt: skip
+@click.option(
+    "--serve-memory", default="8G", show_default=True, metavar="SIZE", callback=_size,
+    help="Memory of serve's container (it decodes the cameras and runs the models).",
+)  # fmt: skip
+@click.option(
+    "--serve-cpus", type=click.FloatRange(0, 1024), default=2.0, show_default=True,
+    metavar="N", help="CPUs of serve's container (0: no limit; at most the box's).",
 )  # fmt: skip
 @click.option(
     "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
@@ -95,6 +155,7 @@ def _selector(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
     "--runtime-base", metavar="IMAGE",
     help="The Debian base image of the runtime (default: panorama-cli base-image's).",
 )  # fmt: skip
+@_limit_options
 def cli(
     target: str,
     output_dir: Path,
@@ -107,6 +168,13 @@ def cli(
     device_names: tuple[str, ...],
     node_selector: dict[str, str],
     runtime_base: str | None,
+    public_url: str | None,
+    allowed_hosts: tuple[str, ...],
+    host_network: bool,
+    host_path_storage: bool,
+    node_cpus: float,
+    serve_memory: int,
+    serve_cpus: float,
     **kw: Any,
 ) -> None:
     """Export the application for a fleet: the appliance image (panorama-cli serve with the
@@ -115,10 +183,13 @@ def cli(
 
     An unchanged project builds nothing (images are tagged by content).
     """
+    import dataclasses
+
     from panorama_cli import console
     from panorama_cli.commands._app_options import run_options
-    from panorama_cli.fleet.app import ExportOptions
+    from panorama_cli.fleet.app import SERVE_LIMITS, ExportOptions
     from panorama_cli.fleet.export import export_application
+    from panorama_cli.fleet.model import ANY_HOST, SERVE_TOKEN_BUNDLE_FILE
     from panorama_cli.project.project import Project
 
     project = Project.discover()
@@ -138,9 +209,33 @@ def cli(
         device_names=device_names,
         node_selector=node_selector,
         runtime_base=runtime_base,
+        limits=options.limits,  # node containers: --node-memory, --node-pids, --node-storage
+        listen_host=listen[0],
+        public_url=public_url,
+        allowed_hosts=allowed_hosts,
+        host_network=host_network,
+        host_path_storage=host_path_storage,
+        node_cpus=node_cpus,
+        serve_limits=dataclasses.replace(SERVE_LIMITS, memory=serve_memory),
+        serve_cpus=serve_cpus,
     )
     result = export_application(project, options, export, on_log=console.info)
     built = f"built {len(result.built)} image(s)" if result.built else "no image rebuilt"
+    console.info(
+        f"serve's login token (HTTP: Authorization: Bearer, ?token=; RTSP out: user panorama) "
+        f"is in {output_dir / SERVE_TOKEN_BUNDLE_FILE}"
+    )
+    if target == "greengrass":
+        console.info(
+            "deploy --target greengrass keeps it, the camera credentials, the control key and "
+            "the node tokens in AWS Secrets Manager (panorama-cli/COMPONENT/TARGET); the recipe "
+            "and the deployment hold none"
+        )
+    if target == "compose" and listen[0] not in ANY_HOST:
+        console.warning(
+            f"stack.yaml (Swarm) publishes on every address of the box: Swarm cannot bind "
+            f"{listen[0]} alone; compose.yaml publishes on {listen[0]} only"
+        )
     console.success(
         f"{target} bundle of {result.app.name} {result.app.version} in {output_dir} "
         f"({built}, {result.seconds:.1f} s)",

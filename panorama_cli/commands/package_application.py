@@ -81,5 +81,5 @@ def cli(ctx, packages_path, wait, poll_interval, timeout, as_json) -> None:
         )
     console.success(
         f"{len(results)} package(s) registered",
-        "panorama-cli deploy --device-id DEVICE_ID --name APP_NAME",
+        "panorama-cli deploy --target panorama --device-id DEVICE_ID --name APP_NAME",
     )

@@ -68,26 +68,31 @@ def cli(
     Ends at --frames/--duration/end of input/Ctrl-C (exit 0) or when the app exits (its
     status, at least 1).
     """
+    from panorama_cli.errors import UserError
     from panorama_cli.localrun import run_application
     from panorama_cli.project.project import Project
 
-    project = Project.discover()
-    options = run_options(
-        project,
-        kw,
-        frames=frames,
-        duration=duration,
-        fast=fast,
-        loop=loop,
-        output_dir=output_dir.resolve() if output_dir else None,
-        snapshot_every=snapshot_every,
-    )
-    from panorama_cli.interrupts import hangup_stops
-
     view = _LiveView(as_json)
     try:
+        project = Project.discover()
+        options = run_options(
+            project,
+            kw,
+            frames=frames,
+            duration=duration,
+            fast=fast,
+            loop=loop,
+            output_dir=output_dir.resolve() if output_dir else None,
+            snapshot_every=snapshot_every,
+        )
+        from panorama_cli.interrupts import hangup_stops
+
         with hangup_stops():  # a closed terminal stops the run as SIGTERM does
             result = run_application(project, options, view.notify)
+    except UserError as exc:
+        if as_json:  # a script reading stdout gets an object, also when the run cannot start
+            console.emit_json({"error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
+        raise  # and the one line on stderr, with its exit status
     finally:
         view.close()
     report = result.report

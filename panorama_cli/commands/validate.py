@@ -42,8 +42,9 @@ def cli(as_json: bool) -> None:
         todo = unbuilt(problems)
         next_step = (
             f"panorama-cli run (locally), or {todo[0].hint.removeprefix('run ').strip('`')} "
-            "before panorama-cli package-application"
+            "before panorama-cli run --in-container and export"
             if todo and todo[0].hint.startswith("run `")
-            else "panorama-cli package-application"
+            else "panorama-cli run (--in-container), then panorama-cli export --target "
+            "compose|kubernetes|greengrass"
         )
         console.success(f"{project.root.name} is valid", next_step)

@@ -5,7 +5,14 @@ Order: the run plan (bad input fails before anything is built), each node's imag
 runtime and serve images, the node images (:mod:`.images`, tagged by content: an unchanged
 project builds nothing), ``--registry`` pushes, then the exporter (a pure function of the
 :class:`~.model.FleetApp`) and the files written: every file through a temporary name and a
-rename, secrets with mode 0600; a failure before the writes changes nothing in the folder.
+rename, secrets with mode 0600 in folders of mode 0700; a failure before the writes changes
+nothing in the folder.
+
+The bundle's control key (serve's ``--control-key``; each node's token derives from it) is made
+once and kept in ``secrets/control.key`` (0600): a later export into the same folder reuses it,
+so a re-export changes no node's credential. Removing the file and exporting again rotates
+every credential of the bundle. serve's login token (HTTP and RTSP out) is kept the same way in
+``secrets/serve-token`` (every target writes it there; remove it to make a new one).
 """
 
 from __future__ import annotations
@@ -17,14 +24,20 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
 from panorama_cli.fleet.app import EXPORT_DIR, ExportOptions, fleet_app
-from panorama_cli.fleet.model import FleetApp, OutFile, dns_label
+from panorama_cli.fleet.model import (
+    CONTROL_KEY_BUNDLE_FILE,
+    SERVE_TOKEN_BUNDLE_FILE,
+    FleetApp,
+    OutFile,
+    dns_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +106,41 @@ def _push(client: Any, local: str, registry: str, on_log: Callable[[str], None])
     return f"{remote_repo}:{tag}"
 
 
+def bundle_key(folder: Path) -> bytes:
+    """The control key of the bundle in ``folder``: the one its ``secrets/control.key`` holds,
+    else a new one (:func:`~panorama_cli.localrun.frames.identity.new_key`; the exporters
+    write it there).
+
+    Raises:
+        UserError: ``secrets/control.key`` exists but is not a regular file holding a key.
+    """
+    from panorama_cli.localrun.frames.identity import new_key, read_key
+
+    path = Path(folder) / CONTROL_KEY_BUNDLE_FILE
+    if os.path.lexists(path):
+        log.debug("control key kept from %s", path)
+        return read_key(path)
+    return new_key()
+
+
+def bundle_serve_token(folder: Path) -> str:
+    """serve's login token of the bundle in ``folder``: the one its ``secrets/serve-token``
+    holds, else a new one (``secrets.token_urlsafe(32)``: 256 random bits).
+
+    Raises:
+        UserError: ``secrets/serve-token`` exists but is not a regular file holding a token.
+    """
+    import secrets
+
+    from panorama_cli.localrun.serve.auth import read_token_file
+
+    path = Path(folder) / SERVE_TOKEN_BUNDLE_FILE
+    if os.path.lexists(path):
+        log.debug("serve token kept from %s", path)
+        return read_token_file(path)
+    return secrets.token_urlsafe(32)
+
+
 def write_bundle(folder: Path, files: list[OutFile], app: FleetApp) -> list[str]:
     """Write ``files`` and the camera files into ``folder`` (see the module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,9 +148,12 @@ def write_bundle(folder: Path, files: list[OutFile], app: FleetApp) -> list[str]
     for item in files:
         target = folder / item.path
         target.parent.mkdir(parents=True, exist_ok=True)
+        if (item.private or item.mode is not None) and target.parent != folder:
+            os.chmod(target.parent, 0o700)  # secrets/: no other user of this machine enters
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
-            os.fchmod(fd, 0o600 if item.private else 0o644)
+            mode = item.mode if item.mode is not None else (0o600 if item.private else 0o644)
+            os.fchmod(fd, mode)
             with os.fdopen(fd, "wb") as stream:
                 stream.write(item.content)
             os.replace(tmp, target)
@@ -174,6 +225,8 @@ def export_application(
         (on_log or (lambda text: log.info("%s", text)))(line)
 
     plan = build_plan(project, dataclasses.replace(run_options, in_container=True))
+    control_key = bundle_key(Path(options.output_dir))  # a bad key file fails before a build
+    serve_token = bundle_serve_token(Path(options.output_dir))
     client = connect()
     given = dict(run_options.images)
     found = {
@@ -186,7 +239,7 @@ def export_application(
     app_label = dns_label(project.root.name)
     runtime = ensure_runtime_image(client, platform, base=options.runtime_base, on_log=say)
     extra, serve_args = _serve_inputs(project, run_options)
-    files = images.project_files(project, extra)
+    files = images.project_files(plan, extra)
     refs = {"serve": images.serve_image(client, app_label, runtime, project.root.name, files,
                                         platform, say)}  # fmt: skip
     for name, node in found.items():
@@ -200,10 +253,70 @@ def export_application(
             refs[key] = _push(client, ref, options.registry, say)
             pushed.append(refs[key])
     node_refs = {name: (refs[name], found[name].python_path) for name in found}
-    app = fleet_app(plan, options, refs["serve"], node_refs, serve_args, platform)
+    app = fleet_app(plan, options, refs["serve"], node_refs, serve_args, platform,
+                    control_key=control_key, serve_token=serve_token)  # fmt: skip
+    for line in gpu_notes(app, plan.gpu_nodes, options.target):
+        say(line)
     out = (render or _renderer(options, project))(app, client)
+    if all(item.path != CONTROL_KEY_BUNDLE_FILE for item in out):
+        out.append(key_file(app))
+    if all(item.path != SERVE_TOKEN_BUNDLE_FILE for item in out):
+        out.append(serve_token_file(app))
     written = write_bundle(Path(options.output_dir), out, app)
     return ExportResult(app, written, built, pushed, time.monotonic() - t0)
+
+
+def gpu_notes(app: FleetApp, reasons: Mapping[str, str], target: str) -> list[str]:
+    """One line per container of ``app`` that gets the GPU (``--device cuda``), and why.
+
+    Args:
+        app: the application.
+        reasons: business-logic node -> why it gets the GPU (the plan's ``gpu_nodes``).
+        target: the export's target (kubernetes: a Pod of several GPU containers asks for as
+            many GPUs, which a line says).
+
+    Returns:
+        e.g. ``["--device cuda: node code_node's container gets the GPU (its package asks for
+        nvhost_gpu (hardware_access))"]``; empty without ``--device cuda``.
+    """
+    lines = []
+    if app.serve.gpu:
+        lines.append("--device cuda: serve's container gets the GPU (it runs the model nodes)")
+    for node in app.nodes:
+        if node.gpu:
+            why = reasons.get(node.node, "")
+            lines.append(f"--device cuda: node {node.node}'s container gets the GPU ({why})")
+    gpus = sum(1 for c in app.containers if c.gpu)
+    if target == "kubernetes" and gpus > 1:
+        lines.append(
+            f"--device cuda: the Pod asks for {gpus} nvidia.com/gpu (one per container): a box "
+            "with one GPU needs the NVIDIA device plugin's GPU sharing (time-slicing)"
+        )
+    return lines
+
+
+def key_file(app: FleetApp) -> OutFile:
+    """``secrets/control.key`` (private): the app's control key as ``read_key`` reads it.
+
+    Raises:
+        ValueError: the app has no control key secret.
+    """
+    control = next((s for s in app.secrets if s.kind == "control-key"), None)
+    if control is None:
+        raise ValueError(f"{app.name} has no control key")
+    return OutFile(CONTROL_KEY_BUNDLE_FILE, control.value.encode() + b"\n", private=True)
+
+
+def serve_token_file(app: FleetApp) -> OutFile:
+    """``secrets/serve-token`` (private): serve's login token, one line.
+
+    Raises:
+        ValueError: the app has no serve token secret.
+    """
+    token = next((s for s in app.secrets if s.kind == "serve-token"), None)
+    if token is None:
+        raise ValueError(f"{app.name} has no serve token")
+    return OutFile(SERVE_TOKEN_BUNDLE_FILE, token.value.encode() + b"\n", private=True)
 
 
 def _account(project: Any) -> str:
@@ -227,6 +340,8 @@ def _renderer(options: ExportOptions, project: Any) -> Callable[[FleetApp, Any],
             app,
             device_names=options.device_names,
             node_selector=dict(options.node_selector) or None,
+            storage="hostpath" if options.host_path_storage else "pvc",
+            host_network=options.host_network,
         )
     if options.target == "greengrass":
         from panorama_cli.fleet.greengrass_bundle import render_greengrass

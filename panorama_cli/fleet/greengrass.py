@@ -3,19 +3,29 @@
 :func:`render` (a pure function of a :class:`~.model.FleetApp`) writes the component's recipe,
 ``recipes/<ComponentName>-<semver>.json``, in the JSON form of the *AWS IoT Greengrass
 component recipe reference* (Greengrass v2 developer guide, ``RecipeFormatVersion``
-``2020-01-25``), and, when the app has secret cameras, ``secrets/cameras.json`` (mode 0600):
-``{camera node: URL}``, merged into the component's configuration at deployment by
-:mod:`.greengrass_deploy`. The recipe never holds a secret value.
+``2020-01-25``), when the app has secret cameras ``secrets/cameras.json`` (mode 0600):
+``{camera node: URL}``, and ``secrets/control.json`` (mode 0600): ``{"key": control key,
+"tokens": {node: its token}, "serve": serve's login token}``. At deployment
+:mod:`.greengrass_deploy` puts both into an AWS Secrets Manager secret, one per component and
+deployment target (:mod:`.greengrass_secret`), which the ``aws.greengrass.SecretManager``
+component brings to the core devices; neither the recipe nor a deployment's configuration ever
+holds a credential.
 
 The recipe:
 
 * depends on ``aws.greengrass.DockerApplicationManager`` (HARD, ``>=2.0.0``), which pulls the
   ``docker:`` artifacts and needs Docker on the core device; the system user that runs the
   component must be allowed to use Docker (the developer guide's "Run a Docker container":
-  in the ``docker`` group).
-* ``ComponentConfiguration.DefaultConfiguration``: ``cameras`` ``{node: source}`` (a secret
-  camera's source is ``""``: the deployment merges the real one) and ``parameters``
-  ``{node: value}``, so each deployment (a site) can merge its own.
+  in the ``docker`` group); and on ``aws.greengrass.SecretManager`` (HARD, ``>=2.0.0 <3.0.0``),
+  which keeps the app's secret on the device (encrypted) and answers IPC ``GetSecretValue``.
+* ``ComponentConfiguration.DefaultConfiguration``: ``cameras`` ``{node: source}`` of the
+  cameras without credentials and ``parameters`` ``{node: value}``, so each deployment (a
+  site) can merge its own; ``secret`` ``{"arn": ARN}`` (the app's secret) and
+  ``accessControl`` allowing ``aws.greengrass#GetSecretValue`` on that ARN only (policy
+  ``<ComponentName>:secrets:1`` of the IPC service ``aws.greengrass.SecretManager``). Both
+  ARNs are :data:`SECRET_ARN_PLACEHOLDER` in the exported recipe; deploy fills them with the
+  secret of the target it creates the version for (:func:`fill_secret`), and each deployment
+  merges the two entries naming its own target's secret (:func:`secret_configuration`).
 * one manifest, ``{"os": "linux", "architecture": "amd64" | "aarch64"}``, with the artifacts:
   ``docker:<image>`` per image when the images are in a registry (``archives`` is None), else
   ``s3://PANORAMA_CLI_BUCKET/artifacts/<ComponentName>/<semver>/<image>.tar`` per image
@@ -31,12 +41,30 @@ The recipe:
 
   - ``Install`` (archives only): ``docker image inspect REF || docker load -i FILE.tar`` per
     image.
-  - ``Run``: removes leftovers of a previous run, creates the volumes (``<component>-<volume>``;
-    ``shm`` as a tmpfs of :data:`~.model.SHM_SIZE_BYTES`), writes each secret camera's source
-    into ``{work:path}/secrets/<secret name>`` (0600, never on a docker command line), starts
-    each node container detached (``--restart unless-stopped``, read-only root, no
-    capabilities), then runs serve in the foreground (``exec docker run --rm``) so that the
-    nucleus sees serve's life as the component's.
+  - ``Run``: removes leftovers of a previous run, creates the volumes
+    (``<component>-<volume>``), then fetches the app's secret: a one-shot container of the
+    serve image (``<component>-secrets``: the component's own user, so that it may use the
+    nucleus' IPC socket, bind-mounted read-only with ``SVCUID`` passed by name; no network,
+    read-only root, no capabilities) runs :mod:`.greengrass_fetch`, which asks the nucleus
+    for the secret and writes each secret camera's source into
+    ``{work:path}/secrets/<secret name>``, the control key into
+    ``{work:path}/secrets/control.key`` and serve's login token into
+    ``{work:path}/secrets/serve-token`` (never on a docker command line; each file mounted on
+    its own into serve's ``/run/secrets``), each node's token into
+    ``{work:path}/tokens/<node>.token`` mounted into that node's container only as
+    ``/run/secrets/node.token``. The files are 0644 in folders of mode 0700: the containers
+    run as users that are not root and own no file of the box, so a 0600 file would be
+    unreadable to them, and no other user of the box can enter the folders. It starts each
+    node container detached (``--restart unless-stopped``), then runs serve in the foreground
+    (``exec docker run --rm``) so that the nucleus sees serve's life as the component's;
+    every container as a user that is not root (:data:`~.model.SERVE_UID`, node ``i``
+    ``NODE_UID_BASE + i``), read-only root, no capabilities, no new privileges, its limits
+    (``--memory`` and ``--memory-swap``: no swap beyond it, ``--pids-limit``, ``--cpus``, the
+    engine's log in ``json-file`` files of bounded size, a ``/tmp`` tmpfs of bounded size);
+    serve's ports published on the ``--listen`` host only (``-p HOST:PORT:8765``). Without a
+    secret ARN in the configuration (not deployed by ``panorama-cli deploy``), or without
+    the nucleus' IPC socket, Run stops with a message; so does a fetch that fails (the
+    fetcher's one line is in the component's log).
   - ``Shutdown``: ``docker stop`` and ``docker rm`` of every container of the component; the
     volumes (state, storage, logs) stay.
 """
@@ -47,13 +75,28 @@ import base64
 import json
 import logging
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from panorama_cli.fleet import model
-from panorama_cli.fleet.model import Container, FleetApp, OutFile
+from panorama_cli.fleet.greengrass_scripts import (
+    ENV_ARTIFACTS,
+    ENV_CAMERA,
+    ENV_PARAM,
+    ENV_SECRET_ARN,
+    ENV_WORK,
+    LABEL_COMPONENT,
+    SHUTDOWN_WAIT_S,
+    STOP_GRACE_S,
+    config_pointer,
+    container_name,
+    install_script,
+    run_env,
+    run_script,
+    shutdown_script,
+    volume_name,
+)
+from panorama_cli.fleet.model import FleetApp, OutFile
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +106,18 @@ RECIPE_FORMAT_VERSION = "2020-01-25"
 PUBLISHER = "panorama-cli"
 DOCKER_MANAGER = "aws.greengrass.DockerApplicationManager"
 DOCKER_MANAGER_VERSION = ">=2.0.0"
+SECRET_MANAGER = "aws.greengrass.SecretManager"
+SECRET_MANAGER_VERSION = ">=2.0.0 <3.0.0"
+#: The IPC operation the component may call on its own secret.
+GET_SECRET_VALUE = "aws.greengrass#GetSecretValue"
+#: Stands for the secret's ARN in the exported recipe; deploy fills it (:func:`fill_secret`).
+SECRET_ARN_PLACEHOLDER = "PANORAMA_CLI_SECRET_ARN"
 #: The bundle's secret camera sources, ``{camera node: URL}`` (mode 0600).
 SECRETS_FILE = "secrets/cameras.json"
+#: The bundle's control key and node tokens, ``{"key": hex, "tokens": {node: token}}`` (0600).
+CONTROL_FILE = "secrets/control.json"
 RECIPES_DIR = "recipes"
 ARTIFACTS_DIR = "artifacts"
-#: Docker label naming the component on each of its containers.
-LABEL_COMPONENT = "org.panorama-cli.greengrass-component"
 #: Greengrass architecture names (the recipe's ``Platform.architecture``) by Docker platform.
 ARCHITECTURES = {"linux/amd64": "amd64", "linux/arm64": "aarch64"}
 #: Longest component name the service takes (ComponentNameString: 1..128).
@@ -76,15 +125,7 @@ MAX_NAME = 128
 #: Seconds the Install step may take (docker load of large images), and Shutdown.
 INSTALL_TIMEOUT_S = 1800
 SHUTDOWN_TIMEOUT_S = 120
-#: Seconds ``docker stop`` waits before it kills a container.
-STOP_GRACE_S = 20
-#: Seconds Shutdown waits for the engine to finish removing the containers.
-SHUTDOWN_WAIT_S = 30
 
-ENV_ARTIFACTS = "PANORAMA_CLI_ARTIFACTS"
-ENV_WORK = "PANORAMA_CLI_WORK"
-ENV_CAMERA = "PANORAMA_CLI_CAMERA_"
-ENV_PARAM = "PANORAMA_CLI_PARAM_"
 
 _NAME_PART = re.compile(r"[^A-Za-z0-9_-]+")
 #: A component name panorama-cli uses: also a valid Docker container / volume name prefix
@@ -153,11 +194,6 @@ def digest_b64(sha256_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
 
 
-def config_pointer(*keys: str) -> str:
-    """A JSON pointer into the component's configuration (``~`` and ``/`` escaped, RFC 6901)."""
-    return "/" + "/".join(k.replace("~", "~0").replace("/", "~1") for k in keys)
-
-
 def render(
     app: FleetApp,
     *,
@@ -176,8 +212,8 @@ def render(
             SHA-256 (hex). A file without one gets no ``Digest`` here; deploy adds it.
 
     Returns:
-        ``recipes/<ComponentName>-<semver>.json`` and, when ``app.secrets``,
-        ``secrets/cameras.json`` (private).
+        ``recipes/<ComponentName>-<semver>.json``, ``secrets/control.json`` (private) and, with
+        secret cameras, ``secrets/cameras.json`` (private).
 
     Raises:
         ValueError: an invalid component name, an unknown platform, or an image without an
@@ -204,8 +240,21 @@ def render(
     if secrets:
         body = json.dumps(secrets, indent=2, sort_keys=True) + "\n"
         files.append(OutFile(SECRETS_FILE, body.encode("utf-8"), private=True))
+    control = control_configuration(app)
+    if control["key"]:
+        body = json.dumps(control, indent=2, sort_keys=True) + "\n"
+        files.append(OutFile(CONTROL_FILE, body.encode("utf-8"), private=True))
     log.debug("greengrass: %s %s, %d file(s)", component_name, app.semver, len(files))
     return files
+
+
+def control_configuration(app: FleetApp) -> dict[str, Any]:
+    """``{"key": the control key's hex, "tokens": {node: its token}, "serve": serve's login
+    token}`` ("" when the app has no control key or token: the recipe's default)."""
+    key = next((s.value for s in app.secrets if s.kind == "control-key"), "")
+    tokens = {s.node: s.value for node in app.nodes for s in node.secrets if s.kind == "node-token"}
+    serve = next((s.value for s in app.secrets if s.kind == "serve-token"), "")
+    return {"key": key, "tokens": tokens, "serve": serve}
 
 
 def recipe_of(
@@ -217,8 +266,7 @@ def recipe_of(
 ) -> dict[str, Any]:
     """The recipe as a JSON-ready dict (see :func:`render`)."""
     cameras = {
-        node: ("" if camera.kind == "secret" else camera.value)
-        for node, camera in app.cameras.items()
+        node: camera.value for node, camera in app.cameras.items() if camera.kind != "secret"
     }
     artifacts: list[dict[str, Any]] = []
     if archives is None:
@@ -233,7 +281,7 @@ def recipe_of(
             _s3_artifact(f"{prefix}/{bundle_file.path}", file_digests.get(bundle_file.path))
         )
     lifecycle: dict[str, Any] = {
-        "Run": {"Script": run_script(app, component_name), "Setenv": _run_env(app)},
+        "Run": {"Script": run_script(app, component_name), "Setenv": run_env(app)},
         "Shutdown": {
             "Script": shutdown_script(app, component_name),
             "Timeout": SHUTDOWN_TIMEOUT_S,
@@ -254,10 +302,21 @@ def recipe_of(
         ),
         "ComponentPublisher": PUBLISHER,
         "ComponentDependencies": {
-            DOCKER_MANAGER: {"VersionRequirement": DOCKER_MANAGER_VERSION, "DependencyType": "HARD"}
+            DOCKER_MANAGER: {
+                "VersionRequirement": DOCKER_MANAGER_VERSION,
+                "DependencyType": "HARD",
+            },
+            SECRET_MANAGER: {
+                "VersionRequirement": SECRET_MANAGER_VERSION,
+                "DependencyType": "HARD",
+            },
         },
         "ComponentConfiguration": {
-            "DefaultConfiguration": {"cameras": cameras, "parameters": dict(app.params)}
+            "DefaultConfiguration": {
+                "cameras": cameras,
+                "parameters": dict(app.params),
+                **secret_configuration(component_name, SECRET_ARN_PLACEHOLDER),
+            }
         },
         "Manifests": [
             {
@@ -267,6 +326,36 @@ def recipe_of(
             }
         ],
     }
+
+
+def secret_configuration(component_name: str, arn: str) -> dict[str, Any]:
+    """``{"secret": {"arn": arn}, "accessControl": ...}``: where the component finds its secret
+    and its permission to read that secret (and no other) over IPC."""
+    policy = {
+        "policyDescription": "Lets the component read its own secret (camera URLs, keys).",
+        "operations": [GET_SECRET_VALUE],
+        "resources": [arn],
+    }
+    return {
+        "secret": {"arn": arn},
+        "accessControl": {SECRET_MANAGER: {f"{component_name}:secrets:1": policy}},
+    }
+
+
+def fill_secret(recipe: dict[str, Any], arn: str) -> dict[str, Any]:
+    """``recipe`` (a copy) with its secret entries naming ``arn``.
+
+    Raises:
+        ValueError: the recipe has no ``secret`` entry (exported by an older panorama-cli).
+    """
+    import copy
+
+    filled = copy.deepcopy(recipe)
+    default = (filled.get("ComponentConfiguration") or {}).get("DefaultConfiguration") or {}
+    if not isinstance(default.get("secret"), dict):
+        raise ValueError(f"recipe of {recipe.get('ComponentName')} has no secret entry")
+    default.update(secret_configuration(str(filled["ComponentName"]), arn))
+    return filled
 
 
 def _s3_artifact(key: str, sha256_hex: str | None) -> dict[str, Any]:
@@ -281,202 +370,20 @@ def _s3_artifact(key: str, sha256_hex: str | None) -> dict[str, Any]:
     return artifact
 
 
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
-
-
-def _words(words: list[str]) -> str:
-    """A command line of already-quoted words: an option and its value on one line, each on
-    a continuation line (the layout only; the words are the same)."""
-    lines: list[str] = []
-    for word in words:
-        if lines and lines[-1].startswith("-") and " " not in lines[-1] and word[:1] != "-":
-            lines[-1] += " " + word
-        elif (
-            lines and not lines[-1].startswith("-") and not word.startswith("-") and len(lines) < 3
-        ):
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return " \\\n  ".join(lines)
-
-
-def _camera_env(index: int) -> str:
-    return f"{ENV_CAMERA}{index}"
-
-
-def _param_env(index: int) -> str:
-    return f"{ENV_PARAM}{index}"
-
-
-def _run_env(app: FleetApp) -> dict[str, str]:
-    """Run's ``Setenv``: the work folder, artifacts folder and every configured value."""
-    env = {ENV_WORK: "{work:path}", ENV_ARTIFACTS: "{artifacts:path}"}
-    for index, node in enumerate(app.cameras):
-        env[_camera_env(index)] = "{configuration:" + config_pointer("cameras", node) + "}"
-    for index, node in enumerate(app.params):
-        env[_param_env(index)] = "{configuration:" + config_pointer("parameters", node) + "}"
-    return env
-
-
-def container_name(component_name: str, container: Container) -> str:
-    """``<component>-<container name>`` (``...-serve``, ``...-<node label>``)."""
-    return f"{component_name}-{container.name}"
-
-
-def volume_name(component_name: str, volume: str) -> str:
-    """``<component>-<volume>``: the app's volumes are the component's."""
-    return f"{component_name}-{volume}"
-
-
-def install_script(app: FleetApp, archives: Mapping[str, ImageArchive]) -> str:
-    """Install: load each image archive unless the engine already has the image."""
-    lines = ["set -eu"]
-    for image in app.images:
-        archive = archives[image]
-        lines.append(
-            f"docker image inspect {_q(image)} >/dev/null 2>&1 || "
-            f'docker load -i "${ENV_ARTIFACTS}"/{_q(archive.filename)}'
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _labels(app: FleetApp, component_name: str, container: Container) -> list[str]:
-    words = []
-    for key, value in (
-        (model.LABEL_APP, app.name),
-        (model.LABEL_VERSION, app.version),
-        (model.LABEL_ROLE, container.role),
-        (LABEL_COMPONENT, component_name),
-    ):
-        words += ["--label", _q(f"{key}={value}")]
-    return words
-
-
-def _common(app: FleetApp, component_name: str, container: Container) -> list[str]:
-    """Options every container gets: name, labels, security, volumes, working directory."""
-    words = ["--name", _q(container_name(component_name, container))]
-    words += _labels(app, component_name, container)
-    if container.read_only:
-        words.append("--read-only")
-    for path in container.tmpfs:
-        words += ["--tmpfs", _q(path)]
-    words += ["-w", _q(container.working_dir or "/")]
-    for mount in container.mounts:
-        spec = f"{volume_name(component_name, mount.volume)}:{mount.target}"
-        words += ["-v", _q(spec + (":ro" if mount.read_only else ""))]
-    return words
-
-
-def run_script(app: FleetApp, component_name: str) -> str:
-    """Run: volumes, secret files, the node containers (detached), then serve (foreground)."""
-    names = [container_name(component_name, c) for c in app.containers]
-    lines = [
-        "set -eu",
-        f"docker rm -f {' '.join(_q(n) for n in names)} >/dev/null 2>&1 || true",
-    ]
-    for volume in app.volumes:
-        name = _q(volume_name(component_name, volume))
-        if volume == model.SHM_VOLUME:
-            lines.append(
-                "docker volume create --driver local --opt type=tmpfs --opt device=tmpfs "
-                f"--opt o=size={int(model.SHM_SIZE_BYTES)} {name} >/dev/null"
-            )
-        else:
-            lines.append(f"docker volume create {name} >/dev/null")
-    secret_cameras = [
-        (index, camera)
-        for index, camera in enumerate(app.cameras.values())
-        if camera.kind == "secret" and camera.secret is not None
-    ]
-    lines += [
-        f'secrets="${ENV_WORK}/secrets"',
-        'mkdir -p "$secrets"',
-        'chmod 700 "$secrets"',
-    ]
-    for index, camera in secret_cameras:
-        assert camera.secret is not None
-        target = f'"$secrets"/{_q(_secret_file(camera.secret.target))}'
-        lines += [
-            f"(umask 077 && printf '%s' \"${_camera_env(index)}\" > {target})",
-            f"chmod 600 {target}",
-        ]
-    for node in app.nodes:
-        words = ["docker", "run", "-d", *_common(app, component_name, node)]
-        words += ["--restart", "unless-stopped", "--cap-drop", "ALL"]
-        words += ["--security-opt", "no-new-privileges"]
-        if node.gpu:
-            words += ["--gpus", "all"]
-        command = list(node.command)
-        if command:
-            words += ["--entrypoint", _q(command[0]), _q(node.image)]
-            words += [_q(arg) for arg in command[1:]]
-        else:
-            words += [_q(node.image), *(_q(arg) for arg in node.args)]
-        lines.append(_words(words) + " >/dev/null")
-    lines.append(_words(_serve_words(app, component_name)))
-    return "\n".join(lines) + "\n"
-
-
-def _secret_file(target: str) -> str:
-    """The secret's file name under ``{work:path}/secrets`` (its name in SECRETS_DIR)."""
-    return target.rsplit("/", 1)[-1]
-
-
-def _serve_words(app: FleetApp, component_name: str) -> list[str]:
-    serve = app.serve
-    words = ["exec", "docker", "run", "--rm", *_common(app, component_name, serve)]
-    for container_port, host_port in serve.ports:
-        words += ["-p", _q(f"{host_port}:{container_port}")]
-    if app.device == "cuda" or serve.gpu:
-        words += ["--gpus", "all"]
-    if any(c.kind == "secret" for c in app.cameras.values()):
-        words += ["-v", f'"${ENV_WORK}/secrets":{_q(model.SECRETS_DIR + ":ro")}']
-    for bundle_file in app.files:
-        name = _q(bundle_file.path.rsplit("/", 1)[-1])
-        words += ["-v", f'"${ENV_ARTIFACTS}"/{name}:{_q(bundle_file.target + ":ro")}']
-    if serve.command:
-        words += ["--entrypoint", _q(serve.command[0])]
-    words.append(_q(serve.image))
-    words += [_q(arg) for arg in serve.command[1:]]
-
-    # serve_args with tokens standing for the values that come from the configuration
-    tokens: dict[str, str] = {}
-    camera_index = {node: i for i, node in enumerate(app.cameras)}
-    param_index = {node: i for i, node in enumerate(app.params)}
-
-    def camera_arg(camera: model.Camera) -> str:
-        token = f"\0camera{camera_index[camera.node]}"
-        if camera.kind == "secret":
-            tokens[token] = _q(camera.serve_arg())
-        else:
-            tokens[token] = _q(f"{camera.node}=") + f'"${_camera_env(camera_index[camera.node])}"'
-        return token
-
-    def param_arg(node: str, value: str) -> str:
-        token = f"\0param{param_index[node]}"
-        tokens[token] = _q(f"{node}=") + f'"${_param_env(param_index[node])}"'
-        return token
-
-    for arg in app.serve_args(camera_arg=camera_arg, param_arg=param_arg):
-        words.append(tokens[arg] if arg in tokens else _q(arg))
-    return words
-
-
-def shutdown_script(app: FleetApp, component_name: str) -> str:
-    """Shutdown: stop and remove every container of the component (volumes stay)."""
-    names = " ".join(_q(container_name(component_name, c)) for c in app.containers)
-    label = _q(f"label={LABEL_COMPONENT}={component_name}")
-    # serve's `--rm` removal runs in the engine after the stop: wait until every container
-    # with the component's label is gone (at most SHUTDOWN_WAIT_S seconds)
-    return (
-        f"docker stop -t {STOP_GRACE_S} {names} >/dev/null 2>&1 || true\n"
-        f"docker rm -f {names} >/dev/null 2>&1 || true\n"
-        "i=0\n"
-        f'while left="$(docker ps -aq --filter {label})" && [ -n "$left" ] '
-        f"&& [ $i -lt {SHUTDOWN_WAIT_S} ]; do\n"
-        "  docker rm -f $left >/dev/null 2>&1 || true\n"
-        "  sleep 1\n"
-        "  i=$((i + 1))\n"
-        "done\n"
-    )
+__all__ = [
+    "ENV_ARTIFACTS",
+    "ENV_CAMERA",
+    "ENV_PARAM",
+    "ENV_SECRET_ARN",
+    "ENV_WORK",
+    "LABEL_COMPONENT",
+    "SHUTDOWN_WAIT_S",
+    "STOP_GRACE_S",
+    "ImageArchive",
+    "config_pointer",
+    "container_name",
+    "install_script",
+    "run_script",
+    "shutdown_script",
+    "volume_name",
+]

@@ -6,6 +6,8 @@ The bundle is what :func:`panorama_cli.fleet.greengrass.render` and export wrote
     artifacts/<ComponentName>/<semver>/*.tar  image archives (no --registry)
     cameras/<file>                            camera files (or under artifacts/.../<semver>/)
     secrets/cameras.json                      {camera node: URL}, mode 0600 (secret cameras)
+    secrets/control.json                      {"key": hex, "tokens": {node: token},
+                                              "serve": token}, mode 0600 (required)
 
 :func:`deploy`, per recipe:
 
@@ -16,17 +18,28 @@ The bundle is what :func:`panorama_cli.fleet.greengrass.render` and export wrote
    with the SHA-256 in the object's metadata (``x-amz-meta-sha256``), unless HeadObject shows
    an object with that SHA-256 there already (or, without the metadata, a single-part ETag
    equal to the file's MD5).
-2. the bucket placeholder is replaced by ``bucket``; DescribeComponent on the version's ARN
+2. both secret files become the secret of the component and target in AWS Secrets Manager,
+   ``panorama-cli/<ComponentName>/<thing|thinggroup>/<name>`` (:mod:`.greengrass_secret`; each
+   site its own cameras): created, or given a new version when its value changed (the same
+   secret and ARN; the session's region, which must be the core devices').
+3. the bucket placeholder is replaced by ``bucket`` and the secret placeholders by the
+   secret's ARN (:func:`~.greengrass.fill_secret`: the recipe's default names the secret of
+   the target the version was first deployed to; every deployment merges its own target's);
+   DescribeComponent on the version's ARN
    (``arn:<partition>:greengrass:<region>:<account>:components:<name>:versions:<version>``,
    partition, region and account taken from ``target_arn``): absent -> CreateComponentVersion
    with the recipe as ``inlineRecipe`` (a ConflictException means it appeared meanwhile).
    A version in state FAILED is an error.
-3. CreateDeployment on ``target_arn`` (an IoT thing or thing group) with every component at
-   its version and, when the bundle has secret cameras, ``configurationUpdate.merge``
-   ``{"cameras": {node: URL}}``: the secret values reach the device's configuration, never
-   the recipe. Greengrass keeps that configuration in the deployment: whoever may call
-   GetDeployment can read it.
-4. with ``wait``: GetDeployment and, for each core device of the target (the thing, or
+4. CreateDeployment on ``target_arn`` (an IoT thing or thing group) with every component at
+   its version, ``configurationUpdate.merge`` ``{"secret": {"arn": ARN}, "accessControl":
+   ...}`` (:func:`~.greengrass.secret_configuration`: a secret made again since the version
+   was created still works) and ``reset`` of ``/control`` and the secret cameras'
+   ``/cameras/<node>`` (where older versions merged credentials: the device's configuration
+   loses them), plus ``aws.greengrass.SecretManager`` at its newest version with
+   ``cloudSecrets`` ``[{"arn": ARN}]``. No credential is in the recipe or the deployment
+   (GetDeployment shows only the ARN); the core devices' role needs
+   ``secretsmanager:GetSecretValue`` on the secret (deploy says so).
+5. with ``wait``: GetDeployment and, for each core device of the target (the thing, or
    ListCoreDevices of the group), ListEffectiveDeployments, with exponential backoff
    (:func:`panorama_cli.cloud.polling.poll`), until every device's
    ``coreDeviceExecutionStatus`` is SUCCEEDED or COMPLETED (success) or one is FAILED,
@@ -49,7 +62,7 @@ from typing import Any
 from panorama_cli.cloud.aws.session import make_client, translate_client_error
 from panorama_cli.cloud.polling import poll
 from panorama_cli.errors import UserError
-from panorama_cli.fleet import greengrass
+from panorama_cli.fleet import greengrass, greengrass_secret
 from panorama_cli.fleet.greengrass_artifacts import (
     Artifact,
     check_bucket,
@@ -99,20 +112,31 @@ def deploy(
 
     Returns:
         ``{"deploymentId", "targetArn", "components": [{"name", "version", "arn",
-        "created"}], "uploaded": [keys], "skipped": [keys], "uploadedBytes", "status",
-        "devices": {thing name: coreDeviceExecutionStatus}}``; ``status`` is ``SUBMITTED``
-        without ``wait``, else ``SUCCEEDED``.
+        "created", "secret": {"arn", "name", "action"}}], "secretManagerVersion",
+        "uploaded": [keys], "skipped": [keys], "uploadedBytes", "status", "devices": {thing
+        name: coreDeviceExecutionStatus}}``; ``status`` is ``SUBMITTED`` without ``wait``,
+        else ``SUCCEEDED``; a secret's ``action`` is ``created``, ``updated`` or
+        ``unchanged``.
 
     Raises:
-        UserError: a bundle problem, a missing bucket, access denied, a recipe the service
+        UserError: a bundle problem (one exported by an older panorama-cli, without
+            ``secrets/control.json``), a missing bucket, access denied, a recipe the service
             rejects, an unreachable endpoint, a failed deployment or a timeout.
     """
     say = notify or (lambda line: None)
     partition, region, account, core_devices = _parse_target(target_arn)
     components = _read_bundle(bundle_dir)
     secrets = _read_secrets(bundle_dir)
+    control = _read_control(bundle_dir)
+    if not control:
+        raise UserError(
+            f"no {greengrass.CONTROL_FILE} in {bundle_dir}",
+            hint="export the application again into this folder",
+        )
+    value = greengrass_secret.secret_value(secrets, control)
     s3 = make_client(session, "s3")
     gg = make_client(session, "greengrassv2")
+    sm = make_client(session, "secretsmanager")
 
     check_bucket(s3, bucket)
     uploaded: list[str] = []
@@ -130,24 +154,39 @@ def deploy(
     if uploaded or skipped:
         say(f"artifacts: {len(uploaded)} uploaded ({sent} bytes), {len(skipped)} unchanged")
 
-    created = []
+    created: list[dict[str, Any]] = []
+    secret_arns: list[str] = []
+    spec: dict[str, Any] = {}
     for component in components:
+        name = greengrass_secret.secret_name(component.name, target_arn)
+        secret = greengrass_secret.ensure_secret(sm, name, value, component.name, target_arn)
+        say(f"secret {secret.name} {secret.action} ({secret.arn})")
+        secret_arns.append(secret.arn)
+        component.recipe = greengrass.fill_secret(component.recipe, secret.arn)
         arn = (
             f"arn:{partition}:greengrass:{region}:{account}:components:"
             f"{component.name}:versions:{component.version}"
         )
         made = _ensure_component(gg, component, bucket, arn, poll_s, say)
         created.append(
-            {"name": component.name, "version": component.version, "arn": arn, "created": made}
-        )
-
-    spec: dict[str, Any] = {}
-    for component in components:
-        entry: dict[str, Any] = {"componentVersion": component.version}
-        merge = _merge_for(component, secrets)
-        if merge:
-            entry["configurationUpdate"] = {"merge": json.dumps(merge, sort_keys=True)}
-        spec[component.name] = entry
+            {"name": component.name, "version": component.version, "arn": arn, "created": made,
+             "secret": {"arn": secret.arn, "name": secret.name, "action": secret.action}}
+        )  # fmt: skip
+        spec[component.name] = {
+            "componentVersion": component.version,
+            "configurationUpdate": configuration_update(component.name, secret.arn, secrets),
+        }
+    manager = greengrass_secret.secret_manager_version(gg, partition, region)
+    spec[greengrass_secret.SECRET_MANAGER] = {
+        "componentVersion": manager,
+        "configurationUpdate": {
+            "merge": json.dumps({"cloudSecrets": [{"arn": arn} for arn in secret_arns]})
+        },
+    }
+    say(
+        "the core devices' role (token exchange role) must allow secretsmanager:GetSecretValue "
+        f"on {', '.join(secret_arns)}"
+    )
     name = "panorama-cli " + ", ".join(f"{c.name}@{c.version}" for c in components)
     response = call(
         gg.create_deployment,
@@ -162,6 +201,7 @@ def deploy(
         "deploymentId": deployment_id,
         "targetArn": target_arn,
         "components": created,
+        "secretManagerVersion": manager,
         "uploaded": uploaded,
         "skipped": skipped,
         "uploadedBytes": sent,
@@ -221,6 +261,13 @@ def _read_bundle(bundle_dir: Path) -> list[_Component]:
                 f"two recipes of component {name} in {recipes_dir}",
                 hint="keep only the version to deploy (export into an empty folder)",
             )
+        default = (recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration")
+        if not isinstance(default, dict) or not isinstance(default.get("secret"), dict):
+            raise UserError(
+                f"{path}: exported by an older panorama-cli, which put the credentials into "
+                "the deployment's configuration",
+                hint="export the application again with this panorama-cli",
+            )
         component = _Component(name, version, path, recipe)
         component.artifacts = _artifacts(bundle_dir, component)
         components[name] = component
@@ -272,12 +319,46 @@ def _read_secrets(bundle_dir: Path) -> dict[str, str]:
     return {str(k): v for k, v in data.items()}
 
 
-def _merge_for(component: _Component, secrets: dict[str, str]) -> dict[str, Any]:
-    """``{"cameras": {node: URL}}`` for the secret cameras this component has."""
-    config = component.recipe.get("ComponentConfiguration") or {}
-    cameras = (config.get("DefaultConfiguration") or {}).get("cameras") or {}
-    mine = {node: url for node, url in secrets.items() if node in cameras}
-    return {"cameras": mine} if mine else {}
+def _read_control(bundle_dir: Path) -> dict[str, Any]:
+    """``secrets/control.json`` as ``{"key": str, "tokens": {node: str}, "serve": str}`` ({}
+    when absent; ``serve`` "" in a bundle exported before serve had a token).
+
+    Raises:
+        UserError: unreadable, or not of that shape.
+    """
+    path = bundle_dir / greengrass.CONTROL_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("key"), str)
+        or not isinstance(tokens, dict)
+        or not all(isinstance(v, str) for v in tokens.values())
+        or not isinstance(data.get("serve", ""), str)
+    ):
+        raise UserError(
+            f'{path}: expected {{"key": KEY, "tokens": {{node: TOKEN}}}}',
+            hint="export the application again into this folder",
+        )
+    tokens = {str(k): v for k, v in tokens.items()}
+    return {"key": data["key"], "tokens": tokens, "serve": data.get("serve", "")}
+
+
+def configuration_update(
+    component_name: str, secret_arn: str, secrets: dict[str, str]
+) -> dict[str, Any]:
+    """The deployment's ``configurationUpdate`` of the app's component: ``merge`` of
+    :func:`~.greengrass.secret_configuration` (JSON text) and ``reset`` of ``/control`` and
+    ``/cameras/<node>`` of each secret camera (older versions merged credentials there)."""
+    merge = greengrass.secret_configuration(component_name, secret_arn)
+    reset = [greengrass.config_pointer("control")]
+    reset += [greengrass.config_pointer("cameras", node) for node in sorted(secrets)]
+    return {"merge": json.dumps(merge, sort_keys=True), "reset": reset}
 
 
 # -- Greengrass -------------------------------------------------------------------------------

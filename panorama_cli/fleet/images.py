@@ -1,13 +1,20 @@
 """The images a fleet bundle runs: the appliance (serve) image and one image per node.
 
-* **serve**: FROM the runtime image (:mod:`.runtime_image`) with the project inside at
-  ``/opt/panorama-cli/project/<project folder>``: graphs, overrides, the packages' manifests,
-  descriptors and src, the model assets and ``--model`` files — every file of the project
-  except the container filesystem assets (the nodes' own images carry those) and run/serve
-  output folders. ``ENTRYPOINT panorama-cli``, ``WORKDIR`` the project.
+* **serve**: FROM the runtime image (:mod:`.runtime_image`) with what serve reads of the
+  project at ``/opt/panorama-cli/project/<project folder>``, from an allow-list
+  (:func:`project_files`): the graph, the overrides and ``--model`` files export passes, and
+  for each local package the graph uses its ``package.json``, ``descriptor.json`` and
+  ``Dockerfile`` (they say what kind of node it is), the entry file of a business-logic
+  node's ``src/`` (serve checks it is there; the code runs in the node's image) and the
+  assets its manifest names but the container filesystem (model archives, descriptors).
+  Never the project folder as a whole: bundles exported into it (camera credentials), run and
+  state folders, ``.git``, caches, other graphs and packages stay out. ``ENTRYPOINT
+  panorama-cli``, ``WORKDIR`` the project.
 * **node**: FROM the node's image from build-container (the one its container asset was
   exported from, as ``run --in-container`` finds it) plus the simulated ``panoramasdk`` at
-  :data:`~panorama_cli.localrun.apps.appliance.SDK_TARGET`: nothing else changes in it.
+  :data:`~panorama_cli.localrun.apps.appliance.SDK_TARGET`, and its storage and logs folders
+  made group :data:`~.model.APP_GID`'s, mode 2770 (a new volume mounted there takes them: the
+  node's user, not root, writes there); its code and everything else are unchanged.
 
 Both are tagged by content (``panorama-cli/<app>-serve:<12 hex>``,
 ``panorama-cli/<app>-<node>:<12 hex>``): an unchanged project finds its tags and builds
@@ -26,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panorama_cli.fleet.model import LABEL_APP, LABEL_ROLE, LABEL_VERSION, PROJECT_DIR
+from panorama_cli.fleet.model import APP_GID, LABEL_APP, LABEL_ROLE, LABEL_VERSION, PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
-#: Folders of a project that never go into an image (run output, serve state, VCS, caches).
+#: Folders never walked for an image (run output, serve state, VCS, caches).
 SKIP_DIRS = frozenset({".panorama-run", ".panorama-serve", ".git", "__pycache__", ".venv"})
 SERVE_DOCKERFILE = """\
 ARG RUNTIME
@@ -43,6 +50,8 @@ NODE_DOCKERFILE = """\
 ARG APP
 FROM $APP
 COPY sdk {sdk}
+USER 0
+RUN mkdir -p {folders} && chown 0:{gid} {folders} && chmod 2770 {folders}
 LABEL {labels}
 """
 
@@ -70,8 +79,10 @@ def container_assets(project: Any) -> set[str]:
 
 
 def _walk(folder: Path) -> Iterator[Path]:
+    """Regular files under ``folder`` (no links followed; :data:`SKIP_DIRS` and dot-folders
+    left out), sorted."""
     for path in sorted(folder.iterdir()):
-        if path.name in SKIP_DIRS or path.is_symlink():
+        if path.name in SKIP_DIRS or path.name.startswith(".") or path.is_symlink():
             continue
         if path.is_dir():
             yield from _walk(path)
@@ -79,18 +90,75 @@ def _walk(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def project_files(project: Any, extra: Mapping[str, Path] | None = None) -> list[ProjectFile]:
-    """What the serve image holds of ``project`` (see the module docstring), plus ``extra``
-    (path in the image's project folder -> file: overrides, ``--model`` files)."""
-    skip = {project.assets_dir / name for name in container_assets(project)}
-    files = [
-        ProjectFile(path.relative_to(project.root).as_posix(), path)
-        for path in _walk(project.root)
-        if path not in skip
-    ]
-    for path, source in sorted((extra or {}).items()):
-        files.append(ProjectFile(path, Path(source)))
-    return files
+def _regular(root: Path, path: Path) -> bool:
+    """``path`` is a regular file inside ``root``, no link on the way (lstat)."""
+    import stat
+
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    here = root
+    for part in relative.parts:
+        here = here / part
+        try:
+            mode = here.lstat().st_mode
+        except OSError:
+            return False
+        if stat.S_ISLNK(mode):
+            return False
+    return stat.S_ISREG(mode)
+
+
+def _package_files(project: Any, package: Any, entry: Any, skip: set[str]) -> Iterator[Path]:
+    """The files of one package serve reads (see the module docstring)."""
+    yield from (package.manifest_path, package.descriptor_path, package.folder / "Dockerfile")
+    if entry is not None:
+        src = package.folder / "src"
+        inside = entry.entry.removeprefix("/panorama/")
+        if entry.entry.startswith("/panorama/") and inside:
+            yield src / inside
+        elif src.is_dir():  # an entry outside /panorama: serve only checks src/ exists
+            yield from _walk(src)
+    for uri in package.asset_uris():
+        if "/" not in uri and uri not in (".", "..") and uri not in skip:
+            yield project.assets_dir / uri
+
+
+def project_files(plan: Any, extra: Mapping[str, Path] | None = None) -> list[ProjectFile]:
+    """What the serve image holds of the project of ``plan`` (a
+    :class:`~panorama_cli.localrun.plan.RunPlan`; see the module docstring), plus ``extra``
+    (path in the image's project folder -> file: overrides, ``--model`` files, a graph from
+    outside the project).
+
+    Returns:
+        The files, each once, sorted by path; a file that is missing or a link is left out
+        (serve then says what is missing, as it would here).
+    """
+    from panorama_cli.project.node_kinds import NodeKind
+
+    project = plan.project
+    root = Path(project.root)
+    skip = container_assets(project)
+    entries = {b.node.name: b.entry for b in plan.business}
+    wanted: list[Path] = [Path(plan.graph.path)]
+    for node in plan.graph.nodes.values():
+        if not node.is_local or node.package_folder is None:
+            continue
+        package = project.load_package(node.package_folder)
+        entry = entries.get(node.name) if node.kind == NodeKind.BUSINESS_LOGIC else None
+        wanted += _package_files(project, package, entry, skip)
+    found: dict[str, ProjectFile] = {}
+    for path in wanted:
+        path = Path(path)
+        if _regular(root, path):
+            name = path.relative_to(root).as_posix()
+            found.setdefault(name, ProjectFile(name, path))
+        else:
+            log.debug("serve image: %s left out (missing, a link or outside the project)", path)
+    for name, source in (extra or {}).items():
+        found[name] = ProjectFile(name, Path(source))
+    return [found[name] for name in sorted(found)]
 
 
 def _digest(parts: list[str], files: list[tuple[str, Path]]) -> str:
@@ -166,6 +234,10 @@ def serve_image(
     dockerfile = SERVE_DOCKERFILE.format(project=project, labels=_labels(app, key, "serve"))
 
     def fill(context: Path) -> None:
+        from panorama_cli.project.project import PROJECT_DIRS
+
+        for name in PROJECT_DIRS:  # how serve finds the project, even where one is empty
+            (context / "project" / name).mkdir(parents=True, exist_ok=True)
         for item in files:
             target = context / "project" / item.path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -189,17 +261,19 @@ def node_image(
         UserError: the build fails.
     """
     from panorama_cli.build.image_cache import image_id_of
-    from panorama_cli.localrun.apps.appliance import SDK_DIR, SDK_TARGET
+    from panorama_cli.localrun.apps.appliance import LOGS, SDK_DIR, SDK_TARGET, STORAGE
 
     sdk = [(p.relative_to(SDK_DIR).as_posix(), p) for p in sorted(SDK_DIR.rglob("*.py"))]
-    key = _digest([image_id, platform], sdk)
+    key = _digest([image_id, platform, NODE_DOCKERFILE], sdk)
     tag = f"panorama-cli/{app}-{node_label}:{key}"
     if image_id_of(client, tag) is not None:
         return tag
     on_log(f"building {tag}")
     base = f"panorama-cli/fleet-from:{image_id.split(':')[-1][:20]}"
     client.images.get(image_id).tag(base)  # FROM takes a reference, not an id
-    dockerfile = NODE_DOCKERFILE.format(sdk=SDK_TARGET, labels=_labels(app, key, "node"))
+    dockerfile = NODE_DOCKERFILE.format(
+        sdk=SDK_TARGET, labels=_labels(app, key, "node"), folders=f"{STORAGE} {LOGS}", gid=APP_GID
+    )
 
     def fill(context: Path) -> None:
         for name, path in sdk:

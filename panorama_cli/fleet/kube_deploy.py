@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.fleet.applied import Applied
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def deploy(
     notify: Callable[[str], None] | None = None,
     kubeconfig: str | Path | None = None,
     wait: bool = True,
+    applied: Applied | None = None,
 ) -> dict[str, Any]:
     """Apply ``manifests`` to the cluster and wait for the workloads to be ready.
 
@@ -54,6 +56,7 @@ def deploy(
         notify: called with one line of progress per step.
         kubeconfig: the kube config file(s) (default: ``KUBECONFIG``, else ``~/.kube/config``).
         wait: wait for readiness (False: apply only; ``ready`` is then empty).
+        applied: where each applied object is recorded (for the line a Ctrl-C prints).
 
     Returns:
         ``{"applied": ["Kind/name", ...], "ready": ["Deployment/name", ...], "seconds": s}``.
@@ -66,12 +69,13 @@ def deploy(
             that does not answer, an object the server rejects, a workload not ready in time.
     """
     say = notify or (lambda line: log.info("%s", line))
+    steps = applied if applied is not None else Applied()
     start = time.monotonic()
     docs = _load(manifests)
     api_client, default_namespace, server = _client(kubeconfig, context)
     from kubernetes import dynamic
 
-    applied: list[str] = []
+    labels: list[str] = []
     workloads: list[tuple[Any, str, str, str]] = []
     with api_client, tempfile.TemporaryDirectory(prefix="panorama-kube-") as cache:
         _ping(api_client, server)
@@ -88,19 +92,36 @@ def deploy(
             if resource.namespaced:
                 ns = namespace or doc["metadata"].get("namespace") or default_namespace
                 doc["metadata"]["namespace"] = ns
+            steps.begin(f"applying {label}")
+            if not steps.undo:
+                steps.undo = _delete_command(manifests, context, namespace)
             try:
                 resource.server_side_apply(body=doc, name=name, namespace=ns,
                                            field_manager=FIELD_MANAGER, force_conflicts=True,
                                            _request_timeout=REQUEST_TIMEOUT_S)  # fmt: skip
             except Exception as error:
                 raise _request_error(error, server, f"applying {label}") from error
-            applied.append(label)
+            labels.append(label)
+            steps.finish(label)
+            steps.goes_on = "the cluster goes on rolling them out"
             say(f"applied {label}")
             if kind in WORKLOADS:
                 workloads.append((resource, kind, name, ns or ""))
-        ready = _wait(workloads, timeout_s, poll_s, say, server) if wait else []
+        watch = (client, api_client)
+        ready = _wait(workloads, timeout_s, poll_s, say, server, watch) if wait else []
     seconds = round(time.monotonic() - start, 3)
-    return {"applied": applied, "ready": ready, "seconds": seconds}
+    return {"applied": labels, "ready": ready, "seconds": seconds}
+
+
+def _delete_command(manifests: Sequence[Path], context: str | None, namespace: str | None) -> str:
+    """``kubectl delete -f ...`` of the manifests (for the line a Ctrl-C prints)."""
+    words = ["kubectl"]
+    if context:
+        words += ["--context", context]
+    if namespace:
+        words += ["-n", namespace]
+    words += ["delete"] + [f"-f {path}" for path in manifests]
+    return " ".join(words) + " (PersistentVolumeClaims too: their storage goes with them)"
 
 
 def _load(manifests: Sequence[Path]) -> list[dict[str, Any]]:
@@ -213,8 +234,18 @@ def _wait(
     poll_s: float,
     say: Callable[[str], None],
     server: str,
+    watch: tuple[Any, Any] | None = None,
 ) -> list[str]:
-    """Poll the workloads until each is ready; the labels of the ready ones, in apply order."""
+    """Poll the workloads until each is ready; the labels of the ready ones, in apply order.
+
+    Args:
+        watch: (dynamic client, ApiClient): each poll also reads a waiting workload's Pods
+            and ends the wait at a container in trouble (:mod:`.kube_pods`).
+
+    Raises:
+        UserError: a workload not ready in time, a container that crash-loops or cannot
+            start (its name, exit code and last log lines), an API error.
+    """
     deadline = time.monotonic() + timeout_s
     ready: list[str] = []
     pending = list(workloads)
@@ -228,6 +259,8 @@ def _wait(
             except Exception as error:
                 raise _request_error(error, server, f"reading {label}") from error
             why = _not_ready(kind, obj)
+            if why is not None and watch is not None:
+                _raise_trouble(watch, obj, label, ns, server)
             if why is None:
                 ready.append(label)
                 say(f"ready {label}")
@@ -244,6 +277,25 @@ def _wait(
             )
         pending = [w[:4] for w in waiting]
         time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+
+
+def _raise_trouble(
+    watch: tuple[Any, Any], obj: dict[str, Any], label: str, ns: str, server: str
+) -> None:
+    """Raise :class:`UserError` when a container of the workload's Pods is in trouble."""
+    from panorama_cli.fleet.kube_pods import workload_trouble
+
+    try:
+        trouble = workload_trouble(*watch, obj)
+    except Exception as error:
+        raise _request_error(error, server, f"reading the Pods of {label}") from error
+    if trouble is not None:
+        instance = obj.get("metadata", {}).get("name", "")
+        raise UserError(
+            f"{label} does not start: {trouble}",
+            hint=f"kubectl describe pods -n {ns} -l app.kubernetes.io/instance={instance}; "
+            "kubectl logs --previous POD -c CONTAINER",
+        )
 
 
 def _not_ready(kind: str, obj: dict[str, Any]) -> str | None:

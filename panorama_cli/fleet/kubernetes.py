@@ -2,7 +2,31 @@
 
 :func:`render` gives ``<app>.yaml`` (apply it with ``kubectl apply --server-side -f`` or
 ``panorama-cli deploy --target kubernetes``) and, when the app has camera credentials,
-``<app>-secret.yaml`` (a Secret, written 0600, never merged into ``<app>.yaml``).
+``<app>-secret.yaml`` (a Secret, written 0600, never merged into ``<app>.yaml``): the camera
+credentials, the control key, serve's login token and each node's token
+(:mod:`.kubernetes_pod` mounts each into its own container only).
+
+How clients reach serve: a Service per workload, never a hostPort (unless ``host_network``):
+
+* a Deployment (one box) gets a ``ClusterIP`` Service ``<workload>`` with ports ``http``
+  (the export's ``--listen`` port) and ``rtsp`` (``--rtsp-port``) to serve's 8765 and 8554:
+  in the cluster ``http://<workload>.<namespace>.svc:PORT``; from a workstation
+  ``kubectl port-forward svc/<workload> PORT``. ClusterIP rather than NodePort: a NodePort
+  opens a port from 30000-32767 on every address of every node of the cluster, the widening
+  ``--listen`` is there to prevent; an Ingress or a LoadBalancer in front of the Service is the
+  cluster owner's choice;
+* a DaemonSet (one Pod per box) gets a headless Service (``clusterIP: None``): one DNS record
+  per Pod, each box's serve addressed on its own (Prometheus' endpoints discovery);
+* serve allows the Service's names as request hosts (``--allowed-host <svc>``, ``<svc>.<ns>``,
+  ``<svc>.<ns>.svc``, ``<svc>.<ns>.svc.cluster.local``); addresses always pass;
+* ``host_network``: serve's ports also become hostPorts on each box, on the ``--listen``
+  address (``hostIP``); this fails Pod Security *baseline*.
+
+Storage: PersistentVolumeClaims (a Deployment) or emptyDirs (a DaemonSet: its Pods cannot have
+their own claims; storage lasts as long as the Pod); hostPath folders only with
+``storage="hostpath"`` (``--host-path-storage``), which is also what camera files need (they
+are hostPath folders of the bundle copied to each box). A hostPath folder must be writable by
+the app's group (``chown -R 10001:10001``): ``fsGroup`` does not apply to hostPath.
 
 Format: Kubernetes API reference (https://kubernetes.io/docs/reference/kubernetes-api/):
 apps/v1 ``Deployment`` and ``DaemonSet``, core/v1 ``ConfigMap``, ``Secret``,
@@ -20,9 +44,12 @@ from panorama_cli.errors import UsageError
 from panorama_cli.fleet import model
 from panorama_cli.fleet.kubernetes_pod import (
     Doc,
+    claim_bytes,
     params_name,
     persistent_volumes,
     pod_spec,
+    port_name,
+    quantity,
     secret_name,
 )
 from panorama_cli.fleet.model import FleetApp, OutFile
@@ -30,7 +57,8 @@ from panorama_cli.fleet.model import FleetApp, OutFile
 log = logging.getLogger(__name__)
 
 STORAGE_KINDS = ("pvc", "hostpath")
-#: Size each PersistentVolumeClaim requests (a node's storage, its logs, serve's state).
+#: Size each PersistentVolumeClaim requests (serve's state; a node's storage and logs share
+#: its storage limit: :func:`.kubernetes_pod.claim_bytes`).
 PVC_SIZE = "1Gi"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_VERSION = "app.kubernetes.io/version"
@@ -48,11 +76,12 @@ def render(
     host_path_root: str = "/var/lib/panorama-cli",
     bundle_path: str | None = None,
     namespace: str = "default",
+    host_network: bool = False,
 ) -> list[OutFile]:
-    """The Kubernetes manifests of ``app``.
+    """The Kubernetes manifests of ``app`` (see the module docstring).
 
-    One Pod runs serve and every business-logic node container (they share the control socket
-    and ``/dev/shm``), either as one Deployment per device (``device_names``: Kubernetes node
+    One Pod runs serve and every business-logic node container (they share the control
+    socket), either as one Deployment per device (``device_names``: Kubernetes node
     names; replicas 1, strategy Recreate, pinned with ``nodeSelector:
     {kubernetes.io/hostname: NAME}``) or as one DaemonSet over ``node_selector`` (labels ->
     values; ``{}``: every node). The camera files of the bundle are hostPath volumes: copy the
@@ -63,49 +92,73 @@ def render(
         device_names: Kubernetes node names, one Deployment ``<app>-<node as a DNS label>``
             each. Exactly one of ``device_names`` and ``node_selector`` is given.
         node_selector: node labels the DaemonSet ``<app>`` runs on.
-        storage: ``"pvc"``: a PersistentVolumeClaim (ReadWriteOnce, :data:`PVC_SIZE`) per
-            volume per Deployment; ``"hostpath"``: hostPath folders
-            ``<host_path_root>/<app>/<volume>`` (DirectoryOrCreate). A DaemonSet always uses
-            hostPath (its Pods cannot have their own claims).
+        storage: ``"pvc"``: a PersistentVolumeClaim (ReadWriteOnce; :data:`PVC_SIZE`, a
+            node's storage and logs together its storage limit) per volume per Deployment,
+            an emptyDir of that size per volume of a DaemonSet's Pod; ``"hostpath"``:
+            hostPath folders ``<host_path_root>/<app>/<volume>`` (DirectoryOrCreate), and
+            the only storage that allows camera files.
         host_path_root: absolute folder on the nodes for hostPath volumes.
         bundle_path: absolute path of the bundle folder on the nodes (default
             ``/opt/panorama-cli/bundles/<app.name>``).
         namespace: the objects' namespace.
+        host_network: also publish serve's ports as hostPorts on ``app.listen_host``.
 
     Returns:
-        ``<app>.yaml`` (ConfigMap ``<app>-params``, the claims, the workloads; YAML documents
+        ``<app>.yaml`` (ConfigMap ``<app>-params``, the claims, the workloads, the Services;
+        YAML documents
         joined by ``---``, the same bytes for the same input) and, with secrets,
-        ``<app>-secret.yaml`` (Secret ``<app>-cameras``, private).
+        ``<app>-secret.yaml`` (Secret ``<app>-secrets``, private).
 
     Raises:
         UsageError: neither or both of ``device_names`` / ``node_selector``, an unknown
-            ``storage``, a relative path, a namespace that is not a DNS label, duplicate devices.
+            ``storage``, a relative path, a namespace that is not a DNS label, duplicate devices,
+            camera files without ``storage="hostpath"``.
     """
     bundle_path = bundle_path or f"/opt/panorama-cli/bundles/{app.name}"
     _check(device_names, node_selector, storage, host_path_root, bundle_path, namespace)
+    if app.files and storage != "hostpath":
+        raise UsageError(
+            f"camera file {app.files[0].path} needs --host-path-storage on kubernetes (a "
+            "hostPath folder of the bundle on each box, which Pod Security restricted forbids)",
+            hint="give the camera as an rtsp:// URL, or pass --host-path-storage",
+        )
+    host_ip = app.listen_host if host_network else None
     docs: list[Doc] = []
     if app.params:
         docs.append(_config_map(app, namespace))
     if node_selector is not None:
-        persistent = {v: _host_path(host_path_root, app, v) for v in persistent_volumes(app)}
+        if storage == "hostpath":
+            persistent = {v: _host_path(host_path_root, app, v) for v in persistent_volumes(app)}
+        else:
+            sizes = claim_bytes(app)
+            persistent = {
+                v: {"emptyDir": {"sizeLimit": quantity(sizes[v]) if v in sizes else PVC_SIZE}}
+                for v in persistent_volumes(app)
+            }
         pod = pod_spec(app, persistent=persistent, node_selector=node_selector,
-                       bundle_path=bundle_path)  # fmt: skip
+                       bundle_path=bundle_path, host_ip=host_ip,
+                       serve_args=_allowed(app.name, namespace))  # fmt: skip
         docs.append(_workload(app, "DaemonSet", app.name, namespace, pod))
+        docs.append(_service(app, app.name, namespace, headless=True))
     else:
         for device, name in zip(device_names, _workload_names(app, device_names), strict=True):
             if storage == "pvc":
                 persistent = {}
+                sizes = claim_bytes(app)
                 for volume in persistent_volumes(app):
                     claim = f"{name}-{volume}"
-                    docs.append(_claim(app, claim, name, namespace))
+                    size = quantity(sizes[volume]) if volume in sizes else PVC_SIZE
+                    docs.append(_claim(app, claim, name, namespace, size))
                     persistent[volume] = {"persistentVolumeClaim": {"claimName": claim}}
             else:
                 persistent = {
                     v: _host_path(host_path_root, app, v) for v in persistent_volumes(app)
                 }
             pod = pod_spec(app, persistent=persistent, node_selector={HOSTNAME_LABEL: device},
-                           bundle_path=bundle_path)  # fmt: skip
+                           bundle_path=bundle_path, host_ip=host_ip,
+                           serve_args=_allowed(name, namespace))  # fmt: skip
             docs.append(_workload(app, "Deployment", name, namespace, pod))
+            docs.append(_service(app, name, namespace, headless=False))
     secret_file = f"{app.name}-secret.yaml"
     files = f"-f {secret_file} -f {app.name}.yaml" if app.secrets else f"-f {app.name}.yaml"
     header = (
@@ -204,15 +257,43 @@ def _secret(app: FleetApp, namespace: str) -> Doc:
     }
 
 
-def _claim(app: FleetApp, name: str, instance: str, namespace: str) -> Doc:
+def _claim(app: FleetApp, name: str, instance: str, namespace: str, size: str) -> Doc:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": _metadata(app, name, namespace, instance),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": PVC_SIZE}},
+            "resources": {"requests": {"storage": size}},
         },
+    }
+
+
+def _allowed(service: str, namespace: str) -> tuple[str, ...]:
+    """serve's ``--allowed-host`` for the names the Service ``service`` gives it."""
+    names = (service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
+             f"{service}.{namespace}.svc.cluster.local")  # fmt: skip
+    return tuple(arg for name in names for arg in ("--allowed-host", name))
+
+
+def _service(app: FleetApp, name: str, namespace: str, *, headless: bool) -> Doc:
+    """The Service of workload ``name``: ClusterIP (a Deployment) or headless (a DaemonSet),
+    the export's ports to serve's."""
+    ports = [
+        {"name": port_name(inner), "port": outer, "targetPort": port_name(inner),
+         "protocol": "TCP"}
+        for inner, outer in app.serve.ports
+    ]  # fmt: skip
+    spec: Doc = {"type": "ClusterIP"}
+    if headless:
+        spec["clusterIP"] = "None"
+    spec["selector"] = {LABEL_NAME: app.name, LABEL_INSTANCE: name}
+    spec["ports"] = ports
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(app, name, namespace, name),
+        "spec": spec,
     }
 
 
@@ -222,7 +303,7 @@ def _workload(app: FleetApp, kind: str, name: str, namespace: str, pod: Doc) -> 
     spec["selector"] = {"matchLabels": selector}
     if kind == "Deployment":
         spec["strategy"] = {"type": "Recreate"}
-    else:  # one Pod per node at a time: the old one frees the host ports first
+    else:  # one Pod per node at a time (the old one frees its storage and hostPorts first)
         spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
     spec["template"] = {"metadata": {"labels": _labels(app, name)}, "spec": pod}
     return {

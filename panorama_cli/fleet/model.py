@@ -14,13 +14,24 @@ containers, described here once and rendered by each exporter (:mod:`.compose`,
   ``/``, read-only root, only logs and storage writable). It connects to serve's control
   socket.
 
-The containers share two volumes: :data:`CONTROL_VOLUME` (the control socket) and
-:data:`SHM_VOLUME` (a tmpfs at ``/dev/shm``: the frame rings and call arenas are POSIX shared
-memory there), as a Pod's containers or a Compose project's services can; the node's storage
-and logs are their own volumes, kept across restarts and updates.
+The containers share one volume, :data:`CONTROL_VOLUME` (the control socket; read-only in
+the node containers, so that no node can replace the socket with its own and listen to the
+others), as a Pod's containers or a Compose project's services can; the frame rings and call
+arenas travel over the socket as descriptors (``memfd``), so no ``/dev/shm`` is shared. The
+node's storage and logs are their own volumes, kept across restarts and updates.
 
 Credentials never appear in a manifest: a camera source with a user or password in it is a
-:class:`Secret`, read by serve from a file (``--camera NAME=@FILE``).
+:class:`Secret`, read by serve from a file (``--camera NAME=@FILE``). So is the app's control
+key (:data:`CONTROL_KEY_FILE`, serve's ``--control-key``) and each node's own token
+(:data:`NODE_TOKEN_FILE`, ``identity.node_token(key, node)``): a node container gets only its
+own token, never the key or another node's token, so it can only say it is that node.
+
+Node containers run under the same limits as ``run`` and ``serve`` give a node
+(:class:`~panorama_cli.localrun.apps.limits.NodeLimits`: memory, processes, storage), serve
+under its own; each exporter renders them in its engine's terms, with CPU limits. No container
+runs as root: serve as :data:`SERVE_UID`, node ``i`` as ``NODE_UID_BASE + i``, all in group
+:data:`APP_GID` (the control socket's), with read-only roots and no capabilities. serve's login
+token (HTTP and RTSP out) is a secret of serve only (:data:`SERVE_TOKEN_FILE`).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from panorama_cli.localrun.apps.appliance import LOGS, SOCKET_TARGET, STORAGE
+from panorama_cli.localrun.apps.limits import NodeLimits
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,24 @@ CONTROL_DIR = str(Path(SOCKET_TARGET).parent)
 CAMERAS_DIR = "/opt/panorama-cli/cameras"
 #: Where secrets appear as files in the serve container (Compose's and Swarm's own place).
 SECRETS_DIR = "/run/secrets"
+#: The control key in the serve container (serve's ``--control-key``).
+CONTROL_KEY_FILE = f"{SECRETS_DIR}/control.key"
+#: A node's own token in its container (``PANORAMA_LOCALRUN_TOKEN_FILE``).
+NODE_TOKEN_FILE = f"{SECRETS_DIR}/node.token"
+#: The bundle file that keeps the control key across exports (0600).
+CONTROL_KEY_BUNDLE_FILE = "secrets/control.key"
+#: serve's HTTP and RTSP login token in the serve container (``--auth-token-file``).
+SERVE_TOKEN_FILE = f"{SECRETS_DIR}/serve-token"
+#: The bundle file that keeps serve's login token across exports (where export says it is).
+SERVE_TOKEN_BUNDLE_FILE = "secrets/serve-token"
+#: The user serve runs as and the group every container of the app shares (the runtime image
+#: makes them and gives them serve's state and control folders; the control socket is
+#: ``srwxrwx---`` of this group, so each node container, in it, may connect).
+SERVE_UID = 10001
+APP_GID = 10001
+#: Node container ``i`` (graph order) runs as user ``NODE_UID_BASE + i``, group :data:`APP_GID`:
+#: its own uid, so the control socket's per-uid bound on waiting connections holds per node.
+NODE_UID_BASE = 10100
 #: Where parameter values appear as files (Kubernetes ConfigMap) when a target uses files.
 PARAMS_DIR = "/etc/panorama-cli/params"
 #: The project inside the appliance image (graph, overrides, descriptors, model assets).
@@ -50,10 +80,7 @@ PROJECT_DIR = "/opt/panorama-cli/project"
 HTTP_PORT = 8765
 RTSP_PORT = 8554
 CONTROL_VOLUME = "control"
-SHM_VOLUME = "shm"
 STATE_VOLUME = "state"
-#: Size of the shared /dev/shm tmpfs (frame rings of every camera and HDMI stream).
-SHM_SIZE_BYTES = 1 << 30
 LABEL_APP = "org.panorama-cli.application"
 LABEL_VERSION = "org.panorama-cli.version"
 LABEL_ROLE = "org.panorama-cli.role"
@@ -66,6 +93,51 @@ def dns_label(text: str, limit: int = 63) -> str:
     names): ``People_Counter`` -> ``people-counter``."""
     label = _DNS.sub("-", text.lower()).strip("-")[:limit].strip("-")
     return label or "app"
+
+
+#: The engine's log of a node container is kept in this many files (json-file ``max-file``).
+LOG_FILES = 2
+
+
+def log_file_bytes(limits: NodeLimits) -> int:
+    """Bytes of each of the engine's :data:`LOG_FILES` log files of a node container: together
+    a sixteenth of its storage limit (at least 1 MiB each)."""
+    return max(1 << 20, limits.storage // 16 // LOG_FILES)
+
+
+def tmp_bytes(limits: NodeLimits) -> int:
+    """Size of a node container's private ``/tmp`` tmpfs: an eighth of its storage limit, at
+    most its memory limit (tmpfs pages are the container's memory), at least 1 MiB."""
+    return max(1 << 20, min(limits.storage // 8, limits.memory))
+
+
+#: Host addresses that mean "every address of the box".
+ANY_HOST = frozenset({"0.0.0.0", "::", ""})
+
+
+def published(host: str, port: int, target: int) -> str:
+    """Docker's ``-p`` / Compose's short port syntax publishing container port ``target`` on
+    ``host:port`` only (every address for :data:`ANY_HOST`): ``127.0.0.1:8765:8765``,
+    ``[::1]:8765:8765``, ``8765:8765``."""
+    if host in ANY_HOST:
+        return f"{port}:{target}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}:{target}"
+
+
+def cpus_text(cpus: float) -> str:
+    """A CPU count as Docker's ``--cpus`` and Compose's ``cpus`` take it: ``1.5`` -> ``"1.5"``,
+    ``2.0`` -> ``"2"``."""
+    return f"{cpus:g}"
+
+
+def docker_size(n_bytes: int) -> str:
+    """Bytes as Docker's ``--memory`` and Compose's ``mem_limit`` take them, exactly:
+    ``4294967296`` -> ``"4g"``, ``1536`` -> ``"1536b"``."""
+    for suffix, unit in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n_bytes % unit == 0:
+            return f"{n_bytes // unit}{suffix}"
+    return f"{n_bytes}b"
 
 
 @dataclass(frozen=True)
@@ -106,13 +178,19 @@ class Secret:
         name: the secret's name (a DNS label), e.g. ``camera-front-door``.
         key: the item inside it (Kubernetes Secret key, Greengrass configuration key).
         value: the value itself (written only to a secret: a 0600 file, a Secret object).
-        target: the file serve reads it from (``/run/secrets/<name>``).
+        target: the file the container reads it from (``/run/secrets/<name>``).
+        kind: ``"camera"`` (a camera URL, serve's), ``"control-key"`` (serve's
+            ``--control-key``), ``"serve-token"`` (serve's login token, ``--auth-token-file``)
+            or ``"node-token"`` (one node's own token).
+        node: the node a ``"node-token"`` belongs to, else "".
     """
 
     name: str
     key: str
     value: str
     target: str
+    kind: str = "camera"
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,8 +235,14 @@ class Container:
         ports: (container port, host port) published on the host (TCP).
         health_path: HTTP path of the liveness check (serve: ``/healthz``), "" for none.
         ready_path: HTTP path of the readiness check (serve: ``/readyz``), "" for none.
-        gpu: needs every GPU of the box (``--device cuda``; serve runs the models).
+        gpu: gets every GPU of the box (``--device cuda``: serve when it runs model nodes, a
+            node when the plan gives it the GPU; see :mod:`.app`).
         working_dir: the working directory (``/`` for nodes, as on the appliance).
+        secrets: the secrets mounted into this container (and no other secret).
+        limits: the container's memory, processes and storage (its engine log and ``/tmp``
+            sizes); None: the engine's defaults.
+        user: (uid, gid) the container runs as (None: the image's user).
+        cpus: CPUs the container may use (0: no limit).
     """
 
     name: str
@@ -175,6 +259,10 @@ class Container:
     ready_path: str = ""
     gpu: bool = False
     working_dir: str = "/"
+    secrets: tuple[Secret, ...] = ()
+    limits: NodeLimits | None = None
+    user: tuple[int, int] | None = None
+    cpus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,8 +282,10 @@ class FleetApp:
         params: parameter node -> value as serve's ``--param`` takes it (text).
         files: bundle files (camera videos).
         secrets: every secret.
-        volumes: every named volume the containers mount (state, control, shm, storage-*,
+        volumes: every named volume the containers mount (state, control, storage-*,
             logs-*), sorted.
+        listen_host: the host address serve's HTTP and RTSP out are published on
+            (``0.0.0.0``: every address of the box).
         listen_port: the host port serve's HTTP is published on.
         rtsp_port: the host port of RTSP out (0: off).
         device: ``"cpu"`` or ``"cuda"``.
@@ -216,6 +306,7 @@ class FleetApp:
     device: str = "cpu"
     platform: str = "linux/amd64"
     volumes: tuple[str, ...] = field(default=())
+    listen_host: str = "0.0.0.0"
 
     @property
     def semver(self) -> str:
@@ -250,21 +341,20 @@ class FleetApp:
 
 
 def node_mounts(node_label: str) -> tuple[Mount, ...]:
-    """A node container's volumes: its storage and logs, the control socket, shared memory."""
+    """A node container's volumes: its storage and logs, the control socket's folder
+    (read-only: a node connects to the socket, it cannot replace it)."""
     return (
         Mount(f"storage-{node_label}", STORAGE),
         Mount(f"logs-{node_label}", LOGS),
-        Mount(CONTROL_VOLUME, CONTROL_DIR),
-        Mount(SHM_VOLUME, "/dev/shm"),
+        Mount(CONTROL_VOLUME, CONTROL_DIR, read_only=True),
     )
 
 
 def serve_mounts() -> tuple[Mount, ...]:
-    """serve's volumes: its state folder, the control socket, shared memory."""
+    """serve's volumes: its state folder, the control socket's folder."""
     return (
         Mount(STATE_VOLUME, STATE_DIR),
         Mount(CONTROL_VOLUME, CONTROL_DIR),
-        Mount(SHM_VOLUME, "/dev/shm"),
     )
 
 
@@ -275,9 +365,14 @@ class OutFile:
     Attributes:
         path: relative to the bundle folder (``/``-separated), e.g. ``compose.yaml``.
         content: the bytes.
-        private: a secret: written with mode 0600 (never into a manifest).
+        private: a secret: written with mode 0600 (never into a manifest), in a folder of
+            mode 0700.
+        mode: the file's mode when it is not the default (0644, or 0600 when private): a node
+            token a container's root without capabilities must read is 0644 in the 0700
+            ``secrets/`` folder.
     """
 
     path: str
     content: bytes
     private: bool = False
+    mode: int | None = None

@@ -8,13 +8,26 @@
 * a virtual environment (``--system-site-packages`` for ``gi``) installed offline from a
   wheelhouse that this machine downloads once with pip for the image's Python (3.11) and
   platform (``manylinux_2_36_<arch>``: bookworm's glibc) — pip's documented offline install
-  (``pip download`` then ``pip install --no-index --find-links``);
+  (``pip download`` then ``pip install --no-index --find-links``) — in a build stage of its
+  own, so the wheelhouse is in no layer of the image; pip and setuptools are removed after;
+* only what serve runs: panorama-cli's dependencies but :data:`NOT_SERVE` (the cloud and
+  Kubernetes clients of ``deploy``); of Debian's packages the GL/LLVM drivers, icon themes
+  and sound fonts that GStreamer's plugins pull in but serve never loads
+  (:data:`APT_UNUSED`, removed with ``dpkg --force-depends``: the libraries that link to
+  them are plugins serve does not use), and the documentation (copyright files kept);
 * panorama-cli's own code (``panorama_cli``, ``backpack``, templates, schemas) as installed
-  here, on ``PYTHONPATH``.
+  here, on ``PYTHONPATH``;
+* the AWS IoT Device SDK v2 (``awsiotsdk``, :data:`IMAGE_ONLY`): the Greengrass component
+  runs its secret fetcher (:mod:`.greengrass_fetch`) with this image's Python (:data:`PYTHON`);
+* the user serve runs as, ``panorama`` (:data:`~.model.SERVE_UID`, group
+  :data:`~.model.APP_GID`; ``USER`` of the image), owning serve's state folder and the control
+  socket's folder (a new volume mounted there takes their owner), ``HOME`` and caches in
+  ``/tmp`` (the root is read-only in a fleet), and ``umask 007`` at start: the control socket
+  is ``srwxrwx---``, so the node containers (users of the group) may connect and nobody else.
 
 Why its own image and not a layer on the app's image: Panorama's application base image is
 Ubuntu 18.04 with Python 3.7, which cannot host this runtime (Python >= 3.10, GStreamer 1.22);
-so the runtime runs next to the app's containers, sharing the control socket and /dev/shm
+so the runtime runs next to the app's containers, sharing the control socket
 (:mod:`.model`), as several business-logic images must anyway.
 
 The key is a sha256 of the Dockerfile, the requirements, the base image id and panorama-cli's
@@ -34,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.fleet.model import APP_GID, CONTROL_DIR, SERVE_UID, STATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +57,8 @@ PYTHON_VERSION = "3.11"
 GLIBC_TAG = "manylinux_2_36"
 RUNTIME_DIR = "/opt/panorama-cli/runtime"
 ENTRY = f"{RUNTIME_DIR}/bin/panorama-cli"
+#: The runtime's Python (the Greengrass component runs its secret fetcher with it).
+PYTHON = f"{RUNTIME_DIR}/venv/bin/python"
 APT_PACKAGES = (
     "ca-certificates",
     "python3-venv",
@@ -56,48 +72,112 @@ APT_PACKAGES = (
     "gstreamer1.0-plugins-ugly",
     "gstreamer1.0-libav",
 )
+#: Installed by the packages above, loaded by nothing serve runs (GL drivers and the LLVM
+#: they need, GTK's icons and themes, MIDI sound fonts): removed from the image.
+APT_UNUSED = (
+    "libgl1-mesa-dri",
+    "libllvm15",
+    "libz3-4",
+    "adwaita-icon-theme",
+    "libgtk-3-common",
+    "timgm6mb-soundfont",
+)
+#: panorama-cli's dependencies serve never imports (deploy's AWS and Kubernetes clients).
+NOT_SERVE = frozenset({"boto3", "kubernetes"})
+#: What the image has beyond panorama-cli's dependencies: the AWS IoT Device SDK v2, the
+#: Greengrass component's IPC client (:mod:`.greengrass_fetch`), pinned like the others when
+#: installed here.
+IMAGE_ONLY = ("awsiotsdk>=1.21",)
 _MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 DOCKERFILE = f"""\
 ARG BASE
-FROM $BASE
+FROM $BASE AS system
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
     {" ".join(APT_PACKAGES)} \\
- && rm -rf /var/lib/apt/lists/*
+ && dpkg --purge --force-depends {" ".join(APT_UNUSED)} \\
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \\
+ && find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete \\
+ && rm -rf /usr/share/man /usr/share/info
+
+FROM system AS venv
 COPY wheels /tmp/wheels
 COPY requirements.txt /tmp/requirements.txt
 RUN python3 -m venv --system-site-packages {RUNTIME_DIR}/venv \\
  && {RUNTIME_DIR}/venv/bin/python -m pip install --no-index --find-links /tmp/wheels \\
     --no-cache-dir -r /tmp/requirements.txt \\
- && rm -rf /tmp/wheels /tmp/requirements.txt
+ && {RUNTIME_DIR}/venv/bin/python -m pip uninstall -y -q pip setuptools
+
+FROM system
+COPY --from=venv {RUNTIME_DIR}/venv {RUNTIME_DIR}/venv
 COPY lib {RUNTIME_DIR}/lib
 COPY panorama-cli {ENTRY}
-ENV PYTHONPATH={RUNTIME_DIR}/lib PYTHONUNBUFFERED=1
+RUN groupadd --system --gid {APP_GID} panorama \\
+ && useradd --system --uid {SERVE_UID} --gid {APP_GID} --home-dir /nonexistent --no-create-home \\
+    --shell /usr/sbin/nologin panorama \\
+ && install -d -o {SERVE_UID} -g {APP_GID} -m 0750 {STATE_DIR} {CONTROL_DIR}
+ENV PYTHONPATH={RUNTIME_DIR}/lib PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
+    HOME=/tmp XDG_CACHE_HOME=/tmp/.cache
+USER {SERVE_UID}:{APP_GID}
 ENTRYPOINT ["{ENTRY}"]
 """
 ENTRY_SCRIPT = f"""#!/bin/sh
+umask 007
 exec {RUNTIME_DIR}/venv/bin/python -m panorama_cli "$@"
 """
 
 
 def requirements() -> list[str]:
-    """panorama-cli's own dependencies (no extras), pinned to the versions installed here
-    (importlib.metadata), e.g. ``["av==14.0.1", ...]``."""
+    """panorama-cli's own dependencies (no extras, none of :data:`NOT_SERVE`) and
+    :data:`IMAGE_ONLY`, pinned to the
+    versions installed here (importlib.metadata), e.g. ``["av==14.0.1", ...]``. From a source
+    checkout (an editable install, whose metadata lags behind an edited pyproject.toml) the
+    list is pyproject.toml's."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
     found = []
-    for requirement in metadata.requires("panorama-cli") or []:
+    for requirement in _declared() or metadata.requires("panorama-cli") or []:
         spec, _, marker = requirement.partition(";")
         if "extra" in marker:
             continue
         name = Requirement(spec).name
+        if name.lower() in NOT_SERVE:
+            continue
         try:  # the version tested here, not whatever is newest on the index
             found.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             found.append(spec.strip())
+    for spec in IMAGE_ONLY:
+        name = Requirement(spec).name
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(spec)
     return sorted(found)
+
+
+def _declared() -> list[str] | None:
+    """``[project].dependencies`` of the pyproject.toml beside the package when it is panorama-cli's
+    (a source checkout), else None."""
+    import importlib
+
+    import panorama_cli
+
+    try:
+        tomllib = importlib.import_module("tomllib")  # Python >= 3.11
+    except ImportError:
+        return None
+
+    path = Path(panorama_cli.__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        project = tomllib.loads(path.read_text(encoding="utf-8")).get("project") or {}
+    except (OSError, ValueError):
+        return None
+    if project.get("name") != "panorama-cli":
+        return None
+    return [str(d) for d in project.get("dependencies") or []]
 
 
 def _code_dirs() -> dict[str, Path]:

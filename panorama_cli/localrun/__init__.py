@@ -15,7 +15,8 @@ Python API for tests::
     result.annotations["front_door_camera"][0]["rects"]       # [(l, t, r, b), ...]
 
 Module map: plan (graph + flags -> RunPlan), engine (the run), routing (the runner's answers
-to the SDK), report (report.json); apps/ (supervisor, sandbox, console log, ``--in-container``,
+to the SDK), report (report.json), safe_files (files in the folders apps write into, never
+through a link); apps/ (supervisor, sandbox, console log, ``--in-container``,
 the SDK), frames/ (sources, pacing, feeds, sinks, channel + wire), models/ (archives,
 inference, devices, converters), serve/ (``panorama-cli serve``: the appliance's policies over
 the same runtime).
@@ -27,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from panorama_cli.localrun.apps.limits import NodeLimits
 from panorama_cli.localrun.engine import run_application
 from panorama_cli.localrun.plan import RunOptions
 from panorama_cli.localrun.report import RunResult
@@ -50,6 +52,7 @@ def run_project(
     grace_s: float = 2.0,
     keep_frames: bool = True,
     writable_app: bool = False,
+    limits: NodeLimits | None = None,
 ) -> RunResult:
     """Run the project in ``project_dir`` and return its report, HDMI frames and overlays.
 
@@ -76,5 +79,6 @@ def run_project(
         grace_s=grace_s,
         keep_frames=keep_frames,
         writable_app=writable_app,
+        limits=limits or NodeLimits(),
     )
     return run_application(project, options)

@@ -171,6 +171,7 @@ class Runtime:
 
     def start_apps(self) -> None:
         from panorama_cli.localrun.apps.supervisor import AppSpec
+        from panorama_cli.localrun.frames import identity
         from panorama_cli.localrun.frames.channel import (
             ControlServer,
             remove_stale_socket,
@@ -192,8 +193,17 @@ class Runtime:
         )
         path = self.control_socket() or socket_path(plan.run_dir)
         remove_stale_socket(path)  # a killed run's ctl.sock in a reused --output-dir
-        self.server = ControlServer(path, self.router, on_close=self.router.session_closed)
+        key = self.control_key()
+        self.server = ControlServer(
+            path,
+            self.router,
+            on_close=self.router.session_closed,
+            key=key,
+            nodes=[b.node.name for b in plan.business],
+        )
         uid = f"applicationInstance-local-{uuid.uuid4().hex[:20]}"
+        users = self.node_users()
+        self.say_limits()
         for business in plan.business:
             name = business.node.name
             logs, storage = self.node_folders(name)
@@ -211,17 +221,85 @@ class Runtime:
                     "AppGraph_Uid": uid,
                     "PANORAMA_LOCALRUN_SOCKET": str(self.server.path),
                     "PANORAMA_LOCALRUN_NODE": name,
+                    identity.TOKEN_ENV: identity.node_token(key, name),  # its own, never the key
                     "PYTHONPATH": str(SDK_DIR / ""),
                 },
                 aws_profile=self.options.aws_profile,
+                aws_endpoint_url=self.options.aws_endpoint_url,
                 writable_app=self.options.writable_app,
                 console_rotate=self.console_rotate(),
+                limits=self.options.limits,
+                uid=users.get(name),
+                volume=self.node_volume(name),
+                keep_volume=self.keep_volumes(),
             )
             self.apps[name] = self.make_app(spec, logs / "console.log")
         self.router.start_clock()
         for app in self.apps.values():
             app.start()
         self.notify("started", {"run_dir": str(plan.run_dir), "nodes": list(self.apps)})
+
+    def node_users(self) -> dict[str, int]:
+        """node -> its own unprivileged uid (:mod:`.apps.app_user`) when the runner is root
+        and runs the apps itself in host mode; else {} (the runner's user)."""
+        import os
+
+        from panorama_cli.localrun.apps.app_user import node_uid
+
+        if os.geteuid() != 0 or self.options.in_container:
+            return {}
+        users: dict[str, int] = {}
+        for name in self.plan.business_names:
+            users[name] = node_uid(str(self.plan.run_dir), name, users.values())
+        return users
+
+    def say_limits(self) -> None:
+        """One line at start when node cgroups cannot be made here (per-process rlimits hold
+        the limits instead, :mod:`.apps.limits`); nothing when they can."""
+        if self.options.in_container:
+            return
+        from panorama_cli.localrun.apps import volumes
+        from panorama_cli.localrun.apps.cgroups import availability
+        from panorama_cli.localrun.apps.limits import format_size
+
+        kind, why = availability()
+        own_fs, fs_why = volumes.available()
+        if own_fs and self.node_volume("probe") is None:
+            own_fs, fs_why = False, "run checks node storage every second (serve mounts one)"
+        log.debug("node limits: %s (%s)", self.options.limits.summary(), kind or why)
+        limits = self.options.limits
+        how = "a file system of its own" if own_fs else "checked every second"
+        if kind and not own_fs:
+            self.notify(
+                "note",
+                {
+                    "text": f"node storage: {fs_why}; storage {format_size(limits.storage)} "
+                    "per node checked every second"
+                },
+            )
+        if kind:
+            return
+        self.notify(
+            "note",
+            {
+                "text": f"node limits: no cgroup can be made here ({why}); per-process rlimits "
+                f"instead: memory {format_size(limits.memory)} per process, "
+                + (f"{limits.pids} processes per node, " if self.node_users() else "")
+                + f"files up to {format_size(limits.storage)}; storage "
+                f"{format_size(limits.storage)} per node ({how})"
+            },
+        )
+
+    def node_volume(self, name: str) -> Path | None:
+        """The image file of a node's own file system (:mod:`.apps.volumes`); None: its
+        storage is checked every second instead. ``run`` uses none: a run folder is new each
+        time, so the mounts a SIGKILLed run left would stay; serve's (its state folder's)
+        are cleared at its next start."""
+        return None
+
+    def keep_volumes(self) -> bool:
+        """Node volumes last after the nodes (serve); run: copied out and removed."""
+        return False
 
     def console_rotate(self) -> tuple[int, int] | None:
         """console.log rotation (bytes per file, older files kept); run: None (one capped
@@ -243,6 +321,13 @@ class Runtime:
     def control_socket(self) -> Path | None:
         """The control socket's path (None: ``ctl.sock`` in the run folder)."""
         return None
+
+    def control_key(self) -> bytes:
+        """The key each node's token is derived from (:mod:`.frames.identity`): a fresh one
+        per run, known to this process only (serve ``--external-nodes``: the bundle's)."""
+        from panorama_cli.localrun.frames import identity
+
+        return identity.new_key()
 
     def _first_frame(self) -> None:
         self.first_frame_t = time.monotonic()
@@ -407,6 +492,9 @@ class Runtime:
                 self.server.close()
             if self.containers is not None:
                 self.containers.close()
+            from panorama_cli.localrun.apps.volumes import release_all
+
+            release_all()  # serve's node volumes (run's went with their nodes)
         return hdmi
 
     def exit_code(self, reason: str) -> int | None:
@@ -426,6 +514,10 @@ def _status(code: int) -> int:
 
 def _run_apps(run: Runtime, plan: RunPlan, options: RunOptions) -> str:
     """Models, cameras, the run folder and the apps, then the wait: the end's reason."""
+    from panorama_cli.localrun.models.devices import require_gpu_for
+
+    for note in require_gpu_for(plan.gpu_nodes):  # no GPU for a node that gets it: one line
+        run.notify("note", {"text": note})
     run.load_models()
     run.open_cameras()  # a model or camera problem: one line, no run folder yet
     if options.in_container:  # a missing image too

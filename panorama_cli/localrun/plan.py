@@ -2,7 +2,8 @@
 
 :func:`build_plan` reads the application graph (overrides applied) and resolves, before any
 process starts or any frame is read: the business-logic nodes and their descriptor entries,
-each camera node's source (``--camera NODE=SOURCE``, else its package's ``streamUrl`` default),
+each camera node's source (``--camera NODE=SOURCE``, else ``PANORAMA_CAMERA_<NODE>``
+(:mod:`.camera_env`), else its package's ``streamUrl`` default),
 each parameter's typed value (override files first, then ``--param NODE=VALUE``), the model
 nodes and their ``--model`` files, and the data sinks. Anything missing is one UserError line.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UsageError, UserError
+from panorama_cli.localrun.apps.limits import NodeLimits
 
 if TYPE_CHECKING:
     from panorama_cli.project.appgraph import AppGraph, Node
@@ -38,7 +40,8 @@ class RunOptions:
             /dev/videoN, ``gst:<pipeline>``).
         params: parameter node -> value (text as typed on the command line, or a Python value).
         models: model node -> model file (ONNX, TorchScript, SavedModel).
-        frames: frames per camera, then the run ends (None: no limit).
+        frames: frames per camera, then the run ends (None: no limit); with no camera
+            feeding the apps only together with ``duration`` (:func:`build_plan`).
         duration: seconds, then the run ends (None: no limit).
         fast: deliver every frame as fast as the app takes them (else real time, dropping).
         loop: restart files at their end.
@@ -46,6 +49,8 @@ class RunOptions:
         snapshot_every: also write every Nth HDMI frame as PNG (0: never).
         python: the interpreter ``python3`` runs in the app (default: this one).
         aws_profile: pass AWS credentials with this profile (None: no credentials).
+        aws_endpoint_url: the app's ``AWS_ENDPOINT_URL`` (e.g. a moto server on 127.0.0.1),
+            with test credentials unless ``aws_profile`` (None: AWS itself, no credentials).
         writable_app: /panorama writable (writes never reach src/) and working directory
             /panorama, which the appliance does not do (default: the appliance's read-only
             root, working directory /, see :mod:`.appliance`).
@@ -59,6 +64,9 @@ class RunOptions:
         deps: host mode's dependency pre-flight (:mod:`.deps`): ``"check"`` (what the
             Dockerfile installs must be importable), ``"venv"`` (a cached virtualenv of it
             per node), ``"none"``.
+        limits: each business-logic node's memory, processes and storage.
+        camera_env: the ``PANORAMA_CAMERA_<NODE>`` variables (:mod:`.camera_env`): sources
+            of the camera nodes ``cameras`` does not bind.
     """
 
     graph: Path | None = None
@@ -74,6 +82,7 @@ class RunOptions:
     snapshot_every: int = 0
     python: str | None = None
     aws_profile: str | None = None
+    aws_endpoint_url: str | None = None
     writable_app: bool = False
     grace_s: float = 2.0
     keep_frames: bool = False
@@ -82,6 +91,8 @@ class RunOptions:
     platform: str | None = None
     device: str = "cpu"
     deps: str = "check"
+    limits: NodeLimits = field(default_factory=NodeLimits)
+    camera_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,6 +135,9 @@ class RunPlan:
     run_dir: Path
     python: str
     notes: list[str] = field(default_factory=list)
+    #: ``--device cuda``: business-logic node -> why it gets the GPU
+    #: (:func:`panorama_cli.project.accelerators.gpu_reasons`); empty with ``--device cpu``.
+    gpu_nodes: dict[str, str] = field(default_factory=dict)
 
     def media_producers(self, node: str, port: str) -> list[tuple[str, str | None]]:
         """(producer node, producer port) feeding ``node.port``, in edge order."""
@@ -183,15 +197,15 @@ def parse_bindings(
         if node in bound:
             raise UsageError(f"{flag} {node}=... given twice", hint=f"give {node} one value")
         if value.startswith("@") and flag in ("--camera", "--param"):
-            value = _value_from_file(flag, node, value[1:])
+            value = value_from_file(flag, node, value[1:])
         bound[node] = value
     return bound
 
 
-def _value_from_file(flag: str, node: str, path: str) -> str:
-    """``NODE=@FILE``: the value is the file's text, surrounding whitespace removed (a
-    secret's file: an RTSP URL with credentials never appears on a command line, a manifest
-    or ``ps``; a ConfigMap's file for a parameter).
+def value_from_file(flag: str, node: str, path: str) -> str:
+    """``NODE=@FILE`` (``flag``: the option or variable, for the message): the file's text,
+    surrounding whitespace removed (a secret's file: an RTSP URL with credentials never
+    appears on a command line, a manifest or ``ps``; a ConfigMap's file for a parameter).
 
     Raises:
         UsageError: the file cannot be read.
@@ -289,7 +303,8 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
 
     Raises:
         UsageError: a binding names no such node, a camera has no source, a value does not
-            fit its parameter type (exit 2).
+            fit its parameter type, --frames with no camera to count and no --duration
+            (exit 2).
         UserError: the graph cannot be built, or a business-logic node has no local package /
             runtime descriptor / src folder.
     """
@@ -299,7 +314,10 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
     nodes = graph.nodes
     params = _parameters(graph, options.params)
     camera_nodes = [n.name for n in nodes.values() if n.kind == NodeKind.CAMERA]
-    cameras = _cameras(graph, camera_nodes, options.cameras, params)
+    from panorama_cli.localrun.camera_env import env_sources
+
+    bound = {**env_sources(camera_nodes, options.camera_env, options.cameras), **options.cameras}
+    cameras = _cameras(graph, camera_nodes, bound, params)
     models = [n for n in nodes.values() if n.kind == NodeKind.MODEL]
     for name in options.models:
         if name not in [m.name for m in models]:
@@ -330,6 +348,11 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
         run_dir=Path(options.output_dir) if options.output_dir else default_run_dir(project),
         python=options.python or sys.executable,
     )
+    if options.device == "cuda":
+        from panorama_cli.project.accelerators import gpu_reasons
+
+        plan.gpu_nodes = gpu_reasons(graph, project.load_package, plan.business_names)
+    _check_frames(plan)
     _note_ignored_instructions(plan)
     if options.in_container:  # the image's python3 runs; ports: container_images.port_notes
         return plan
@@ -340,6 +363,35 @@ def build_plan(project: Project, options: RunOptions) -> RunPlan:
             f" directly on this machine (host port {rule.host_port} is not mapped in this mode)"
         )
     return plan
+
+
+def _check_frames(plan: RunPlan) -> None:
+    """``--frames`` counts the frames of the cameras that feed the apps; with none (an app
+    without a camera, which cannot make frames of its own) there is nothing to count: with
+    ``--duration`` too a note says the run ends there (or when the app exits), without it the
+    run would never end at ``--frames``.
+
+    Raises:
+        UsageError: ``--frames`` without ``--duration`` and no camera feeds a business-logic
+            node (exit 2).
+    """
+    options = plan.options
+    if options.frames is None:
+        return
+    business = set(plan.business_names)
+    for camera in plan.cameras:
+        if any(e.consumer_node in business for e in plan.graph.edges_from(camera)):
+            return
+    what = f"--frames {options.frames}: no camera feeds the app, so there are no frames to count"
+    if options.duration is None:
+        raise UsageError(
+            what,
+            hint="end the run with --duration SECONDS, or leave --frames out (the run then "
+            "ends when the app exits, or at Ctrl-C)",
+        )
+    plan.notes.append(
+        f"{what}: the run ends after --duration {options.duration:g} s or when the app exits"
+    )
 
 
 def _note_ignored_instructions(plan: RunPlan) -> None:
@@ -371,6 +423,7 @@ def _parameters(graph: AppGraph, overrides: Mapping[str, Any]) -> dict[str, Any]
 def _cameras(
     graph: AppGraph, camera_nodes: list[str], bound: Mapping[str, str], params: dict[str, Any]
 ) -> dict[str, str]:
+    from panorama_cli.localrun.camera_env import env_name
     from panorama_cli.project.appgraph import NodeKind
 
     sources: dict[str, str] = {}
@@ -397,7 +450,8 @@ def _cameras(
         raise UsageError(
             f"camera node(s) without a source: {', '.join(missing)}",
             hint=" ".join(f"--camera {m}=VIDEO_OR_URL" for m in missing)
-            + " (a video file, image folder, rtsp:// URL or /dev/videoN)",
+            + " (a video file, image folder, rtsp:// URL or /dev/videoN), or set "
+            + " ".join(env_name(m) for m in missing),
         )
     return {name: sources[name] for name in [*camera_nodes, *sources] if name in sources}
 

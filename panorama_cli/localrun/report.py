@@ -251,9 +251,16 @@ class RunResult:
 
     @property
     def console(self) -> str:
-        """The apps' console output (all nodes)."""
-        return "".join(p.read_text(errors="replace") for p in _console_logs(self.run_dir))
+        """The apps' console output (all nodes): every console.log in ``logs/`` or its node
+        folders, regular files only (never through a link an app made there)."""
+        from panorama_cli.localrun import safe_files
 
-
-def _console_logs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "logs").rglob("console.log"))
+        parts = []
+        for _path, fd in safe_files.find_regular(self.run_dir / "logs", "console.log", 1):
+            try:
+                parts.append(safe_files.read_tail(fd, 1 << 40).decode("utf-8", "replace"))
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+        return "".join(parts)

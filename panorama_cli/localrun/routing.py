@@ -9,6 +9,10 @@ routes the media references to data sinks (one encoder thread per stream) or to 
 queues of downstream nodes. A ``call`` runs the model node in this process. When a node asks
 for a frame that will never come (its inputs ended), the router tells the engine instead of
 answering; the engine then stops that node.
+
+A node reaches only the rings whose frames were delivered to it: a ring's descriptor is
+attached to the first ``get`` reply on a connection that references it (or sent on ``ring``),
+and ``put`` or ``call`` naming a ring the node was never given is not followed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from panorama_cli.localrun.frames.channel import (
 )
 from panorama_cli.localrun.frames.feeds import CameraFeed, Ended, NodeStats, SinkWorker
 from panorama_cli.localrun.frames.ring import FrameRing
-from panorama_cli.localrun.frames.wire import MAX_ARENA_BYTES, MAX_ARENA_TOTAL
+from panorama_cli.localrun.frames.wire import MAX_ARENA_BYTES, MAX_ARENA_TOTAL, MAX_FDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,6 +94,7 @@ class Router:
         self._lock = threading.Lock()
         self._rings: dict[tuple[str, str, str], FrameRing] = {}
         self._by_name: dict[str, FrameRing] = {}
+        self._granted: dict[str, set[str]] = {}  # node -> names of rings delivered to it
         self._business = {b.node.name: b for b in plan.business}
         self._queues: dict[tuple[str, str], queue.Queue[Any]] = {}
         self._producers: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
@@ -151,18 +156,19 @@ class Router:
             self._call(session, message)
         elif op == "arena":
             self._arena(session, message)
+        elif op == "ring":
+            self._ring_again(session, message)
         elif op != "stats":
             session.reply(message, error="runtime", message=f"unknown request {op!r}")
 
     def _hello(self, session: Session, message: dict[str, Any]) -> None:
-        node = message.get("node")
-        business = self._business.get(node or "")
+        # session.node is the node the ControlServer admitted (its token), never the name sent
+        business = self._business.get(session.node or "")
         if business is None:
             session.reply(
-                message, error="runtime", message=f"{node!r} is not a business-logic node"
+                message, error="runtime", message=f"{session.node!r} is not a business-logic node"
             )
             return
-        session.node, session.pid = business.node.name, message.get("pid")
         if self._on_hello is not None:
             self._on_hello(business.node.name, session.pid)
         session.reply(
@@ -203,7 +209,40 @@ class Router:
         if not self._first.is_set():
             self._first.set()
             self._on_first_frame()
-        session.reply(message, media=media)
+        self._grant(node, media)
+        new = [m["ring"] for m in media if m["ring"] not in session.sent]
+        if not new:
+            session.reply(message, media=media)
+            return
+        rings = [(name, self._by_name[name]) for name in dict.fromkeys(new)][:MAX_FDS]
+        session.reply_with(message, rings, media=media)
+
+    def _grant(self, node: str, media: list[dict[str, Any]]) -> None:
+        """``node`` may map, put and call with the rings of ``media`` (delivered to it)."""
+        granted = self._granted.get(node)
+        if granted is None:
+            with self._lock:
+                granted = self._granted.setdefault(node, set())
+        for item in media:
+            if item["ring"] not in granted:
+                with self._lock:
+                    granted.add(item["ring"])
+
+    def _node_ring(self, node: str | None, name: str) -> FrameRing | None:
+        """Ring ``name`` when its frames were delivered to ``node``, else None."""
+        if name not in self._granted.get(node or "", ()):
+            return None
+        return self._by_name.get(name)
+
+    def _ring_again(self, session: Session, message: dict[str, Any]) -> None:
+        """``ring {ring}``: the descriptor of a ring delivered to this node, for a connection
+        that was not sent it (another thread's or a child process's)."""
+        name = str(message.get("ring"))
+        ring = self._node_ring(session.node, name)
+        if ring is None or ring.closed:
+            session.reply(message, error="value", message=f"no frame ring {name[:80]!r} here")
+            return
+        session.reply_with(message, [(name, ring)], ring=name)
 
     def _wait_unconnected(self, deadline: float | None) -> None:
         while not self.stop.wait(_POLL_S):
@@ -266,7 +305,7 @@ class Router:
         time_stamp = (seconds, int((stamp - seconds) * 1e6))
         ring.stamps[slot] = time_stamp
         return {
-            "shm": ring.name,
+            "ring": ring.name,
             "offset": ring.offset(slot),
             "shape": image.shape,
             "ref": (ring.name, slot),
@@ -302,7 +341,7 @@ class Router:
         for edge in self.plan.graph.edges_from(node, port):
             target = edge.consumer_node
             for item in message.get("media", ()):
-                ring = self._by_name.get(item["ref"][0])
+                ring = self._node_ring(node, item["ref"][0])
                 slot = item["ref"][1]
                 if ring is None or not 0 <= slot < ring.slots:
                     continue
@@ -329,7 +368,7 @@ class Router:
         stream = ring.stream
         feed = self.feeds.get(stream)
         return {
-            "shm": name,
+            "ring": name,
             "offset": ring.offset(slot),
             "shape": ring.shape,
             "ref": (name, slot),
@@ -357,7 +396,7 @@ class Router:
                 self._callers.setdefault(name, set()).add(session.node)
         inputs = message.get("inputs") or {}
         if "media" in inputs:
-            ring = self._by_name.get(inputs["media"][0])
+            ring = self._node_ring(session.node, inputs["media"][0])
             if ring is None or not 0 <= inputs["media"][1] < ring.slots:
                 session.reply(message, error="value", message="node.call(): not a frame")
                 return
@@ -387,7 +426,12 @@ class Router:
         except TypeError as exc:
             session.reply(message, error="type", message=str(exc))
             return
-        session.reply(message, **self._pack_outputs(session, inputs, outputs))
+        reply = self._pack_outputs(session, inputs, outputs)
+        arena = reply.pop("_arena", None)
+        if arena is None:
+            session.reply(message, **reply)
+        else:
+            session.reply_with(message, [(arena.name, arena)], **reply)
 
     def _arena(self, session: Session, message: dict[str, Any]) -> None:
         """A (new, larger) CallArena for this session's large model inputs."""
@@ -397,7 +441,7 @@ class Router:
         except ValueError as exc:
             session.reply(message, error="value", message=str(exc))
             return
-        session.reply(message, name=arena.name, size=arena.size)
+        session.reply_with(message, [(arena.name, arena)], name=arena.name, size=arena.size)
 
     def _new_arena(self, session: Session, size: int) -> CallArena:
         """Raises ValueError: over MAX_ARENA_BYTES, or the run's arenas over MAX_ARENA_TOTAL."""
@@ -408,7 +452,10 @@ class Router:
                 f"node.call(): {size} bytes of shared memory for model arrays is over the "
                 f"runner's limit ({MAX_ARENA_BYTES} per process, {MAX_ARENA_TOTAL} per run)"
             )
-        arena = CallArena(size)
+        try:
+            arena = CallArena(size)
+        except OSError as exc:
+            raise ValueError(f"node.call(): no shared memory for model arrays ({exc})") from None
         with self._lock:
             old = self._arenas.pop(session, None)
             self._arenas[session] = arena
@@ -443,6 +490,7 @@ class Router:
             arena = self._new_arena(session, max(2 * large, 1 << 20))
             start = 0
             reply["arena"] = [arena.name, arena.size]
+            reply["_arena"] = arena  # its descriptor goes with the reply
         packed = []
         for array in arrays:
             if array.nbytes <= INLINE_BYTES:

@@ -21,23 +21,27 @@ from panorama_cli.project.appgraph import AppGraph, Edge, Node, find_override_fi
 from panorama_cli.project.graph_warnings import wiring_warnings
 from panorama_cli.project.manifests import load_json, pointer
 from panorama_cli.project.node_kinds import NodeKind
-from panorama_cli.project.problems import NOTE, WARNING, Problem, located
+from panorama_cli.project.problems import ERROR, NOTE, WARNING, Problem, located
 from panorama_cli.project.project import Package, Project
 
 log = logging.getLogger(__name__)
 
 
 def graph_problems(
-    project: Project, packages: Mapping[str, Package], broken: set[str]
+    project: Project,
+    packages: Mapping[str, Package],
+    broken: set[str],
+    graph_path: Path | None = None,
 ) -> list[Problem]:
     """Every problem of graph.json and the override files of the application.
 
     Args:
         packages: the schema-valid local packages by name.
         broken: folder names under packages/ whose package.json is unusable (already reported).
+        graph_path: the graph to check (default: the project's graph.json).
     """
     try:
-        path = project.graph_path
+        path = graph_path if graph_path is not None else project.graph_path
     except UserError as exc:
         return [located(project, project.graphs_dir, "", exc.message, exc.hint or "")]
     data, found = load_checked(project, path, schemas.GRAPH)
@@ -74,8 +78,31 @@ def graph_problems(
         Problem(line.split(": ", 1)[0], "", line.split(": ", 1)[1], "", NOTE) for line in notes
     ]
     for override in overrides:
-        found += override_problems(project, graph, override)
+        found += template_note(project, override, override_problems(project, graph, override))
     return found
+
+
+def template_note(project: Project, path: Path, problems: list[Problem]) -> list[Problem]:
+    """``problems`` of an override file, or one note instead when the file's name says it is
+    a template (``override_configuration_template.json``, as the official samples ship them:
+    replacements naming nodes the user is to add) and it is not complete as given: a
+    template is filled in a copy, never applied as it is (run and deploy check what they
+    apply)."""
+    errors = [p for p in problems if p.severity == ERROR]
+    if not errors or "template" not in path.name.lower():
+        return problems
+    first = errors[0]
+    more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+    return [
+        Problem(
+            project.rel(path),
+            "",
+            f"skipped, an override template to fill in (as given: {first.pointer or '/'}: "
+            f"{first.message}{more})",
+            "copy it, complete it and pass the copy with --override",
+            NOTE,
+        )
+    ]
 
 
 def load_checked(project: Project, path: Path, kind: str) -> tuple[Any | None, list[Problem]]:

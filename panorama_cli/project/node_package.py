@@ -21,6 +21,10 @@ from panorama_cli.project.node_kinds import CATEGORY_KINDS, NodeKind
 
 log = logging.getLogger(__name__)
 
+#: The keys of a ``hardware_access`` requirement that list accelerators: the official schema's
+#: and the one the official GPU samples use (the same shape, see schemas/nodePackage).
+ACCELERATOR_KEYS = ("inferenceAccelerators", "nvAccelerators")
+
 
 @dataclass(frozen=True)
 class RuntimeEntry:
@@ -155,6 +159,27 @@ class Package:
                     uri = impl.get(key)
                     if isinstance(uri, str) and uri and uri not in found:
                         found.append(uri)
+        return found
+
+    def accelerators(self) -> list[str]:
+        """The ``deviceType`` of every accelerator its container implementations ask for, in
+        manifest order, e.g. ``["nvhost_gpu"]``: the items of ``inferenceAccelerators`` (the
+        official schema's key) and ``nvAccelerators`` (the official GPU samples' key) of each
+        ``hardware_access`` requirement; empty when it asks for none."""
+        found: list[str] = []
+        for asset in self.assets():
+            for impl in asset.get("implementations", []) or []:
+                requirements = impl.get("requirements") if isinstance(impl, dict) else None
+                for requirement in requirements if isinstance(requirements, list) else []:
+                    if not isinstance(requirement, dict):
+                        continue
+                    if requirement.get("type") != "hardware_access":
+                        continue
+                    for key in ACCELERATOR_KEYS:
+                        items = requirement.get(key)
+                        for item in items if isinstance(items, list) else []:
+                            kind = item.get("deviceType") if isinstance(item, dict) else None
+                            found.append(str(kind) if kind is not None else "unknown")
         return found
 
     # -- writers -----------------------------------------------------------------------------

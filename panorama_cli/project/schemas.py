@@ -24,14 +24,17 @@ PACKAGE = "nodePackage"
 DESCRIPTOR = "descriptor"
 OVERRIDES = "nodeGraphOverrides"
 
-#: A key public guides tell users to add to package.json; the manifest schema rejects it.
+#: The key the official GPU samples use for a container's GPU. It belongs in a requirement of
+#: type ``hardware_access`` (where the schema accepts it beside ``inferenceAccelerators``);
+#: anywhere else it gets this specific message.
 NV_ACCELERATORS = "nvAccelerators"
 NV_ACCELERATORS_HELP = (
-    "nvAccelerators is not part of the manifest schema ver_2021-01-01 (guides add it to give "
-    "a container the GPU); Panorama rejects the package with it",
-    "remove it; for GPU access give the asset implementation "
-    '"requirements": [{"type": "hardware_access", "inferenceAccelerators": [{"deviceType": '
-    '"nvhost_gpu", "sharedResourcePolicy": {"policy": "allow_all"}}]}]',
+    "nvAccelerators (the container's GPU) belongs in a hardware_access requirement of the "
+    "asset implementation, not here",
+    "move it: the implementation's "
+    '"requirements": [{"type": "hardware_access", "nvAccelerators": [{"deviceType": '
+    '"nvhost_gpu", "sharedResourcePolicy": {"policy": "allow_all"}}]}] '
+    "(inferenceAccelerators is the same, under the official schema's name)",
 )
 
 
@@ -49,6 +52,12 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _message(error: Any) -> str:
+    alternatives = error.validator_value if error.validator == "anyOf" else None
+    if isinstance(alternatives, list) and all(
+        isinstance(a, dict) and list(a) == ["required"] for a in alternatives
+    ):  # e.g. a hardware_access requirement with neither accelerator key
+        keys = [" and ".join(a["required"]) for a in alternatives]
+        return f"{_short(error.instance)} needs {' or '.join(keys)}"
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         kind = error.instance.get("interface", error.instance.get("type"))
         return f"{_short(error.instance)} matches none of the allowed forms" + (

@@ -40,7 +40,7 @@ from panorama_cli.project.project import Package, Project
 log = logging.getLogger(__name__)
 
 #: Ends the message of an unbuilt code asset (a warning, see the module doc).
-NOT_BUILT = " (not built yet; `run` works without it, package-application needs it)"
+NOT_BUILT = " (not built yet; `run` works without it, `run --in-container` and export need it)"
 
 _SHA_NAME = re.compile(r"^([0-9a-f]{64})\.[A-Za-z0-9.]+$")
 
@@ -92,6 +92,30 @@ def validate_project(project: Project, *, for_upload: bool = False) -> list[Prob
     found += graph_problems(project, packages, broken)
     log.debug("validated %s: %d package(s), %d problem(s)", project.root, len(packages), len(found))
     return found
+
+
+def graph_errors(project: Project, graph_path: Path | None = None) -> list[Problem]:
+    """The errors ``validate`` reports about the application graph (graph.json and its
+    override files: nodes, packages, interfaces, edges, routing rules), without the package
+    and asset checks (no hashing): what serve checks before a SIGHUP reload.
+
+    Args:
+        graph_path: the graph to check (default: the project's graph.json).
+
+    Returns:
+        The graph's errors (empty: it may be loaded); never raises on odd input.
+    """
+    packages: dict[str, Package] = {}
+    broken: set[str] = set()
+    for folder in project.package_folders():
+        data, _problems = load_checked(project, folder / "package.json", schemas.PACKAGE)
+        if data is None:
+            broken.add(folder.name)
+            continue
+        package = Package(folder, data)
+        if package.name and package.name not in packages:
+            packages[package.name] = package
+    return errors(graph_problems(project, packages, broken, graph_path))
 
 
 def errors(problems: list[Problem]) -> list[Problem]:

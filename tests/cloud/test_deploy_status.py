@@ -61,8 +61,9 @@ def write_override(root, replace: str):
 def test_deploy_sends_the_graph_and_waits(app, panorama_env, device):
     override = write_override(app, node_names(app)[0])
     result = run(
-        app, "deploy", "--device-id", device, "--name", "people_counter", "--description", "v1",
-        "--override", str(override), "--runtime-role-arn", ROLE, "--wait", *FAST, "--json",
+        app, "deploy", "--target", "panorama", "--device-id", device, "--name", "people_counter",
+        "--description", "v1", "--override", str(override), "--runtime-role-arn", ROLE, "--wait",
+        *FAST, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.describe()
     shown = result.json()
@@ -84,7 +85,7 @@ def test_deploy_sends_the_graph_and_waits(app, panorama_env, device):
 
 
 def test_deploy_without_wait_names_the_status_command(app, panorama_env, device):
-    result = run(app, "deploy", "--device-id", device, "--name", "pc")
+    result = run(app, "deploy", "--target", "panorama", "--device-id", device, "--name", "pc")
     assert result.exit_code == 0, result.describe()
     assert "panorama-cli status applicationInstance-" in result.stderr
     assert "DescribeApplicationInstance" not in [op for op, _ in panorama_env.server.calls]
@@ -92,7 +93,8 @@ def test_deploy_without_wait_names_the_status_command(app, panorama_env, device)
 
 def test_failed_deployment_exits_non_zero_with_the_reason(app, panorama_env, device):
     panorama_env.server.set_deploy_outcome("pc", "failed", "Camera stream unreachable")
-    result = run(app, "deploy", "--device-id", device, "--name", "pc", "--wait", *FAST)
+    result = run(app, "deploy", "--target", "panorama", "--device-id", device, "--name", "pc",
+                 "--wait", *FAST)  # fmt: skip
     assert result.exit_code == 1, result.describe()
     assert "DEPLOYMENT_FAILED: Camera stream unreachable" in result.stderr
     instance_id = panorama_env.server.state.instances and next(
@@ -114,7 +116,7 @@ def test_failed_deployment_exits_non_zero_with_the_reason(app, panorama_env, dev
     ],
 )
 def test_bad_input_is_refused_before_any_call(app, panorama_env, device, change, expected):
-    args = ["deploy", "--device-id", device, "--name", "pc"]
+    args = ["deploy", "--target", "panorama", "--device-id", device, "--name", "pc"]
     graph = graph_file(app)
     data = json.loads(graph.read_text())
     if change == "too_big":
@@ -127,7 +129,7 @@ def test_bad_input_is_refused_before_any_call(app, panorama_env, device, change,
     elif change == "bad_override":
         args += ["--override", str(write_override(app, "no_such_node"))]
     elif change == "bad_device":
-        args[2] = "device/../x"
+        args[4] = "device/../x"
     elif change == "bad_role":
         args += ["--runtime-role-arn", "role/x"]
     before = snapshot(app)
@@ -186,7 +188,7 @@ def test_interrupted_deploy_says_the_request_may_have_been_sent(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "create_application_instance", send_then_interrupt)
-    result = run(app, "deploy", "--device-id", device, "--name", "pc")
+    result = run(app, "deploy", "--target", "panorama", "--device-id", device, "--name", "pc")
     assert result.exit_code == 130, result.describe()
     assert "CreateApplicationInstance may already have been sent" in result.stderr
     assert "panorama-cli status --device-id" in result.stderr

@@ -73,7 +73,7 @@ def test_first_upload_registers_every_package(app, cloud):
         assert any(k.endswith(f"/{item['version']}/{item['patch']}.json") for k in keys)
     assets = {p.name for p in (app / "assets").iterdir()}
     assert {k.rsplit("/", 1)[1] for k in keys if "/binaries/" in k} == assets
-    assert "deploy --device-id" in result.stderr
+    assert "deploy --target panorama --device-id" in result.stderr
 
 
 def test_rerun_with_nothing_changed_sends_nothing(app, cloud):

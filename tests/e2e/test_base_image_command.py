@@ -2,7 +2,8 @@
 
 Real Docker engine (DOCKER_HOST), real debootstrap/mmdebstrap from the machine's Debian
 mirror (the first run bootstraps for a few minutes; later runs find the cached image), the
-people-counter sample built on the local base image and its code run in the image.
+people-counter sample (ARG BASE_IMAGE=public.ecr.aws/panorama/panorama-application) built on
+the Panorama stand-in (base-image --flavor panorama) and its code run in the image.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def test_base_image_is_cached_and_has_the_panorama_layout(local_base, docker_cli
     assert dirs == "['logs', 'storage']"
 
 
-def test_sample_builds_on_the_local_base_when_the_default_is_absent(
-    local_base, docker_client, tmp_path
+def test_sample_builds_on_the_panorama_stand_in_when_the_default_is_absent(
+    panorama_base_amd64, docker_client, tmp_path
 ):
     if not YOLOX.is_file():
         pytest.skip(f"{YOLOX} is not here (shared test data)")
@@ -83,8 +84,9 @@ def test_sample_builds_on_the_local_base_when_the_default_is_absent(
         cwd=app,
     )
     assert built.exit_code == 0, built.describe()
-    note = [line for line in built.stderr.splitlines() if "is not in the local engine" in line]
-    assert len(note) == 1 and TAG in note[0] and "--base-image" in note[0], built.stderr
+    note = [line for line in built.stderr.splitlines() if " builds on " in line]
+    assert len(note) == 1 and panorama_base_amd64 in note[0], built.stderr
+    assert "--base-image IMAGE" in note[0] and base_image.PANORAMA_BASE in note[0]
     image = json.loads(built.stdout)["image"]
     validated = run_cli(["validate"], cwd=app)
     assert validated.exit_code == 0, validated.describe()

@@ -29,6 +29,7 @@ import pytest
 
 from panorama_cli.build import containers, docker_engine
 from panorama_cli.localrun.apps.container_app import RUN_LABEL
+from panorama_cli.localrun.models import devices
 from panorama_cli.project.project import Project
 from tests.localrun.helpers import ACCOUNT, PACKAGE, make_project, video
 from tests.localrun.helpers import APP_ENV as HOST_APP_ENV
@@ -109,6 +110,8 @@ class Application(panoramasdk.node):
             seen.append(stream.image.shape[:2])
         if self.mode == "crash" and len(seen) == 2:
             1 / 0
+        if self.mode == "hog" and len(seen) == 2:  # past --node-memory
+            hog = [bytearray(32 << 20) for _ in range(64)]
         self.outputs.video_out.put(streams)
         with open(STATE, "w") as f:
             json.dump({"frames": len(seen), "shape": list(seen[0]), "baked": True,
@@ -256,6 +259,15 @@ def test_app_crash_removes_its_container(app_project, amd64_image, docker_client
     assert _left(docker_client, out) == []
 
 
+def test_node_limits_hold_in_the_container_too(app_project, amd64_image, docker_client, tmp_path):
+    out = tmp_path / "out"
+    result = _run(app_project, out, "--frames", "20", "--param", "mode=hog",
+                  "--node-memory", "128M", "--node-pids", "64")  # fmt: skip
+    assert result.exit_code != 0, result.describe()
+    assert "node code_node stopped: memory limit 128 MiB" in result.stderr, result.stderr
+    assert _left(docker_client, out) == []
+
+
 def _start(root: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     return popen_interruptible(
@@ -370,7 +382,10 @@ def test_missing_image_and_gpu_request_are_one_line(
     gpu = _run(app_project, out, "--frames", "2", "--device", "cuda")
     if gpu.exit_code == 0:  # an engine with the NVIDIA runtime: the app simply ran
         assert json.loads((out / "storage" / "state.json").read_text())["frames"] == 2
-    else:
+    elif devices.nvidia_gpu_problem() is not None:  # no GPU here: said before any container
+        assert "--device cuda: no GPU for node code_node" in gpu.stderr, gpu.describe()
+        assert "Traceback" not in gpu.stderr
+    else:  # a GPU, but an engine without the NVIDIA runtime
         assert "cannot pass a GPU to containers" in gpu.stderr, gpu.describe()
         assert "Traceback" not in gpu.stderr
     assert _left(docker_client, out) == []
@@ -387,7 +402,7 @@ while True:
     streams = node.inputs.video_in.get()
     for stream in streams:
         data = (stream.image[:224, :224].transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
-        out = node.call({"data": data}, "model_node")  # 600 KB: the call arena in /dev/shm
+        out = node.call({"data": data}, "model_node")  # 600 KB: through the call arena
         means.append(round(float(out[0].ravel()[0]), 4))
         stream.image[-8:, -8:] = 255
     node.outputs.video_out.put(streams)
@@ -440,7 +455,7 @@ def test_two_nodes_in_two_containers_with_a_model_call(base_image_amd64, docker_
     first = json.loads((out / "storage" / "first" / "first.json").read_text())
     second = json.loads((out / "storage" / "second" / "second.json").read_text())
     assert len(first["means"]) == 4 and all(0.0 < m < 1.0 for m in first["means"])
-    assert second["white"] == [True] * 4  # first's drawing reached second through /dev/shm
+    assert second["white"] == [True] * 4  # first's drawing reached second through the ring
     assert (out / "logs" / "second" / "console.log").is_file()
     assert _left(docker_client, out) == []
 

@@ -399,7 +399,7 @@ def test_sample_end_to_end_model_code_build_validate_run(
         assert {p["status"] for p in again.json()["packages"]} == {"UNCHANGED"}
         device = panorama_env.server.add_device()
         result = cli(
-            sample.root, "deploy", "--device-id", device, "--name", app, "--wait",
+            sample.root, "deploy", "--target", "panorama", "--device-id", device, "--name", app, "--wait",
             "--poll-interval", "0.1", "--json",
         )  # fmt: skip
         assert result.exit_code == 0, result.describe()

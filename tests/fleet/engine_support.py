@@ -1,4 +1,5 @@
-"""What the fleet's engine tests share: a pass-through app, CLI and HTTP helpers."""
+"""What the fleet's engine tests share: a pass-through app, CLI and HTTP helpers (serve's
+endpoints but /healthz and /readyz answer only with the bundle's login token)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,18 @@ def cli(root: Path, *args: str, timeout_s: float = 900.0) -> Any:
     return result
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def token_of(bundle: Path) -> str:
+    """serve's login token of the bundle in ``bundle`` (``secrets/serve-token``)."""
+    return (Path(bundle) / "secrets" / "serve-token").read_text().strip()
+
+
+def get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
+    """GET ``http://127.0.0.1:PORT/PATH`` (with ``Authorization: Bearer TOKEN`` when given):
+    (status, body); (0, why) when nothing answers."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+        with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -62,8 +72,8 @@ def until(predicate: Any, timeout_s: float, what: str, every: float = 1.0) -> An
     return polling.until(predicate, timeout_s, what, every)
 
 
-def metric(port: int, name: str) -> float:
-    status, text = get(port, "/metrics")
+def metric(port: int, name: str, token: str) -> float:
+    status, text = get(port, "/metrics", token)
     if status != 200:
         return 0.0
     total = 0.0
@@ -73,6 +83,6 @@ def metric(port: int, name: str) -> float:
     return total
 
 
-def status(port: int) -> dict[str, Any]:
-    status, text = get(port, "/api/status")
+def status(port: int, token: str) -> dict[str, Any]:
+    status, text = get(port, "/api/status", token)
     return json.loads(text) if status == 200 else {}

@@ -4,7 +4,10 @@ A pass-through app (it appends one line to its storage at each start) is built w
 build-container FROM the local Debian base, exported with vtest.avi as its camera, and run:
 
 * Compose (Debian's docker-compose 1.29, or the v2 plugin): up, ready, frames counted in
-  /metrics; the node's process SIGKILLed -> the engine restarts its container and serve counts
+  /metrics (with the bundle's login token; without it 401); HTTP and RTSP out published on
+  127.0.0.1 only, and /api/status gives the RTSP URL at the published port; serve and the node
+  run as their own users, not root, read-only, without capabilities; the node's process
+  SIGKILLed -> the engine restarts its container and serve counts
   the restart, storage kept; down --volumes leaves no container, network or volume;
 * export again with nothing changed: no image rebuilt;
 * a single-node Docker Swarm: the same compose.yaml as a stack, ready; a killed node task is
@@ -26,7 +29,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.fleet.engine_support import LABEL_APP, READY_S
+from tests.fleet.engine_support import LABEL_APP, READY_S, token_of
 from tests.fleet.engine_support import cli as _cli
 from tests.fleet.engine_support import free_port as _free_port
 from tests.fleet.engine_support import get as _get
@@ -62,17 +65,18 @@ def _kill_node_process(client: Any, app: str) -> str:
     return str(nodes[0].id)
 
 
-def _export(root: Path, out: Path, base: str, port: int, *extra: str) -> Any:
+def _export(root: Path, out: Path, base: str, port: int, *extra: str, rtsp: int = 0) -> Any:
     return _cli(root, "export", "--target", "compose", "--output-dir", str(out), "--camera",
-                f"front_camera={video()}", "--listen", f"0.0.0.0:{port}", "--rtsp-port", "0",
-                "--runtime-base", base, *extra)  # fmt: skip
+                f"front_camera={video()}", "--listen", f"127.0.0.1:{port}", "--rtsp-port",
+                str(rtsp), "--runtime-base", base, *extra)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def bundle(project: Path, base_image_amd64: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     out = tmp_path_factory.mktemp("bundle") / "fleet"
     port = _free_port()
-    _export(project, out, base_image_amd64, port)
+    result = _export(project, out, base_image_amd64, port)
+    assert f"{out}/secrets/serve-token" in result.stderr  # export says where the token is
     return out, port
 
 
@@ -86,17 +90,29 @@ def test_compose_up_ready_restart_down(
 ) -> None:
     out, port = bundle
     app = _app_name(out)
+    token = token_of(out)
     try:
         _cli(project, "deploy", "--target", "compose", "--bundle", str(out), "--wait",
              "--timeout", str(READY_S))  # fmt: skip
         assert _get(port, "/readyz")[0] == 200
-        _until(lambda: _metric(port, "panorama_camera_frames_total") > 20, 60, "frames")
-        assert _metric(port, "panorama_hdmi_frames_total") > 0
+        assert _get(port, "/metrics")[0] == 401 and _get(port, "/api/status")[0] == 401
+        assert _get(port, "/metrics", "not-the-token")[0] == 401
+        _until(lambda: _metric(port, "panorama_camera_frames_total", token) > 20, 60, "frames")
+        assert _metric(port, "panorama_hdmi_frames_total", token) > 0
+        for container in _containers(docker_client, app):  # nobody is root, nothing is writable
+            host = container.attrs["HostConfig"]
+            role = container.labels["org.panorama-cli.role"]
+            user = container.attrs["Config"]["User"]
+            assert user == ("10001:10001" if role == "serve" else "10100:10001"), role
+            assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"], role
+            assert host["Memory"] > 0 and host["PidsLimit"] > 0 and host["NanoCpus"] > 0, role
+            for binding in (host.get("PortBindings") or {}).values():
+                assert [b["HostIp"] for b in binding] == ["127.0.0.1"]
         storage = f"{app}_storage-code-node"
         killed = _kill_node_process(docker_client, app)
 
         def restarted() -> bool:
-            node = _status(port).get("nodes", {}).get("code_node", {})
+            node = _status(port, token).get("nodes", {}).get("code_node", {})
             running = node.get("restarts", 0) >= 1 and node.get("state") == "running"
             return running and isinstance(node.get("pid"), int)  # the pid its hello gave
 
@@ -142,7 +158,8 @@ def test_swarm_stack_restart_and_rolling_update(
     try:
         _cli(project, "deploy", "--target", "swarm", "--bundle", str(out), "--wait",
              "--timeout", str(READY_S))  # fmt: skip
-        _until(lambda: _metric(port, "panorama_camera_frames_total") > 10, 60, "frames")
+        token = token_of(out)
+        _until(lambda: _metric(port, "panorama_camera_frames_total", token) > 10, 60, "frames")
         first = _kill_node_process(docker_client, app)
 
         def replaced() -> bool:
@@ -185,6 +202,39 @@ def _remove(volume: Any) -> bool:
         return True
     except Exception:  # noqa: BLE001 - still in use by a container being removed
         return False
+
+
+def test_rtsp_url_names_the_published_port(
+    project: Path, docker_client: Any, base_image_amd64: str, tmp_path: Path
+) -> None:
+    """RTSP out published on 127.0.0.1:<free port> (not 8554): /api/status gives that URL, and
+    RTSP out asks for the token."""
+    out = tmp_path / "fleet"
+    port, rtsp = _free_port(), _free_port()
+    _export(project, out, base_image_amd64, port, rtsp=rtsp)
+    app, token = _app_name(out), token_of(out)
+    try:
+        _cli(project, "deploy", "--target", "compose", "--bundle", str(out), "--wait",
+             "--timeout", str(READY_S))  # fmt: skip
+
+        def url() -> Any:
+            streams = _status(port, token).get("streams", {})
+            return (streams.get("front_camera") or {}).get("rtsp")
+
+        assert _until(url, 60, "the stream's RTSP URL") == (
+            f"rtsp://panorama@127.0.0.1:{rtsp}/front_camera"
+        )
+        import socket
+
+        with socket.create_connection(("127.0.0.1", rtsp), timeout=5) as sock:
+            sock.sendall(
+                f"DESCRIBE rtsp://127.0.0.1:{rtsp}/front_camera RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode()
+            )
+            assert sock.recv(200).startswith(b"RTSP/1.0 401")  # no password, no video
+    finally:
+        _cli(project, "deploy", "--target", "compose", "--bundle", str(out), "--down",
+             "--volumes")  # fmt: skip
+    assert _containers(docker_client, app) == []
 
 
 def test_registry_push_then_pull(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from panorama_cli.fleet import kubernetes
-from tests.fleet.sample_app import sample_app
+from tests.fleet.sample_app import sample_app, without_camera_files
 from tests.fleet.test_greengrass_deploy import (  # noqa: F401 - fixtures
     BUCKET,
     THING,
@@ -28,7 +28,9 @@ from tests.support.kube_api import KubeApi
 def _kube_bundle(tmp_path: Path) -> Path:
     bundle = tmp_path / "k8s"
     bundle.mkdir()
-    for out in kubernetes.render(sample_app(tmp_path), device_names=["edge-1"]):
+    for out in kubernetes.render(
+        without_camera_files(sample_app(tmp_path)), device_names=["edge-1"]
+    ):
         (bundle / out.path).write_bytes(out.content)
     return bundle
 
@@ -45,7 +47,7 @@ def test_kubernetes_apply_and_wait(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert "Deployment/people-counter-edge-1" in report["ready"]
-    assert "Secret/people-counter-cameras" in report["applied"]
+    assert "Secret/people-counter-secrets" in report["applied"]
 
 
 def test_kubernetes_without_wait_only_applies(tmp_path: Path) -> None:

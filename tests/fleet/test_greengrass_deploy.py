@@ -106,9 +106,17 @@ def test_full_deploy_then_nothing_to_do(tmp_path, aws_env, api, session, s3):
         )
     )
     assert result["skipped"] == [] and result["status"] == "SUBMITTED"
-    assert result["components"] == [
-        {"name": name, "version": version, "arn": api.component_arn(name, version), "created": True}
-    ]
+    (component,) = result["components"]
+    secret = component.pop("secret")
+    assert component == {
+        "name": name,
+        "version": version,
+        "arn": api.component_arn(name, version),
+        "created": True,
+    }
+    assert secret["name"] == f"panorama-cli/{name}/thing/{THING}" and secret["action"] == "created"
+    arn = secret["arn"]
+    assert arn.startswith(f"arn:aws:secretsmanager:{aws_env.region}:{aws_env.account_id}:secret:")
     # the objects carry their sha256; the camera file came from bundle/cameras/
     for key in result["uploaded"]:
         head = s3.head_object(Bucket=BUCKET, Key=key)
@@ -119,6 +127,17 @@ def test_full_deploy_then_nothing_to_do(tmp_path, aws_env, api, session, s3):
     recipe = json.loads(base64.b64decode(create["inlineRecipe"]))
     text = json.dumps(recipe)
     assert greengrass.BUCKET_PLACEHOLDER not in text and SECRET not in text and "s3cret" not in text
+    assert greengrass.SECRET_ARN_PLACEHOLDER not in text
+    # the recipe: SecretManager as a HARD dependency, GetSecretValue on this secret only
+    assert recipe["ComponentDependencies"]["aws.greengrass.SecretManager"]["DependencyType"] == (
+        "HARD"
+    )
+    default = recipe["ComponentConfiguration"]["DefaultConfiguration"]
+    assert default["secret"] == {"arn": arn}
+    (policy,) = default["accessControl"]["aws.greengrass.SecretManager"].values()
+    assert policy["operations"] == ["aws.greengrass#GetSecretValue"] and policy["resources"] == [
+        arn
+    ]
     artifacts = recipe["Manifests"][0]["Artifacts"]
     assert all(a["Uri"].startswith(f"s3://{BUCKET}/") for a in artifacts)
     assert all(a["Algorithm"] == "SHA-256" and a["Digest"] for a in artifacts)  # camera file's too
@@ -128,13 +147,32 @@ def test_full_deploy_then_nothing_to_do(tmp_path, aws_env, api, session, s3):
     assert deployment["targetArn"] == _thing_arn(aws_env)
     spec = deployment["components"][name]
     assert spec["componentVersion"] == version
-    assert json.loads(spec["configurationUpdate"]["merge"]) == {"cameras": {"lobby": SECRET}}
+    merge = json.loads(spec["configurationUpdate"]["merge"])
+    assert merge == {"secret": {"arn": arn}, "accessControl": default["accessControl"]}
+    # where older versions merged credentials: reset, so the device's configuration loses them
+    assert spec["configurationUpdate"]["reset"] == ["/control", "/cameras/lobby"]
+    # SecretManager, at its newest version (semver, not text order), brings the secret
+    manager = deployment["components"]["aws.greengrass.SecretManager"]
+    assert manager["componentVersion"] == result["secretManagerVersion"] == "2.2.6"
+    assert json.loads(manager["configurationUpdate"]["merge"]) == {"cloudSecrets": [{"arn": arn}]}
+    # no password, key or token anywhere in the deployment or the recipe: only in the secret
+    control = json.loads((bundle / greengrass.CONTROL_FILE).read_text())
+    sent = json.dumps(deployment) + text
+    for value in ("s3cret", control["key"], control["serve"], *control["tokens"].values()):
+        assert value not in sent
+    sm = boto3.client("secretsmanager", region_name=aws_env.region)
+    held = json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])
+    assert held == {"cameras": {"lobby": SECRET}, "control": control}
+    assert set(control["tokens"]) == {"people_counter"}
+    assert any("secretsmanager:GetSecretValue" in line and arn in line for line in lines)
     assert result["deploymentId"] in api.deployments
     assert any("created" in line for line in lines)
 
     again = deploy(bundle, session, bucket=BUCKET, target_arn=_thing_arn(aws_env))
     assert again["uploaded"] == [] and sorted(again["skipped"]) == sorted(result["uploaded"])
     assert again["components"][0]["created"] is False
+    assert again["components"][0]["secret"] == {**secret, "action": "unchanged"}
+    assert len(sm.list_secret_version_ids(SecretId=arn)["Versions"]) == 1
     assert len(api.calls_to("CreateComponentVersion")) == 1  # not recreated, not even tried
     assert len(api.calls_to("CreateDeployment")) == 2
 

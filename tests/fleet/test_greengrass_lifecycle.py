@@ -9,7 +9,12 @@ Shutdown with ``/bin/sh -c``. The images are tiny ones built FROM the test base 
 registry): a "serve" that reports its argv, the secret file and the camera file, and a
 "node" that sleeps. The node image travels as a ``docker save`` archive (removed from the
 engine first, so Install must load it); the serve image is present, so Install must skip its
-(unreadable) archive.
+(unreadable) archive. The serve image also holds what the Run step's secret fetcher needs of
+the runtime image: ``panorama_cli.fleet.greengrass_fetch`` (the real module) under the
+runtime's Python path, with the SDK stand-in (``tests/support/fake_awsiot``) in place of the
+AWS IoT Device SDK; the nucleus' IPC socket is the stand-in's file
+(:func:`tests.support.greengrass_ipc.write_nucleus`), holding the app's secret as deploy makes
+it.
 """
 
 from __future__ import annotations
@@ -29,10 +34,15 @@ from typing import Any
 
 import pytest
 
-from panorama_cli.fleet import greengrass, model
+import panorama_cli
+from panorama_cli.fleet import greengrass, greengrass_secret, model, runtime_image
 from panorama_cli.fleet.greengrass import ImageArchive
-from tests.fleet.sample_app import sample_app
+from panorama_cli.localrun.frames import identity
+from tests.fleet.sample_app import KEY, SERVE_TOKEN, sample_app
+from tests.support.greengrass_ipc import FAKE_AWSIOT, write_nucleus
 from tests.support.polling import until
+
+ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:panorama-cli/ggtest-AbCdEf"
 
 SECRET = "rtsp://admin:s3cret@10.0.0.5:554/stream1"
 #: What a site merges at deployment: shell metacharacters must reach serve as they are.
@@ -50,28 +60,59 @@ for i, arg in enumerate(args):
         if path.startswith("/"):
             with open(path) as f:
                 report["files"][node] = f.read()
+    if arg == "--control-key":
+        with open(args[i + 1]) as f:
+            report["files"]["control-key"] = f.read()
+    if arg == "--auth-token-file":
+        with open(args[i + 1]) as f:
+            report["files"]["serve-token"] = f.read()
 print("REPORT " + json.dumps(report), flush=True)
 while True:
     time.sleep(1)
 """
 
 NODE_PY = r"""
-import signal, sys, time
+import os, signal, sys, time
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 open("/opt/aws/panorama/storage/started", "w").write("yes")
+token = open(os.environ["PANORAMA_LOCALRUN_TOKEN_FILE"]).read()
+print("TOKEN " + token, flush=True)
+print("SECRETS " + " ".join(sorted(os.listdir("/run/secrets"))), flush=True)
 print("node up", flush=True)
 while True:
     time.sleep(1)
 """
 
 
-def _image(client: Any, base: str, tag: str, script: str, entrypoint: list[str] | None) -> str:
-    lines = [f"FROM {base}", "COPY app.py /panorama/app.py"]
-    if entrypoint:
-        lines.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
+def fetcher_files() -> dict[str, str]:
+    """What the secret fetcher needs of the runtime image, as files of a build context under
+    ``lib/``: the real module (and its packages' ``__init__``), the SDK stand-in."""
+    package = Path(panorama_cli.__file__).resolve().parent
+    files = {
+        f"lib/panorama_cli/{name}": (package / name).read_text()
+        for name in ("__init__.py", "fleet/__init__.py", "fleet/greengrass_fetch.py")
+    }
+    for path in sorted(FAKE_AWSIOT.rglob("*.py")):
+        files[f"lib/{path.relative_to(FAKE_AWSIOT)}"] = path.read_text()
+    return files
+
+
+#: Dockerfile lines that give an image the runtime's Python and the fetcher (fetcher_files).
+FETCHER_LINES = [
+    "COPY lib /opt/panorama-cli/fetcher",
+    f"RUN mkdir -p {Path(runtime_image.PYTHON).parent} "
+    f'&& ln -s "$(command -v python3)" {runtime_image.PYTHON}',
+    "ENV PYTHONPATH=/opt/panorama-cli/fetcher PYTHONDONTWRITEBYTECODE=1",
+    # the runtime image's control folder: serve's, closed to the fetch container's user
+    f"RUN install -d -o {model.SERVE_UID} -g {model.APP_GID} -m 0750 {model.CONTROL_DIR}",
+]
+
+
+def build(client: Any, tag: str, lines: list[str], files: dict[str, str]) -> str:
+    """``docker build`` of a Dockerfile of ``lines`` with ``files`` (name -> text) beside it."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, text in (("Dockerfile", "\n".join(lines) + "\n"), ("app.py", script)):
+        for name, text in {"Dockerfile": "\n".join(lines) + "\n", **files}.items():
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -79,6 +120,20 @@ def _image(client: Any, base: str, tag: str, script: str, entrypoint: list[str] 
     context.seek(0)
     client.images.build(fileobj=context, custom_context=True, tag=tag, pull=False, rm=True)
     return tag
+
+
+def _image(client: Any, base: str, tag: str, script: str, entrypoint: list[str] | None) -> str:
+    lines = [f"FROM {base}", "COPY app.py /panorama/app.py"]
+    files = {"app.py": script}
+    if entrypoint is None:  # a node: its storage and logs as images.node_image makes them
+        folders = "/opt/aws/panorama/storage /opt/aws/panorama/logs"
+        lines.append(f"RUN mkdir -p {folders} && chown 0:{model.APP_GID} {folders} "
+                     f"&& chmod 2770 {folders}")  # fmt: skip
+    if entrypoint:
+        lines.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
+        lines += FETCHER_LINES  # serve's image: the runtime's, with the fetcher
+        files.update(fetcher_files())
+    return build(client, tag, lines, files)
 
 
 def _free_port() -> int:
@@ -156,7 +211,14 @@ def component(docker_client, base_image_amd64, tmp_path):
         node = dataclasses.replace(
             base.nodes[0],
             image=node_image,
-            command=("/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "python3", "/panorama/app.py"),
+            command=(
+                "/usr/bin/env",
+                "-i",
+                "PATH=/usr/bin:/bin",
+                f"PANORAMA_LOCALRUN_TOKEN_FILE={model.NODE_TOKEN_FILE}",
+                "python3",
+                "/panorama/app.py",
+            ),  # fmt: skip
         )
         app = dataclasses.replace(base, name=f"ggtest-{tag}", serve=serve, nodes=(node,))
 
@@ -187,20 +249,26 @@ def component(docker_client, base_image_amd64, tmp_path):
         files = {f.path: f for f in greengrass.render(app, component_name=name, archives=archives)}
         recipe = json.loads(files[greengrass.recipe_path(name, app.semver)].content)
         assert json.loads(files[greengrass.SECRETS_FILE].content) == {"lobby": SECRET}
-        merge = {"cameras": {"lobby": TRICKY}}
+        # what deploy makes: the secret (a site's camera, the control key and the node's token)
+        # on the device, the component's configuration naming it
+        control = json.loads(files[greengrass.CONTROL_FILE].content)
+        value = greengrass_secret.secret_value({"lobby": TRICKY}, control)
+        nucleus = write_nucleus(tmp_path / "ipc.socket", {ARN: value})
+        recipe = greengrass.fill_secret(recipe, ARN)
+        merge = greengrass.secret_configuration(name, ARN)
         work = tmp_path / "work"
         work.mkdir()
         yield {
             "app": app, "name": name, "recipe": recipe, "artifacts": artifacts, "work": work,
             "config": _merge(recipe["ComponentConfiguration"]["DefaultConfiguration"], merge),
-            "port": port, "node_image": node_image,
+            "port": port, "node_image": node_image, "nucleus": nucleus,
         }  # fmt: skip
     finally:
         cleanup()
 
 
 def _step_env(step: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **c["nucleus"]}  # what the nucleus gives each lifecycle step
     for key, value in (step.get("Setenv") or {}).items():
         env[key] = resolve(
             value, artifacts=c["artifacts"], work=c["work"], config=c["config"], thing="edge-1"
@@ -266,33 +334,59 @@ def test_install_run_shutdown(docker_client, component):
         assert got["files"]["lobby"] == TRICKY
         assert got["files"]["front_door"] == "not really a video"
         secret_file = c["work"] / "secrets" / "camera-lobby"
-        assert secret_file.stat().st_mode & 0o777 == 0o600
+        assert secret_file.stat().st_mode & 0o777 == 0o644
+        # serve got the control key from its secret folder
+        assert identity.read_key(c["work"] / "secrets" / "control.key") == KEY
+        assert bytes.fromhex(got["files"]["control-key"].strip()) == KEY
+        # 0644 in the 0700 folder: serve's user (not root, no capabilities) reads it
+        assert (c["work"] / "secrets" / "control.key").stat().st_mode & 0o777 == 0o644
+        assert (c["work"] / "secrets").stat().st_mode & 0o777 == 0o700
+        assert got["files"]["serve-token"].strip() == SERVE_TOKEN
 
         node = docker_client.containers.get(node_name)
         _wait_for(lambda: node.reload() or node.status == "running", what="the node container")
-        assert "node up" in _wait_for(lambda: node.logs().decode(), what="node logs")
+        logs = _wait_for(lambda: "node up" in node.logs().decode() and node.logs().decode(),
+                         what="node logs")  # fmt: skip
+        # the node read its own token (a root without capabilities), and sees no other secret
+        token = next(line[6:] for line in logs.splitlines() if line.startswith("TOKEN "))
+        assert identity.token_matches(KEY, "people_counter", token)
+        assert "SECRETS node.token" in logs.splitlines()
         host = node.attrs["HostConfig"]
+        # the limits the engine holds the node to
+        assert host["Memory"] == host["MemorySwap"] == 4 << 30 and host["PidsLimit"] == 512
+        assert host["LogConfig"] == {
+            "Type": "json-file",
+            "Config": {"max-size": "64m", "max-file": "2"},
+        }
+        assert host["Tmpfs"] == {"/tmp": f"size={256 << 20}"}
         assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert node.attrs["Config"]["User"] == f"{model.NODE_UID_BASE}:{model.APP_GID}"
         assert host["RestartPolicy"]["Name"] == "unless-stopped"
         assert "no-new-privileges" in host["SecurityOpt"]
         assert node.attrs["Config"]["Labels"][model.LABEL_ROLE] == "node"
         serve = docker_client.containers.get(serve_name)
+        assert serve.attrs["Config"]["User"] == f"{model.SERVE_UID}:{model.APP_GID}"
+        assert serve.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        assert serve.attrs["HostConfig"]["CapDrop"] == ["ALL"]
         assert serve.attrs["HostConfig"]["PortBindings"][f"{model.HTTP_PORT}/tcp"][0][
             "HostPort"
         ] == str(c["port"])
-        shm = docker_client.volumes.get(f"{name}-shm")
-        assert shm.attrs["Options"] == {
-            "type": "tmpfs",
-            "device": "tmpfs",
-            "o": f"size={model.SHM_SIZE_BYTES}",
-        }
+        # nothing shares /dev/shm; the node's control folder is read-only
+        assert not [v for v in docker_client.volumes.list() if v.name == f"{name}-shm"]
+        control = next(m for m in node.attrs["Mounts"] if m["Destination"] == model.CONTROL_DIR)
+        assert control["RW"] is False
 
+        # the fetch container is gone; nothing of it is left
+        assert [n for n in docker_client.containers.list(all=True, filters=label)
+                if n.name.endswith("-secrets")] == []  # fmt: skip
         # the secret is in no container's command line or environment
         for container in docker_client.containers.list(all=True, filters=label):
             container.reload()
             seen = json.dumps([container.attrs.get("Args"), container.attrs["Config"].get("Env"),
                                container.attrs["Config"].get("Cmd"), container.attrs["Config"].get("Entrypoint")])  # fmt: skip
             assert "s3cret" not in seen, container.name
+            assert KEY.hex() not in seen and token not in seen, container.name
+            assert SERVE_TOKEN not in seen, container.name
 
         # Shutdown: no container of the component is left; the Run step ends
         shutdown = _run(lifecycle["Shutdown"], c)

@@ -16,7 +16,7 @@ import yaml
 from panorama_cli.errors import UserError
 from panorama_cli.fleet.kube_deploy import deploy
 from panorama_cli.fleet.kubernetes import render
-from tests.fleet.sample_app import sample_app
+from tests.fleet.sample_app import sample_app, without_camera_files
 from tests.support.kube_api import KubeApi
 
 DEPLOYMENT = "Deployment/people-counter-edge-1"
@@ -33,7 +33,9 @@ def export(tmp_path: Path, **options: Any) -> list[Path]:
     """The sample app rendered into tmp_path; the secret's file first."""
     options = options or {"device_names": ["edge-1"]}
     paths = []
-    for file in sorted(render(sample_app(), **options), key=lambda f: not f.private):
+    for file in sorted(
+        render(without_camera_files(sample_app()), **options), key=lambda f: not f.private
+    ):
         path = tmp_path / file.path
         path.write_bytes(file.content)
         paths.append(path)
@@ -44,18 +46,19 @@ def test_apply_then_wait_until_ready(api: KubeApi, tmp_path: Path) -> None:
     lines: list[str] = []
     report = deploy(export(tmp_path), notify=lines.append, poll_s=0.01)
     assert report["applied"] == [
-        "Secret/people-counter-cameras",
+        "Secret/people-counter-secrets",
         "ConfigMap/people-counter-params",
         "PersistentVolumeClaim/people-counter-edge-1-logs-people-counter",
         "PersistentVolumeClaim/people-counter-edge-1-state",
         "PersistentVolumeClaim/people-counter-edge-1-storage-people-counter",
         DEPLOYMENT,
+        "Service/people-counter-edge-1",
     ]
     assert report["ready"] == [DEPLOYMENT]
     assert isinstance(report["seconds"], float)
     assert lines == [f"applied {o}" for o in report["applied"]] + [f"ready {DEPLOYMENT}"]
     patches = [c for c in api.calls if c.method == "PATCH"]
-    assert len(patches) == 6
+    assert len(patches) == 7
     for call in patches:
         assert call.content_type == "application/apply-patch+yaml"
         assert call.query == {"fieldManager": "panorama-cli", "force": "true"}
@@ -63,7 +66,7 @@ def test_apply_then_wait_until_ready(api: KubeApi, tmp_path: Path) -> None:
     assert "/apis/apps/v1/namespaces/default/deployments/people-counter-edge-1" in {
         c.path for c in patches
     }
-    secret = api.objects[("Secret", "default", "people-counter-cameras")]
+    secret = api.objects[("Secret", "default", "people-counter-secrets")]
     assert base64.b64decode(secret["data"]["lobby"]).decode().startswith("rtsp://admin:")
     assert (
         api.objects[("Deployment", "default", "people-counter-edge-1")]["metadata"]["generation"]
@@ -105,7 +108,8 @@ def test_namespace_from_the_option_then_the_context(
 def test_an_object_the_server_rejects_is_named(api: KubeApi, tmp_path: Path) -> None:
     manifests = export(tmp_path)
     docs = list(yaml.safe_load_all(manifests[1].read_text()))
-    docs[-1]["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1  # no such field
+    workload = next(d for d in docs if d["kind"] == "Deployment")
+    workload["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1  # no such field
     manifests[1].write_text(yaml.safe_dump_all(docs, sort_keys=False))
     with pytest.raises(UserError) as caught:
         deploy(manifests, poll_s=0.01)

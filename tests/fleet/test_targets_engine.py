@@ -4,7 +4,9 @@
   the official 1.30 schemas (strict); the credentials are only in the 0600 Secret file.
 * greengrass: export with ``--registry`` (docker: artifacts), then the recipe's Lifecycle Run
   and Shutdown scripts run with /bin/sh against this engine with the substitutions the nucleus
-  makes: serve and the node start, serve gets ready and counts frames of the camera file (an
+  makes: the secret fetcher (the real module in the real serve image, with the SDK stand-in
+  in front of the AWS IoT Device SDK and the stand-in nucleus' socket) writes the credentials,
+  serve and the node start, serve gets ready and counts frames of the camera file (an
   artifact), and Shutdown leaves no container of the component.
 """
 
@@ -18,10 +20,11 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from panorama_cli.fleet import greengrass
+from panorama_cli.fleet import greengrass, greengrass_secret
 from tests.fleet.engine_support import cli, free_port, get, metric, until
-from tests.fleet.test_greengrass_lifecycle import resolve
+from tests.fleet.test_greengrass_lifecycle import _merge, build, fetcher_files, resolve
 from tests.localrun.helpers import video
+from tests.support.greengrass_ipc import write_nucleus
 
 pytestmark = pytest.mark.docker
 
@@ -53,9 +56,11 @@ def test_kubernetes_bundle_of_the_real_app_is_valid(
 def _step(step: dict[str, Any], where: dict[str, Any]) -> dict[str, str]:
     import os
 
-    env = dict(os.environ)
+    env = {**os.environ, **where["nucleus"]}
     for key, value in (step.get("Setenv") or {}).items():
-        env[key] = resolve(value, thing="edge-1", **where)
+        env[key] = resolve(
+            value, thing="edge-1", **{k: v for k, v in where.items() if k != "nucleus"}
+        )
     return env
 
 
@@ -79,11 +84,29 @@ def test_greengrass_lifecycle_runs_the_real_app(
         (artifacts / path.name).write_bytes(path.read_bytes())
     work = tmp_path / "work"
     work.mkdir()
+    # what deploy makes: the secret (the control key and the node's token, no secret camera
+    # here) on the device, the component's configuration naming it
+    control = json.loads((out / greengrass.CONTROL_FILE).read_text())
+    assert len(control["tokens"]) == 1
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:panorama-cli/x-AbCdEf"
+    value = greengrass_secret.secret_value({}, control)
+    recipe = greengrass.fill_secret(recipe, arn)
+    manifest = recipe["Manifests"][0]
     where = {
         "artifacts": artifacts,
         "work": work,
-        "config": recipe["ComponentConfiguration"]["DefaultConfiguration"],
+        "config": _merge(
+            recipe["ComponentConfiguration"]["DefaultConfiguration"],
+            greengrass.secret_configuration(name, arn),
+        ),
+        "nucleus": write_nucleus(tmp_path / "ipc.socket", {arn: value}),
     }
+    # the serve image with the SDK stand-in in front of the AWS IoT Device SDK
+    serve = next(u[len("docker:") :] for u in uris if "-serve:" in u)
+    awsiot = {k: v for k, v in fetcher_files().items() if k.startswith("lib/awsiot/")}
+    lines = [f"FROM {serve}", "COPY lib /opt/panorama-cli/sdk-stand-in",
+             "ENV PYTHONPATH=/opt/panorama-cli/sdk-stand-in:/opt/panorama-cli/runtime/lib"]  # fmt: skip
+    build(docker_client, serve, lines, awsiot)
     lifecycle = manifest["Lifecycle"]
     label = {"label": f"{greengrass.LABEL_COMPONENT}={name}"}
     for step in ("Install",):
@@ -98,8 +121,10 @@ def test_greengrass_lifecycle_runs_the_real_app(
     try:
         until(lambda: get(port, "/readyz")[0] == 200 or run.poll() is not None, 180, "ready")
         assert run.poll() is None, run.stderr.read() if run.stderr else ""
-        until(lambda: metric(port, "panorama_camera_frames_total") > 10, 60, "frames")
-        assert metric(port, "panorama_node_up") == 1.0
+        token = control["serve"]  # what deploy merged; serve read it from its secret file
+        assert get(port, "/metrics")[0] == 401
+        until(lambda: metric(port, "panorama_camera_frames_total", token) > 10, 60, "frames")
+        assert metric(port, "panorama_node_up", token) == 1.0
     finally:
         shutdown = subprocess.run(["/bin/sh", "-c", lifecycle["Shutdown"]["Script"]],
                                   env=_step(lifecycle["Shutdown"], where), capture_output=True,

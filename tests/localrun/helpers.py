@@ -278,6 +278,7 @@ APP_ENV = [
     "LANG",
     "PANORAMA_LOCALRUN_NODE",
     "PANORAMA_LOCALRUN_SOCKET",
+    "PANORAMA_LOCALRUN_TOKEN",  # the node's own control token, never the run's key
     "PATH",
     "PWD",
     "PYTHONPATH",

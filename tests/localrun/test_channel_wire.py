@@ -8,143 +8,40 @@ process (every message kind, numpy arrays of several dtypes inline and through t
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
-import socket
 import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from panorama_cli.localrun import routing
 from panorama_cli.localrun.engine import SDK_DIR
-from panorama_cli.localrun.frames import wire
-from panorama_cli.localrun.frames.channel import MAX_CONNECTIONS, ControlServer, socket_path
-from panorama_cli.localrun.routing import Router
-
-NODE = "app_node"
-
-
-class _Double:
-    """A model node: each input array doubled (same dtype), plus a 1 MB float32 output."""
-
-    def run(self, payload):
-        arrays = list(payload.values()) if isinstance(payload, dict) else [payload]
-        return tuple(a * 2 if a.dtype != np.bool_ else ~a for a in arrays) + (
-            np.full((512, 512), 1.5, np.float32),
-        )
-
-
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-    def warnings(self):
-        return [r for r in self.records if r.levelno >= logging.WARNING]
+from panorama_cli.localrun.frames import identity, wire
+from panorama_cli.localrun.frames.channel import MAX_HELLO_BYTES
+from tests.localrun.control_helpers import (
+    NODE,
+    TOKEN,
+    _closed,
+    _connect,
+    _frame,
+    _hello,
+    _reply,
+    _send,
+    serving,
+)
 
 
 @pytest.fixture
 def runner(tmp_path, monkeypatch):
-    """A ControlServer + Router for one business node ``app_node`` and model ``double``;
-    yields (server, router, ops seen, log records, thread exceptions)."""
-    business = SimpleNamespace(
-        node=SimpleNamespace(name=NODE),
-        inputs={"video_in": {"type": "media", "connected": True}},
-        outputs={"video_out": {"type": "media", "connected": True}},
-        package_json="packages/app/package.json",
-    )
-    plan = SimpleNamespace(
-        business=[business],
-        models=[SimpleNamespace(name="double")],
-        sinks=set(),
-        graph=SimpleNamespace(edges_from=lambda node, port: []),
-        media_producers=lambda node, port: [],
-    )
-    router = Router(plan, {}, {"double": _Double()}, None, lambda node: None, lambda: None)
-    seen: list[str] = []
-
-    def handler(session, message):
-        seen.append(message["op"])
-        router(session, message)
-
-    records = _Records()
-    logger = logging.getLogger("panorama_cli.localrun")
-    logger.addHandler(records)
-    children = [
-        logging.getLogger(f"panorama_cli.localrun.{n}") for n in ("channel", "wire", "routing")
-    ]
-    saved = [(each, each.level, each.disabled) for each in (logger, *children)]
-    logger.setLevel(logging.DEBUG)  # setLevel, not the attribute: it clears isEnabledFor's cache
-    for child in children:  # earlier tests may have set or disabled them
-        child.setLevel(logging.NOTSET)
-        child.disabled = False
-    crashes: list[object] = []
-    monkeypatch.setattr(threading, "excepthook", crashes.append)
-    server = ControlServer(socket_path(tmp_path), handler, on_close=router.session_closed)
-    try:
-        yield SimpleNamespace(server=server, router=router, seen=seen, log=records, crashes=crashes)
-    finally:
-        server.close()
-        router.close()
-        logger.removeHandler(records)
-        for each, level, disabled in saved:
-            each.setLevel(level)
-            each.disabled = disabled
-
-
-def _connect(server) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(10)
-    sock.connect(str(server.path))
-    return sock
-
-
-def _frame(header: bytes, body: bytes = b"") -> bytes:
-    return struct.pack(">II", 4 + len(header) + len(body), len(header)) + header + body
-
-
-def _send(sock, message: dict) -> None:
-    sock.sendall(wire.encode(message))
-
-
-def _reply(sock) -> dict | None:
-    """The next message from the runner, or None when it closed the connection."""
-    try:
-        first = sock.recv(4, socket.MSG_WAITALL)
-        if len(first) < 4:
-            return None
-        (size,) = struct.unpack(">I", first)
-        payload = sock.recv(size, socket.MSG_WAITALL)
-    except ConnectionResetError:
-        return None
-    (header,) = struct.unpack_from(">I", payload)
-    return json.loads(payload[4 : 4 + header])
-
-
-def _closed(sock) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
-def _hello(sock) -> dict:
-    _send(sock, {"op": "hello", "id": 1, "node": NODE, "pid": os.getpid()})
-    reply = _reply(sock)
-    assert reply is not None and reply["node"] == NODE
-    return reply
+    """See :func:`tests.localrun.control_helpers.serving`."""
+    with serving(tmp_path, monkeypatch) as served:
+        yield served
 
 
 def _rss_kib() -> int:
@@ -170,7 +67,10 @@ def test_a_pickle_that_would_create_a_file_is_refused_not_run(runner, tmp_path):
     for data in (
         struct.pack(">I", len(payload)) + payload,  # the old framing
         _frame(payload),  # the new framing, a pickle as the header
-        _frame(b'{"op":"hello","id":1,"node":"app_node","pid":1}', payload),  # as a blob
+        _frame(
+            json.dumps({"op": "hello", "id": 1, "node": NODE, "pid": 1, "token": TOKEN}).encode(),
+            payload,
+        ),  # as a blob
     ):
         with _connect(runner.server) as sock:
             sock.sendall(data)
@@ -205,7 +105,7 @@ def test_a_4gib_length_is_refused_before_anything_is_allocated(runner, monkeypat
     print(f"VmRSS before {before} KiB, after 3 x 0xFFFFFFFF {after} KiB")
     for reply, sock in zip(replies, socks, strict=True):
         assert reply["error"] == "protocol" and "4294967295 bytes" in reply["message"]
-        assert str(wire.MAX_MESSAGE_BYTES) in reply["message"]
+        assert str(MAX_HELLO_BYTES) in reply["message"]  # before hello: 64 KiB at most
         assert _closed(sock)
         sock.close()
     assert max(asked) == 4  # only the length word was ever read
@@ -216,8 +116,10 @@ def test_a_4gib_length_is_refused_before_anything_is_allocated(runner, monkeypat
 
 def test_memory_follows_the_bytes_really_sent(runner):
     """A frame under the cap that claims 60 MB but sends 1 KB costs about 1 MB, not 60."""
-    before = _rss_kib()
     socks = [_connect(runner.server) for _ in range(3)]
+    for sock in socks:
+        _hello(sock)
+    before = _rss_kib()
     for sock in socks:
         sock.sendall(struct.pack(">II", 60 << 20, 10) + b'{"op":"x"}' + b"\0" * 1024)
     time.sleep(0.5)
@@ -257,34 +159,6 @@ def test_an_arena_over_the_cap_is_refused_and_the_run_total_is_capped(runner, mo
     assert runner.crashes == [] and runner.log.warnings() == []
 
 
-def test_too_many_connections_are_refused_and_freed_ones_count_again(runner):
-    socks = [_connect(runner.server) for _ in range(MAX_CONNECTIONS)]
-    try:
-        for sock in socks[:3]:
-            _hello(sock)
-        deadline = time.monotonic() + 10
-        while runner.server.connections() < MAX_CONNECTIONS and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert runner.server.connections() == MAX_CONNECTIONS
-        extra = [_connect(runner.server) for _ in range(3)]
-        for sock in extra:
-            reply = _reply(sock)
-            assert reply["error"] == "protocol" and "too many connections" in reply["message"]
-            assert _closed(sock)
-            sock.close()
-        warnings = runner.log.warnings()
-        assert len(warnings) == 1 and "too many connections" in warnings[0].getMessage()
-        socks.pop().close()
-        while runner.server.connections() >= MAX_CONNECTIONS and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with _connect(runner.server) as again:
-            _hello(again)
-    finally:
-        for sock in socks:
-            sock.close()
-    assert runner.crashes == []
-
-
 _ARRAY = {"dtype": "<f4", "shape": [2, 2], "data": {"$blob": [0, 16]}}
 
 
@@ -294,7 +168,7 @@ _ARRAY = {"dtype": "<f4", "shape": [2, 2], "data": {"$blob": [0, 16]}}
         (False, b"{not json", b"", "not JSON"),
         (False, b"\xff\xfe", b"", "not JSON"),
         (False, b"[1, 2]", b"", "JSON list, not an object"),
-        (False, b"[" * 100000, b"", "not JSON"),
+        (True, b"[" * 100000, b"", "not JSON"),  # over 64 KiB: after hello
         (False, b'{"op": "get", "id": 1, "port": "video_in"}', b"", "get before hello"),
         (True, b'{"op": "exec", "id": 2}', b"", "unknown op 'exec'"),
         (True, b'{"op": "get", "id": 2, "port": 5}', b"", "get: port must be string"),
@@ -469,6 +343,7 @@ def test_every_message_kind_round_trips_with_the_real_sdk(runner, tmp_path):
         "PYTHONPATH": str(SDK_DIR),
         "PANORAMA_LOCALRUN_SOCKET": str(runner.server.path),
         "PANORAMA_LOCALRUN_NODE": NODE,
+        identity.TOKEN_ENV: TOKEN,
     }
     done = subprocess.run(
         [sys.executable, str(script), *DTYPES], env=env, capture_output=True, text=True, timeout=60

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,15 @@ def test_socket_path_stays_under_the_unix_limit(tmp_path):
     far.parent.rmdir()
 
 
+def _shm_names() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir()} if Path("/dev/shm").is_dir() else set()
+
+
 def test_frame_ring_slots_are_shared_memory_and_held_slots_are_skipped():
+    before = _shm_names()
     ring = FrameRing((4, 6, 3), slots=3, stream="cam")
     try:
+        assert _shm_names() == before  # anonymous: nothing in /dev/shm names the ring
         first = ring.write(np.full((4, 6, 3), 1, np.uint8))
         ring.hold(first)
         second = ring.write(np.full((4, 6, 3), 2, np.uint8))
@@ -40,8 +48,10 @@ def test_frame_ring_slots_are_shared_memory_and_held_slots_are_skipped():
         fourth = ring.write(np.full((4, 6, 3), 4, np.uint8))  # wraps, skipping the held slot
         assert (first, second, third) == (0, 1, 2) and fourth == 1
         assert int(ring.view(first)[0, 0, 0]) == 1
-        with open(f"/dev/shm/{ring.name}", "r+b") as f:  # what the SDK maps
-            mapped = mmap.mmap(f.fileno(), 0)
+        fd = ring.dup_fd()  # what the runner sends the app
+        assert fd is not None
+        mapped = mmap.mmap(fd, 0)  # what the SDK maps
+        os.close(fd)
         view = np.ndarray((4, 6, 3), np.uint8, buffer=mapped, offset=ring.offset(fourth))
         assert int(view[3, 5, 2]) == 4
         view[0, 0, 0] = 99  # the app draws in place: the runner sees it
@@ -51,7 +61,25 @@ def test_frame_ring_slots_are_shared_memory_and_held_slots_are_skipped():
         ring.release(first)
     finally:
         ring.close()
-    assert not Path(f"/dev/shm/{ring.name}").exists()
+    assert ring.dup_fd() is None and _shm_names() == before
+
+
+def test_an_app_holding_a_rings_descriptor_cannot_resize_or_seal_it():
+    """A truncated ring would kill the runner with SIGBUS on its next frame."""
+    ring = FrameRing((4, 6, 3), slots=2, stream="cam")
+    fd = ring.dup_fd()
+    assert fd is not None
+    try:
+        for size in (0, 10, 1 << 20):
+            with pytest.raises(PermissionError):
+                os.ftruncate(fd, size)
+        with pytest.raises(PermissionError):
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE)
+        assert os.fstat(fd).st_size == 4 * 6 * 3 * 2
+        ring.write(np.full((4, 6, 3), 7, np.uint8))  # the runner goes on writing
+    finally:
+        os.close(fd)
+        ring.close()
 
 
 def test_arrays_travel_without_numpy_pickles():
@@ -71,13 +99,13 @@ def test_large_arrays_go_through_the_sessions_arena():
         same = unpack_array(ref, arena)
         assert same.shape == (1, 3, 224, 224) and float(same.mean()) == 2.5
         with pytest.raises(ValueError, match="unknown shared memory"):
-            unpack_array({**ref, "arena": "psm_someone_else"}, arena)
+            unpack_array({**ref, "arena": "a-someone_else"}, arena)
         with pytest.raises(ValueError, match="outside"):
             unpack_array({**ref, "offset": (1 << 20) - 64}, arena)
         del view, same
     finally:
         arena.close()
-    assert not Path(f"/dev/shm/{arena.name}").exists()
+    assert arena.dup_fd() is None
 
 
 @pytest.mark.parametrize(

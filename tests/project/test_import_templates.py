@@ -152,3 +152,46 @@ def test_a_template_that_is_not_json_gets_its_account_ids_rewritten_too(tmp_path
         if "override_template" in line and "note" in line
     ]
     assert "not JSON: 1 account id rewritten, nothing else checked" in note
+
+
+#: The official kinesis_video_streams sample's deployment_overrides template: no
+#: {placeholders}, but replacements naming nodes the user is to add, and a camera removed.
+UNFILLED = {
+    "nodeGraphOverrides": {
+        "envelopeVersion": "2021-01-01",
+        "packages": [],
+        "nodes": [],
+        "nodeOverrides": [
+            {"replace": "camera_node", "with": []},
+            {"replace": "region", "with": [{"name": "override_region"}]},
+            {"replace": "device_id", "with": [{"name": "override_device_id"}]},
+        ],
+    }
+}
+
+
+def test_validate_notes_an_unfilled_template_without_placeholders(tmp_path):
+    root = copy_app(tmp_path)
+    folder = root / "deployment_overrides"
+    folder.mkdir()
+    (folder / "override_configuration_template.json").write_text(json.dumps(UNFILLED, indent=4))
+    code, problems, _ = validate(root)
+    notes = [(p["file"], p["message"]) for p in problems if p["severity"] == "note"]
+    assert notes == [
+        (
+            "deployment_overrides/override_configuration_template.json",
+            "skipped, an override template to fill in (as given: /nodeGraphOverrides/"
+            "nodeOverrides/1/with/0/name: node 'override_region' is not defined and 1 more)",
+        )
+    ]
+    assert sorted(p["pointer"] for p in problems if p["severity"] != "note") == AS_GIVEN
+    result = run(root, "import-application", "--account-id", NEW)
+    assert result.exit_code == 0, result.stderr
+    # the same file under another name is an override as given: its errors stay errors
+    (folder / "override_configuration_template.json").rename(folder / "site.json")
+    code, problems, _ = validate(root)
+    assert code == 1
+    assert [p["pointer"] for p in problems if "site.json" in p["file"]] == [
+        "/nodeGraphOverrides/nodeOverrides/1/with/0/name",
+        "/nodeGraphOverrides/nodeOverrides/2/with/0/name",
+    ]

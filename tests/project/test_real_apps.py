@@ -170,7 +170,7 @@ def test_deployment_overrides_folder_is_checked_and_deployable(tmp_path):
 
 
 @pytest.mark.parametrize("where", ["package", "implementation"])
-def test_nv_accelerators_has_a_specific_message(tmp_path, where):
+def test_misplaced_nv_accelerators_has_a_specific_message(tmp_path, where):
     root = copy_app(tmp_path)
     path = root / "packages" / "123456789012-SAMPLE_CODE-1.0" / "package.json"
     data = load(path)
@@ -198,5 +198,5 @@ def test_nv_accelerators_has_a_specific_message(tmp_path, where):
     assert code == 1
     (found,) = [p for p in problems if "nvAccelerators" in p["message"]]
     assert found["pointer"] == pointer
-    assert "not part of the manifest schema" in found["message"]
-    assert "GPU" in found["message"] and "hardware_access" in found["hint"]
+    assert "belongs in a hardware_access requirement" in found["message"]
+    assert "GPU" in found["message"] and '"type": "hardware_access"' in found["hint"]

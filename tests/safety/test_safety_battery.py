@@ -81,7 +81,7 @@ def commands(app: str, archive: Path) -> list[list[str]]:
             "--package-path",
             code,
         ],
-        ["deploy", "--device-id", "device-battery", "--name", "battery"],
+        ["deploy", "--target", "panorama", "--device-id", "device-battery", "--name", "battery"],
         ["package-application", "--no-wait"],
     ]
 

@@ -6,8 +6,10 @@ tests run on are made by what ``panorama-cli base-image`` runs
 root filesystem, the engine builds ``FROM scratch`` + ``ADD rootfs.tar /`` with
 ``platform=linux/<arch>``), with the tests' own names (``panorama-cli-test/base:...``) and
 packages (python3 only) and the rootfs cache under ``/var/cache/panorama-cli-ci/``
-(``PANORAMA_CLI_CI_CACHE`` overrides). This module adds the binfmt diagnosis, parallel
-builds and logging for CI.
+(``PANORAMA_CLI_CI_CACHE`` overrides). The Panorama stand-ins (``base-image --flavor
+panorama``: bullseye, pip, numpy 1.x, OpenCV's libraries) are built under their own names
+(``panorama-cli/base:panorama-<arch>``), which build-container looks for, with the same
+cache. This module adds the binfmt diagnosis, parallel builds and logging for CI.
 
 Everything is cached by content: a key (sha256 of suite, arch, mirror, packages, variant
 and builder version) is stored as an image label and names the rootfs tarball. With an
@@ -51,6 +53,8 @@ BASE_IMAGE_AMD64 = f"{IMAGE_REPO}:{SUITE}-amd64"
 BASE_IMAGE_ARM64 = f"{IMAGE_REPO}:{SUITE}-arm64"
 BASE_IMAGES = {"amd64": BASE_IMAGE_AMD64, "arm64": BASE_IMAGE_ARM64}
 ARCHES: tuple[str, ...] = ("amd64", "arm64")
+#: The stand-ins of public.ecr.aws/panorama/panorama-application (build-container's names).
+PANORAMA_IMAGES = {arch: library.default_tag(f"linux/{arch}", "panorama") for arch in ARCHES}
 
 LABEL_KEY = library.LABEL_KEY
 
@@ -251,19 +255,46 @@ def ensure_base_image(client: Any, arch: str, *, force: bool = False) -> str:
     return image.tag
 
 
-def verify_image(client: Any, arch: str) -> str:
-    """Run python3 in the image and check it reports the expected machine."""
+def ensure_panorama_image(client: Any, arch: str, *, force: bool = False) -> str:
+    """Return the Panorama stand-in's name for ``arch``, building it if needed."""
+    from panorama_cli.errors import UserError
+
+    _check_arch(arch)
+    cdir = cache_dir()
+    cdir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    try:
+        image = library.ensure_base_image(
+            f"linux/{arch}",
+            PANORAMA_IMAGES[arch],
+            flavor="panorama",
+            cache=cdir,
+            force=force,
+            client=client,
+            on_log=lambda line: log(f"{arch} panorama: {line}"),
+        )
+    except UserError as exc:
+        raise BaseImageError(str(exc)) from exc
+    state = "up to date" if image.cached else f"built in {time.monotonic() - start:.1f} s"
+    log(f"{image.tag}: {state}")
+    return image.tag
+
+
+def verify_image(client: Any, arch: str, image: str | None = None, python: str = "python3") -> str:
+    """Run ``python`` in the image (default: the test base) and check it reports the
+    expected machine."""
     expected = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+    image = image or BASE_IMAGES[arch]
     out = client.containers.run(
-        BASE_IMAGES[arch],
-        ["python3", "-c", "import platform; print(platform.machine())"],
+        image,
+        [python, "-c", "import platform; print(platform.machine())"],
         platform=f"linux/{arch}",
         remove=True,
         network_disabled=True,
     )
     machine = out.decode().strip()
     if machine != expected:
-        raise BaseImageError(f"{BASE_IMAGES[arch]} runs as {machine!r}, expected {expected!r}")
+        raise BaseImageError(f"{image} runs as {machine!r}, expected {expected!r}")
     return machine
 
 
@@ -278,6 +309,11 @@ def _ensure_and_verify(arch: str, force: bool, verify: bool) -> str:
             with timed(f"verify {name}"):
                 machine = verify_image(client, arch)
             log(f"{name}: python3 runs, platform.machine() = {machine}")
+        with timed(f"ensure {PANORAMA_IMAGES[arch]}"):
+            panorama = ensure_panorama_image(client, arch, force=force)
+        if verify:
+            verify_image(client, arch, panorama, "python3.8")
+            log(f"{panorama}: python3.8 runs")
         return name
     finally:
         client.close()

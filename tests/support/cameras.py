@@ -5,7 +5,9 @@ power) and start it again on the same port.
 :class:`RtspCamera` runs this module as ``python -m tests.support.cameras --port N ...``:
 backpack's :class:`~backpack.rtsp.RTSPServer` (gst-rtsp-server) serving a live
 ``videotestsrc`` encoded with x264 at ``rtsp://127.0.0.1:N/cam``. The child prints ``ready``
-once it listens and exits when its stdin closes, so it never outlives the test process.
+once it listens and exits when its stdin closes, so it never outlives the test process. With
+``user`` and ``password`` the camera asks for them (RTSP basic authentication) and
+:attr:`RtspCamera.secret_url` carries them.
 Needs PyGObject, gst-rtsp-server and x264enc: use it with the ``gst_rtsp`` fixture
 (tests/support/gstreamer.py), which skips (or fails under CI) without them.
 """
@@ -52,14 +54,20 @@ class RtspCamera:
     Args:
         port: TCP port (a free one when None); kept across :meth:`kill` / :meth:`start`.
         width, height: picture size in pixels. fps: frames per second.
+        user, password: the credentials a client must send (None: none asked).
     """
 
     def __init__(
-        self, port: int | None = None, *, width: int = 160, height: int = 120, fps: int = 10
-    ) -> None:
+        self, port: int | None = None, *, width: int = 160, height: int = 120, fps: int = 10,
+        user: str | None = None, password: str | None = None,
+    ) -> None:  # fmt: skip
         self.port = port or free_port()
         self.width, self.height, self.fps = width, height, fps
+        self.user, self.password = user, password
         self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        self.secret_url = (
+            f"rtsp://{user}:{password}@127.0.0.1:{self.port}/cam" if user else self.url
+        )
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
@@ -70,12 +78,17 @@ class RtspCamera:
         """
         args = [sys.executable, "-m", "tests.support.cameras", "--port", str(self.port)]
         args += ["--width", str(self.width), "--height", str(self.height), "--fps", str(self.fps)]
+        if self.user and self.password:  # on stdin, never in the child's command line
+            args += ["--user", self.user]
         deadline = time.monotonic() + timeout
         while True:  # the port of a killed server can take a moment to be free again
             process = subprocess.Popen(
                 args, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
-            assert process.stdout is not None
+            assert process.stdout is not None and process.stdin is not None
+            if self.user and self.password:
+                process.stdin.write(self.password + "\n")
+                process.stdin.flush()
             line = process.stdout.readline().strip()
             if line == "ready":
                 self.process = process
@@ -104,16 +117,43 @@ class RtspCamera:
         self.kill()
 
 
-def _serve(port: int, width: int, height: int, fps: int) -> None:
+def _basic_auth(server: object, user: str, password: str) -> None:
+    """Ask every client for ``user``/``password`` (gst-rtsp-server's ``RTSPAuth``, basic)."""
+    from backpack._gst import rtsp_server
+
+    rtsp = rtsp_server("TestCamera")
+    auth = rtsp.RTSPAuth()
+    token = rtsp.RTSPToken()
+    token.set_string(rtsp.RTSP_TOKEN_MEDIA_FACTORY_ROLE, user)
+    auth.add_basic(rtsp.RTSPAuth.make_basic(user, password), token)
+    server.gst_server.set_auth(auth)  # type: ignore[attr-defined]
+
+
+def _allow(factory: object, user: str) -> None:
+    from backpack._gst import gst
+
+    gst_mod, _, _ = gst("TestCamera")
+    role = gst_mod.Structure.from_string(
+        f"{user}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+    )[0]
+    factory.add_role_from_structure(role)  # type: ignore[attr-defined]
+
+
+def _serve(port: int, width: int, height: int, fps: int, user: str | None = None) -> None:
     from backpack.rtsp import RTSPServer
 
     server = RTSPServer(port, host="127.0.0.1")
+    password = sys.stdin.readline().strip() if user else ""
+    if user:
+        _basic_auth(server, user, password)
     caps = f"video/x-raw,width={width},height={height},framerate={fps}/1"
-    server.add_stream(
+    factory = server.add_stream(
         "/cam",
         f"( videotestsrc is-live=true pattern=ball ! {caps} ! x264enc tune=zerolatency "
         f"speed-preset=ultrafast key-int-max={fps} ! rtph264pay name=pay0 pt=96 )",
     )
+    if user:
+        _allow(factory, user)
     try:
         server.start()
     except OSError as exc:
@@ -128,5 +168,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     for name in ("--port", "--width", "--height", "--fps"):
         parser.add_argument(name, type=int, required=True)
+    parser.add_argument("--user")
     ns = parser.parse_args()
-    _serve(ns.port, ns.width, ns.height, ns.fps)
+    _serve(ns.port, ns.width, ns.height, ns.fps, ns.user)

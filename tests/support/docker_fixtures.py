@@ -10,6 +10,9 @@ Request them by name in a test's arguments::
 - ``base_image_amd64`` (session) "panorama-cli-test/base:bookworm-amd64" (Debian minbase + python3).
 - ``base_image_arm64`` (session) "panorama-cli-test/base:bookworm-arm64"; implies arm64_emulation.
 - ``arm64_emulation``  (session) the binfmt_misc handler (BinfmtHandler) that runs aarch64 ELF.
+- ``panorama_base_amd64`` / ``panorama_base_arm64`` (session) "panorama-cli/base:panorama-<arch>",
+  the stand-in of public.ecr.aws/panorama/panorama-application (``base-image --flavor
+  panorama``) that build-container builds Panorama FROM lines on.
 
 Docker is *required* when CI=true or PANORAMA_REQUIRE_DOCKER=1: a missing engine, emulation or
 base image is then a test failure (base images are built on demand), and a fixture-caused
@@ -30,8 +33,16 @@ import pytest
 
 from tests.support import base_images
 
-DOCKER_FIXTURES = frozenset({"docker_client", "base_image_amd64", "base_image_arm64"})
-ARM64_FIXTURES = frozenset({"arm64_emulation", "base_image_arm64"})
+DOCKER_FIXTURES = frozenset(
+    {
+        "docker_client",
+        "base_image_amd64",
+        "base_image_arm64",
+        "panorama_base_amd64",
+        "panorama_base_arm64",
+    }
+)
+ARM64_FIXTURES = frozenset({"arm64_emulation", "base_image_arm64", "panorama_base_arm64"})
 
 
 def docker_required() -> bool:
@@ -101,6 +112,30 @@ def base_image_amd64(docker_client: Any) -> str:
 @pytest.fixture(scope="session")
 def base_image_arm64(docker_client: Any, arm64_emulation: Any) -> str:
     return _base_image(docker_client, "arm64")
+
+
+def _panorama_base(client: Any, arch: str) -> str:
+    wanted = base_images.PANORAMA_IMAGES[arch]
+    if not docker_required():
+        if shutil.which("debootstrap") is None and shutil.which("mmdebstrap") is None:
+            pytest.skip(f"{wanted} is not built here and no Debian bootstrapper is installed")
+        if os.geteuid() != 0 and shutil.which("mmdebstrap") is None:
+            pytest.skip(f"{wanted} is not built here and building it needs root (debootstrap)")
+    try:
+        return base_images.ensure_panorama_image(client, arch)
+    except Exception as exc:
+        _unavailable(f"cannot build {wanted}: {exc}")
+        raise  # unreachable: _unavailable raises
+
+
+@pytest.fixture(scope="session")
+def panorama_base_amd64(docker_client: Any) -> str:
+    return _panorama_base(docker_client, "amd64")
+
+
+@pytest.fixture(scope="session")
+def panorama_base_arm64(docker_client: Any, arm64_emulation: Any) -> str:
+    return _panorama_base(docker_client, "arm64")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

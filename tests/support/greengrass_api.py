@@ -19,8 +19,11 @@ the answer rendered from the output shape (unknown members there are a double bu
 
 Emulated: CreateComponentVersion (ConflictException for an existing version; with
 ``s3_endpoint`` given, each ``s3://`` artifact must exist there and match its ``Digest``, or the
-version is FAILED as the service marks it), DescribeComponent, CreateDeployment (the components
-must exist and be DEPLOYABLE; ``configurationUpdate.merge`` must be JSON), GetDeployment,
+version is FAILED as the service marks it), DescribeComponent, ListComponentVersions (of a
+component of the account, or of a public one: ARN account ``aws``, versions from
+:attr:`GreengrassApi.public_components`, paged by :attr:`GreengrassApi.page_size`),
+CreateDeployment (the components must exist and be DEPLOYABLE, or be a public component at one
+of its versions; ``configurationUpdate.merge`` must be JSON), GetDeployment,
 ListEffectiveDeployments and ListCoreDevices. Core devices are declared by the test
 (:meth:`GreengrassApi.add_core_device`); how a deployment ends on each is scripted
 (:meth:`GreengrassApi.script`): IN_PROGRESS for the first ``polls`` observations, then the
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import socket
 import threading
@@ -42,11 +44,12 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from botocore.model import OperationModel, ServiceModel, Shape
+from botocore.model import OperationModel, ServiceModel
 
 from tests.support.panorama_protocol import (
     Route,
     ServiceError,
+    decode_blobs,
     decode_request,
     error_response,
     find_route,
@@ -87,29 +90,6 @@ class Deployment:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _decode_blobs(value: Any, shape: Shape, path: str) -> Any:
-    """Blob members (base64 on the wire) as bytes; a bad base64 raises ServiceError."""
-    if shape.type_name == "blob":
-        if not isinstance(value, str):
-            return value  # the validator reports the type
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ServiceError(
-                "ValidationException", f"{path}: not valid base64", reason="CANNOT_PARSE"
-            ) from None
-    if shape.type_name == "structure" and isinstance(value, dict):
-        return {
-            k: _decode_blobs(v, shape.members[k], f"{path}.{k}") if k in shape.members else v
-            for k, v in value.items()
-        }
-    if shape.type_name == "list" and isinstance(value, list):
-        return [_decode_blobs(v, shape.member, f"{path}[{i}]") for i, v in enumerate(value)]
-    if shape.type_name == "map" and isinstance(value, dict):
-        return {k: _decode_blobs(v, shape.value, f"{path}.{k}") for k, v in value.items()}
-    return value
 
 
 def _invalid(message: str) -> ServiceError:
@@ -153,6 +133,12 @@ class GreengrassApi:
             self._calls: list[tuple[str, dict[str, Any]]] = []
             self.rejections: list[tuple[str, str]] = []  # (operation, message) answered 400
             self.internal_errors: list[str] = []
+            #: public components (ARN account ``aws``) -> their versions
+            self.public_components: dict[str, list[str]] = {
+                "aws.greengrass.SecretManager": ["2.1.8", "2.1.10", "2.0.9", "2.2.6"],
+                "aws.greengrass.DockerApplicationManager": ["2.0.11", "2.0.14"],
+            }
+            self.page_size = 100
 
     def add_core_device(self, thing_name: str, *groups: str) -> None:
         """A core device (``thing_name``), member of the thing group ARNs ``groups``."""
@@ -290,7 +276,7 @@ class GreengrassApi:
 
     def _validate(self, operation: OperationModel, params: dict[str, Any]) -> dict[str, Any]:
         shape = operation.input_shape
-        params = _decode_blobs(params, shape, "input")
+        params = decode_blobs(params, shape, "input")
         report = validate_params(params, shape)
         if report:
             raise _invalid(" ".join(report.split()))
@@ -408,8 +394,36 @@ class GreengrassApi:
             "tags": {},
         }
 
+    def _op_ListComponentVersions(self, params: dict[str, Any]) -> dict[str, Any]:
+        arn = params["arn"]
+        parts = arn.split(":")
+        if len(parts) != 7 or parts[3] != self.region:
+            raise _invalid(f"arn {arn}: not a component ARN of {self.region}")
+        owner, name = parts[4], parts[6]
+        if owner == "aws":
+            versions = list(self.public_components.get(name, []))
+        else:
+            versions = [v for (n, v) in self.components if n == name]
+        if not versions:
+            raise ServiceError("ResourceNotFoundException", f"Component {arn} not found",
+                               resourceId=arn, resourceType="COMPONENT")  # fmt: skip
+        start = int(params.get("nextToken") or 0)
+        size = min(int(params.get("maxResults") or self.page_size), self.page_size)
+        page = versions[start : start + size]
+        out: dict[str, Any] = {
+            "componentVersions": [
+                {"componentName": name, "componentVersion": v, "arn": f"{arn}:versions:{v}"}
+                for v in page
+            ]
+        }
+        if start + size < len(versions):
+            out["nextToken"] = str(start + size)
+        return out
+
     def _op_CreateDeployment(self, params: dict[str, Any]) -> dict[str, Any]:
         for name, spec in (params.get("components") or {}).items():
+            if spec["componentVersion"] in self.public_components.get(name, []):
+                continue
             entry = self.components.get((name, spec["componentVersion"]))
             if entry is None:
                 raise ServiceError(

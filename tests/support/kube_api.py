@@ -6,7 +6,7 @@ by uvicorn in a daemon thread, a free port) speaking the parts of the Kubernetes
 kubernetes Python client uses for server-side apply and a readiness wait:
 
 * discovery: ``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/apps/v1`` (APIVersions,
-  APIGroupList, APIResourceList for ConfigMap, Secret, PersistentVolumeClaim, Deployment,
+  APIGroupList, APIResourceList for ConfigMap, Secret, PersistentVolumeClaim, Service, Deployment,
   DaemonSet), as a 1.30 server answers;
 * ``PATCH`` of a namespaced object with ``Content-Type: application/apply-patch+yaml``: the
   ``fieldManager`` query parameter is required (422, as the real server), the body's kind,
@@ -17,9 +17,14 @@ kubernetes Python client uses for server-side apply and a readiness wait:
 * ``GET`` of a stored object; a Deployment or DaemonSet gets a status that turns ready after
   :attr:`KubeApi.ready_after` GETs (0: at once, None: never; per object name in
   :attr:`KubeApi.ready_after_for`);
+* Pods the test puts in :attr:`KubeApi.pods` (as a kubelet would report them: a crash loop
+  with :meth:`KubeApi.crash_loop`): ``GET`` of the namespace's PodList filtered by
+  ``labelSelector`` (``k=v`` terms), and ``GET .../pods/NAME/log`` (``container``,
+  ``previous``, ``tailLines``) from :attr:`KubeApi.pod_logs`;
 * a bearer token (401 without it); any other path: 404 Status.
 
-Not emulated: controllers, Pods, watches, lists, deletes, field ownership conflicts.
+Not emulated: controllers (Pods appear only when a test adds them), watches, other lists,
+deletes, field ownership conflicts.
 
 Usage::
 
@@ -60,6 +65,8 @@ RESOURCES: dict[str, dict[str, tuple[str, str, list[str]]]] = {
         "configmaps": ("ConfigMap", "configmap", ["cm"]),
         "secrets": ("Secret", "secret", []),
         "persistentvolumeclaims": ("PersistentVolumeClaim", "persistentvolumeclaim", ["pvc"]),
+        "services": ("Service", "service", ["svc"]),
+        "pods": ("Pod", "pod", ["po"]),
     },
     "apps/v1": {
         "daemonsets": ("DaemonSet", "daemonset", ["ds"]),
@@ -115,6 +122,10 @@ class KubeApi:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.calls: list[Call] = []
         self.gets: dict[tuple[str, str, str], int] = {}
+        #: (namespace, name) -> a Pod as the API returns it (metadata.labels, status)
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        #: (namespace, pod, container) -> the log of its previous run (``previous=true``)
+        self.pod_logs: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
         self._version = 0
         self._server: uvicorn.Server | None = None
@@ -169,6 +180,50 @@ class KubeApi:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
+    def crash_loop(
+        self,
+        workload: dict[str, Any],
+        container: str,
+        *,
+        restarts: int = 4,
+        exit_code: int = 1,
+        log: str = "",
+        waiting: str = "CrashLoopBackOff",
+        message: str = "back-off 40s restarting failed container",
+    ) -> str:
+        """Add a Pod of ``workload`` (a stored Deployment or DaemonSet: its namespace, selector
+        and containers) whose ``container`` waits in ``waiting`` after ``restarts`` restarts
+        (last exit ``exit_code``, previous log ``log``), the others running; the Pod's name."""
+        meta, spec = workload["metadata"], workload["spec"]
+        name = f"{meta['name']}-5d9c7b-x2k4p"
+        statuses = []
+        for item in spec["template"]["spec"]["containers"]:
+            status: dict[str, Any] = {"name": item["name"], "image": item["image"], "ready": False,
+                                      "restartCount": 0, "started": True,
+                                      "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}  # fmt: skip
+            if item["name"] == container:
+                status.update(restartCount=restarts, started=False, state={
+                    "waiting": {"reason": waiting, "message": message}
+                }, lastState={"terminated": {
+                    "exitCode": exit_code, "reason": "Error",
+                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z",
+                }})  # fmt: skip
+            statuses.append(status)
+        self.pods[(meta["namespace"], name)] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "uid": str(uuid.uuid4()),
+                "labels": dict(spec["template"]["metadata"]["labels"]),
+            },
+            "spec": spec["template"]["spec"],
+            "status": {"phase": "Running", "containerStatuses": statuses},
+        }
+        self.pod_logs[(meta["namespace"], name, container)] = log
+        return name
+
     # --- the HTTP app ------------------------------------------------------------------------
 
     def _app(self) -> Starlette:
@@ -178,6 +233,8 @@ class KubeApi:
             Route("/apis", self._apis),
             Route("/api/{version}", self._resource_list),
             Route("/apis/{group}/{version}", self._resource_list),
+            Route("/api/v1/namespaces/{namespace}/pods", self._pod_list),
+            Route("/api/v1/namespaces/{namespace}/pods/{name}/log", self._pod_log),
             Route("/api/{version}/namespaces/{namespace}/{plural}/{name}", self._object, methods=["GET", "PATCH"]),
             Route("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", self._object, methods=["GET", "PATCH"]),
         ]  # fmt: skip
@@ -266,6 +323,32 @@ class KubeApi:
                 "resources": resources,
             }
         )
+
+    async def _pod_list(self, request: Request) -> Response:
+        namespace = request.path_params["namespace"]
+        wanted = request.query_params.get("labelSelector", "")
+        terms = [t.split("=", 1) for t in wanted.split(",") if t]
+        with self._lock:
+            items = [
+                copy.deepcopy(pod) for (ns, _), pod in sorted(self.pods.items())
+                if ns == namespace and all(pod["metadata"]["labels"].get(k) == v for k, v in terms)
+            ]  # fmt: skip
+        return JSONResponse({"kind": "PodList", "apiVersion": "v1",
+                             "metadata": {"resourceVersion": str(self._version)}, "items": items})  # fmt: skip
+
+    async def _pod_log(self, request: Request) -> Response:
+        namespace, name = request.path_params["namespace"], request.path_params["name"]
+        container = request.query_params.get("container", "")
+        if (namespace, name) not in self.pods:
+            return status(404, "NotFound", f'pods "{name}" not found')
+        if request.query_params.get("previous") != "true":
+            return status(400, "BadRequest", "only previous=true logs are kept here")
+        text = self.pod_logs.get((namespace, name, container))
+        if text is None:
+            return status(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found')  # fmt: skip
+        tail = int(request.query_params.get("tailLines", "0") or 0)
+        lines = text.splitlines(keepends=True)
+        return Response("".join(lines[-tail:] if tail else lines), media_type="text/plain")
 
     async def _object(self, request: Request) -> Response:
         group_version = _group_version(request)

@@ -21,6 +21,8 @@ Not handled: request/response ``payload`` members, event streams, XML (none in t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -307,3 +309,26 @@ def authenticate(authorization: str | None, region: str) -> None:
             "InvalidSignatureException",
             f"Credential should be scoped to correct service: '{SERVICE_NAME}'.",
         )
+
+
+def decode_blobs(value: Any, shape: Shape, path: str) -> Any:
+    """Blob members (base64 on the wire) as bytes; a bad base64 raises ServiceError."""
+    if shape.type_name == "blob":
+        if not isinstance(value, str):
+            return value  # the validator reports the type
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ServiceError(
+                "ValidationException", f"{path}: not valid base64", reason="CANNOT_PARSE"
+            ) from None
+    if shape.type_name == "structure" and isinstance(value, dict):
+        return {
+            k: decode_blobs(v, shape.members[k], f"{path}.{k}") if k in shape.members else v
+            for k, v in value.items()
+        }
+    if shape.type_name == "list" and isinstance(value, list):
+        return [decode_blobs(v, shape.member, f"{path}[{i}]") for i, v in enumerate(value)]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: decode_blobs(v, shape.value, f"{path}.{k}") for k, v in value.items()}
+    return value

@@ -6,12 +6,12 @@ Run by :func:`panorama_cli.localrun.apps.sandbox.unshare_argv` as root inside ``
 a tmpfs on the given root and recreates the steps there (dirs, symlinks, recursive bind mounts,
 read-only where asked, including every submount, a minimal /dev, a fresh /proc), forks the
 entry (chroot, working directory, then ``setpriv`` with no_new_privs and every capability set,
-the bounding set too, emptied) and reaps until the entry ends. Its exit status is the entry's
-(128+N when signal N ended it); when it exits, the kernel kills whatever else is left in the
-namespace (a setsid daemon too). SIGINT and SIGTERM reach the entry through its process group
-(this process ignores them). At EOF on the ``lifeline`` pipe (the runner is gone, even after a
-SIGKILL) it exits at once, which ends the namespace. Standalone (stdlib only): it imports
-nothing of panorama_cli.
+the bounding set too, emptied, as the node's own unprivileged uid when one is given) and
+reaps until the entry ends. Its exit status is the entry's (128+N when signal N ended it);
+when it exits, the kernel kills whatever else is left in the namespace (a setsid daemon too).
+SIGINT and SIGTERM reach the entry through its process group (this process ignores them).
+At EOF on the ``lifeline`` pipe (the runner is gone, even after a SIGKILL) it exits at once,
+which ends the namespace. Standalone (stdlib only): it imports nothing of panorama_cli.
 """
 
 import json
@@ -82,10 +82,11 @@ def build(root: str, ops: list) -> None:
             os.makedirs(target, exist_ok=True)
         elif kind == "symlink":
             os.symlink(source, target)
-        elif kind == "tmpfs":
+        elif kind == "tmpfs":  # source: its size in bytes ("": the default)
             os.makedirs(target, exist_ok=True)
-            mode = "1777" if dest == "/tmp" else "755"
-            _mount("-t", "tmpfs", "-o", "mode=" + mode + ",nosuid,nodev", "tmpfs", target)
+            mode = "1777" if dest in ("/tmp", "/dev/shm") else "755"
+            size = ",size=" + source if source else ""
+            _mount("-t", "tmpfs", "-o", "mode=" + mode + ",nosuid,nodev" + size, "tmpfs", target)
         elif kind == "dev":
             _dev(target)
         elif kind == "proc":
@@ -119,8 +120,13 @@ def _exec_entry(spec: dict) -> None:
     os.chdir(spec["chdir"])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
+    user = []
+    if spec.get("uid") is not None:  # the node's own unprivileged user, no other group
+        uid = str(spec["uid"])
+        user = ["--reuid=" + uid, "--regid=" + uid, "--clear-groups"]
     setpriv = [
         spec["setpriv"],
+        *user,
         "--no-new-privs",
         "--bounding-set=-all",
         "--inh-caps=-all",

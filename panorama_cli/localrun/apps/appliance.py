@@ -31,6 +31,15 @@ SOCKET_TARGET = "/run/panorama-cli/ctl.sock"
 #: The PATH of a Debian/Ubuntu root shell (the appliance's base images are Ubuntu).
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SOCKET_ENV = "PANORAMA_LOCALRUN_SOCKET"
+#: How long the SDK waits for the socket to appear (seconds, default 0; the SDK's own name).
+CONNECT_WAIT_ENV = "PANORAMA_LOCALRUN_CONNECT_WAIT_S"
+#: ``--aws-endpoint-url`` without ``--aws-profile``: credentials any local AWS server (moto,
+#: LocalStack) accepts, so that boto3 signs its requests instead of raising NoCredentialsError.
+TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+#: The region an app gets with ``--aws-endpoint-url`` when the runner has none set.
+DEFAULT_REGION = "us-east-1"
+#: The name containers reach this machine by (``--add-host host.docker.internal:host-gateway``).
+DOCKER_HOST_NAME = "host.docker.internal"
 
 #: Dockerfile instructions that only describe how to run a container: the appliance
 #: ignores them (it runs the exported filesystem).
@@ -50,7 +59,11 @@ RUNTIME_INSTRUCTIONS = (
 
 
 def app_environment(
-    node_env: Mapping[str, str], *, shims: bool, aws_profile: str | None
+    node_env: Mapping[str, str],
+    *,
+    shims: bool,
+    aws_profile: str | None,
+    endpoint_url: str | None = None,
 ) -> dict[str, str]:
     """The app's whole environment, built from nothing (an allow-list).
 
@@ -61,6 +74,10 @@ def app_environment(
         shims: put :data:`BIN_TARGET` (python3 -> the chosen interpreter) first on PATH.
         aws_profile: pass this profile (its files appear under :data:`AWS_TARGET`); None: no
             credentials at all (both files /dev/null).
+        endpoint_url: ``AWS_ENDPOINT_URL`` for every AWS client of the app (boto3 >= 1.28 /
+            botocore >= 1.31 honour it), checked by :func:`endpoint_url`; without
+            ``aws_profile`` the app also gets :data:`TEST_CREDENTIALS` and a region (the
+            runner's ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else :data:`DEFAULT_REGION`).
 
     Returns:
         name -> value: PATH, HOME=/root, LANG (the runner's, else C.UTF-8), PYTHONPATH,
@@ -86,7 +103,66 @@ def app_environment(
         for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
             if os.environ.get(name):
                 env[name] = os.environ[name]
+    if endpoint_url is not None:
+        env["AWS_ENDPOINT_URL"] = endpoint_url
+        if aws_profile is None:
+            env.update(TEST_CREDENTIALS)
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region or DEFAULT_REGION
     return env
+
+
+def endpoint_url(url: str, *, in_container: bool) -> str:
+    """Check ``--aws-endpoint-url``: an ``http(s)://HOST[:PORT][/PATH]`` URL.
+
+    Args:
+        url: as typed.
+        in_container: the apps run in containers, whose 127.0.0.1 is their own.
+
+    Returns:
+        ``url`` unchanged.
+
+    Raises:
+        UsageError: another scheme, no host, a user or password in it (``ps`` would show
+            it), a character that is not printable, a bad port; or, with ``in_container``, a
+            loopback host (names :data:`DOCKER_HOST_NAME` instead).
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from panorama_cli.errors import UsageError
+
+    flag = f"--aws-endpoint-url {url}"
+    example = "e.g. http://127.0.0.1:5000 (moto_server) or http://localhost:4566"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"{flag}: not a URL ({exc})", hint=example) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{flag}: give an http:// or https:// URL with a host", hint=example)
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(
+            "--aws-endpoint-url: no user or password in the URL (the command line is visible "
+            "to every user)",
+            hint="the app gets test credentials, or those of --aws-profile",
+        )
+    if not url.isprintable() or any(c.isspace() for c in url) or parts.query or parts.fragment:
+        raise UsageError(f"{flag!r}: no spaces, query or fragment in the URL", hint=example)
+    host = parts.hostname
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host.endswith(".localhost")
+    if in_container and loopback:
+        where = f"{DOCKER_HOST_NAME}:{port}" if port else DOCKER_HOST_NAME
+        raise UsageError(
+            f"{flag}: with --in-container the app's {host} is its container's own, not this "
+            "machine's",
+            hint=f"serve it on an address containers reach (e.g. 0.0.0.0) and pass "
+            f"{parts.scheme}://{where}",
+        )
+    return url
 
 
 def aws_files() -> dict[str, Path]:
@@ -136,7 +212,7 @@ def ignored_note(node: str, dockerfile: Path) -> str | None:
     listed = ", ".join(f"{name} (line {line})" for name, line in found)
     return (
         f"node {node}: the appliance ignores the Dockerfile's {listed}: the app runs in / "
-        "as root with the appliance's environment, here too"
+        "with the appliance's environment, here too"
     )
 
 
@@ -174,13 +250,16 @@ def failure_hint(console: str) -> str | None:
 
 
 def console_tail(logs: Path, limit: int = 64 * 1024) -> str:
-    """The last ``limit`` bytes of every console.log under the run's ``logs`` folder."""
+    """The last ``limit`` bytes of every console.log in the run's ``logs`` folder (one node)
+    or its node folders: regular files only, never through a link the app made there."""
+    from panorama_cli.localrun import safe_files
+
     parts = []
-    for path in sorted(Path(logs).rglob("console.log")):
+    for _path, fd in safe_files.find_regular(logs, "console.log", max_depth=1):
         try:
-            with open(path, "rb") as stream:
-                stream.seek(max(0, path.stat().st_size - limit))
-                parts.append(stream.read().decode("utf-8", "replace"))
+            parts.append(safe_files.read_tail(fd, limit).decode("utf-8", "replace"))
         except OSError:
             continue
+        finally:
+            os.close(fd)
     return "\n".join(parts)

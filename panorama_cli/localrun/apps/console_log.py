@@ -13,15 +13,25 @@
   stopped it (a ``KeyboardInterrupt`` after the runner's SIGINT, ``Process X:`` headers of
   multiprocessing children included): that one goes to console.log only. A traceback ending in
   anything else (a real crash, even while stopping) reaches the terminal in full.
+
+The logs folder is the app's ``/opt/aws/panorama/logs`` and the app can write into it, so
+console.log is opened relative to the folder's fd with ``O_NOFOLLOW`` and kept only when it is
+a regular file (:mod:`panorama_cli.localrun.safe_files`): a link, FIFO or folder the app put in
+its place is moved aside to ``console.log.not-followed`` (one note says so) and a new file made,
+never written through. Rotation renames and deletes regular files only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from panorama_cli.localrun import safe_files
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_BYTES = 64 << 20
 #: A traceback held back longer than this many lines is shown as it is.
 MAX_HELD_LINES = 2000
+#: Where a link, FIFO or folder found in console.log's place is moved.
+ASIDE_SUFFIX = ".not-followed"
 
 _TRACEBACK = "Traceback (most recent call last):"
 _CONTINUATION = (
@@ -83,8 +95,11 @@ class ConsoleLog:
         self._keep = None if rotate is None else rotate[1]
         if rotate is not None:  # a restarted node appends: its file's size counts
             try:
-                self.written = self.path.stat().st_size
-            except OSError:
+                with safe_files.opened_dir(self.path.parent) as folder:
+                    info = safe_files.lstat_in(folder, self.path.name)
+                if info is not None and stat.S_ISREG(info.st_mode):
+                    self.written = info.st_size
+            except (OSError, ValueError):
                 pass
         self._file: IO[bytes] | None = None
         self._failed: str | None = None  # why console.log stopped taking lines
@@ -103,7 +118,7 @@ class ConsoleLog:
             return
         try:
             if self._file is None:
-                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - see close()
+                self._file = self._open()
             self._file.write(raw)
             self._file.flush()
             self.written += len(raw)
@@ -111,20 +126,53 @@ class ConsoleLog:
             reason = getattr(exc, "strerror", None) or str(exc)
             self._stop_writing(f"console.log cannot be written ({reason})", raw)
 
+    def _open(self) -> IO[bytes]:
+        """console.log for appending: a regular file opened relative to its folder's fd, never
+        through a link; something else in its place is moved aside first (and noted).
+
+        Raises:
+            OSError: it cannot be opened (or what is in its place cannot be moved).
+        """
+        name = self.path.name
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        with safe_files.opened_dir(self.path.parent) as folder:
+            try:
+                fd = safe_files.open_regular(folder, name, flags)
+            except safe_files.NotRegular as exc:
+                aside = f"{name}{ASIDE_SUFFIX}"
+                try:
+                    os.rename(name, aside, src_dir_fd=folder, dst_dir_fd=folder)
+                except OSError as moved:
+                    why = f"{name} is {exc.kind} (not followed, not moved: {moved.strerror})"
+                    raise OSError(exc.errno, why) from None
+                note = (
+                    f"node {self.node}: {name} was {exc.kind}, not a file: moved aside to "
+                    f"{aside}, never written through"
+                )
+                self.notes.append(note)
+                log.warning("%s", note)
+                fd = safe_files.open_regular(folder, name, flags | os.O_EXCL)
+        return open(fd, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+
     def _rotate(self) -> None:
-        """console.log -> console.log.1 -> ... -> console.log.<keep> (the oldest removed)."""
+        """console.log -> console.log.1 -> ... -> console.log.<keep> (the oldest removed);
+        only regular files are renamed or removed (names in the app's folder, see above)."""
         self._discard_buffer()
         keep = self._keep or 0
+        name = self.path.name
         try:
-            for n in range(keep, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{n}")
-                newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
-                if n == keep and older.exists():
-                    older.unlink()
-                if newer.exists():
-                    newer.replace(older)
-            if keep == 0:
-                self.path.unlink(missing_ok=True)
+            with safe_files.opened_dir(self.path.parent) as folder:
+                for n in range(keep, 0, -1):
+                    older = f"{name}.{n}"
+                    newer = f"{name}.{n - 1}" if n > 1 else name
+                    try:
+                        if n == keep and safe_files.is_regular(folder, older):
+                            safe_files.remove(folder, older)
+                        safe_files.rename_regular(folder, newer, older)
+                    except OSError as exc:  # e.g. the app made console.log.2 a folder
+                        log.debug("node %s: %s not rotated: %s", self.node, newer, exc)
+                if safe_files.is_regular(folder, name):  # not renamed: the cap still holds
+                    safe_files.remove(folder, name)
         except OSError as exc:
             log.debug("node %s: console.log not rotated: %s", self.node, exc)
         self.written = 0

@@ -19,12 +19,19 @@ container of it: :mod:`.appliance`):
 * the simulated ``panoramasdk`` (``panorama_cli/localrun/apps/sdk``) mounted read-only at
   :data:`SDK_TARGET` and first on ``PYTHONPATH`` (it imports on Python >= 3.7 with numpy);
 * the runner's control socket bind-mounted at :data:`SOCKET_TARGET` (a Unix socket, no TCP
-  port) and the host's IPC namespace (``--ipc=host``), so the frame rings and call arenas in
-  ``/dev/shm/psm_*`` are the same memory on both sides;
-* ``AppGraph_Uid`` and the node name in its environment (``--writable-app``: writable root and
-  working directory /panorama, not what the appliance does), ``docker-init`` as PID 1 so that
-  SIGINT/SIGTERM reach the entry, the routing rules' ports, and with ``--device cuda`` every
-  GPU (Docker device requests, ``--gpus all``).
+  port); frame rings and call arenas are anonymous memory whose descriptors come over that
+  socket (:mod:`panorama_cli.localrun.frames.memfd`), so the container keeps its own IPC
+  namespace and ``/dev/shm``;
+* the node's limits (:mod:`.limits`): ``--memory`` = ``--memory-swap``, ``--pids-limit``,
+  ``--ulimit fsize``, and the same storage watch as host mode (an OOM kill: Docker's
+  ``OOMKilled``);
+* ``AppGraph_Uid``, the node name and the node's own control token (never the run's key:
+  :mod:`panorama_cli.localrun.frames.identity`) in its environment (``--writable-app``:
+  writable root and working directory /panorama, not what the appliance does), ``docker-init``
+  as PID 1 so that SIGINT/SIGTERM reach the entry, the routing rules' ports, and with
+  ``--device cuda`` every GPU (Docker device requests, ``--gpus all``) when the node gets the
+  GPU (:mod:`panorama_cli.project.accelerators`: its package asks for one, or the graph has no
+  model node to run its models).
 
 Every container carries panorama-cli's labels (owner pid and host): the runner removes it at
 the end whatever happened (end of input, app crash, Ctrl-C, SIGTERM), and the next run (or
@@ -83,7 +90,9 @@ def container_environment(spec: AppSpec) -> dict[str, str]:
     container's paths (socket, SDK on PYTHONPATH), no AWS credentials unless
     ``spec.aws_profile`` (then the runner's AWS files, read-only, and that profile). Not the
     image's ENV (see the module docstring)."""
-    return appliance.app_environment(spec.env, shims=False, aws_profile=spec.aws_profile)
+    return appliance.app_environment(
+        spec.env, shims=False, aws_profile=spec.aws_profile, endpoint_url=spec.aws_endpoint_url
+    )
 
 
 def entry_argv(spec: AppSpec) -> list[str]:
@@ -140,18 +149,24 @@ class ContainerRuntime:
         client: a connected ``docker.DockerClient`` (API calls).
         images: node name -> :class:`~.container_images.NodeImage`.
         run_dir: the run folder (label :data:`RUN_LABEL` of every container).
-        gpu: pass every GPU to the containers (``--device cuda``).
+        gpu_nodes: the nodes whose containers get every GPU (``--device cuda``: the plan's
+            :attr:`~panorama_cli.localrun.plan.RunPlan.gpu_nodes`).
     """
 
     def __init__(
-        self, client: Any, images: dict[str, NodeImage], *, run_dir: Path, gpu: bool = False
+        self,
+        client: Any,
+        images: dict[str, NodeImage],
+        *,
+        run_dir: Path,
+        gpu_nodes: set[str] | frozenset[str] = frozenset(),
     ):
         from panorama_cli.build import docker_client
 
         self.client = client
         self.run_dir = run_dir
         self.images = images
-        self.gpu = gpu
+        self.gpu_nodes = frozenset(gpu_nodes)
         self.streams = docker_client.connect(timeout_s=STREAM_TIMEOUT_S)
 
     def app(
@@ -208,6 +223,10 @@ class ContainerApp:
         self._threads: list[threading.Thread] = []
         self._stop_lock = threading.Lock()
         self._removed = False
+        self._watch: Any = None
+        self._oom_killed = False
+        #: The limit that ended the node (``"memory limit 4 GiB"``), or None.
+        self.limit_hit: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -242,7 +261,6 @@ class ContainerApp:
             "cap_drop": ["ALL"],
             "cap_add": [] if os.geteuid() == 0 else ["DAC_OVERRIDE"],
             "security_opt": ["no-new-privileges"],
-            "ipc_mode": "host",
             "init": True,
             "working_dir": APP_ROOT if spec.writable_app else "/",
             "ports": {f"{c}/tcp": ("127.0.0.1", h) for c, h in target.ports.items()},
@@ -255,7 +273,17 @@ class ContainerApp:
             },
             "name": f"panorama-cli-run-{_safe(spec.node)}-{uuid.uuid4().hex[:8]}",
         }
-        if self.runtime.gpu:
+        limits = spec.limits
+        if limits is not None:  # as host mode's (:mod:`.limits`): the engine's cgroup holds them
+            from docker.types import Ulimit
+
+            options["mem_limit"] = limits.memory
+            options["memswap_limit"] = limits.memory  # no swap past it
+            options["pids_limit"] = limits.pids
+            options["ulimits"] = [Ulimit(name="fsize", soft=limits.storage, hard=limits.storage)]
+        if spec.aws_endpoint_url is not None:  # http://host.docker.internal:PORT: this machine
+            options["extra_hosts"] = {appliance.DOCKER_HOST_NAME: "host-gateway"}
+        if spec.node in self.runtime.gpu_nodes:
             from panorama_cli.localrun.models.devices import docker_gpu_request
 
             options["device_requests"] = docker_gpu_request()
@@ -286,6 +314,13 @@ class ContainerApp:
             thread = threading.Thread(target=work, name=f"app-{spec.node}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if limits is not None:
+            from panorama_cli.localrun.apps.limits import LimitWatch
+
+            self._watch = LimitWatch(
+                spec.node, limits, (spec.logs, spec.storage), None, lambda: self._signal("SIGKILL")
+            )
+            self._watch.start()
 
     @property
     def name(self) -> str:
@@ -313,16 +348,26 @@ class ContainerApp:
 
     @property
     def notes(self) -> list[str]:
-        """What was lost of the app's console output (cap reached, full disk), one line each."""
-        return list(self._console.notes)
+        """What was lost of the app's console output (cap reached, full disk) and the limit
+        that stopped it, one line each."""
+        return list(self._console.notes) + (list(self._watch.notes) if self._watch else [])
 
     def _wait_exit(self) -> None:
         try:
             result = self.runtime.streams.api.wait(self.container.id)
             self._exit = int(result.get("StatusCode", 125))
+            state = self.runtime.client.api.inspect_container(self.container.id)["State"]
+            self._oom_killed = bool(state.get("OOMKilled"))
         except Exception as exc:  # noqa: BLE001 - removed under us, or the engine stopped
             log.debug("node %s: waiting for the container: %s", self.spec.node, exc)
             self._exit = 125 if self._exit is None else self._exit
+        watch = self._watch
+        if watch is not None:
+            watch.close()
+            if not self.stop_requested:
+                if self._oom_killed:
+                    watch.record(watch.limits.text("memory"))
+                self.limit_hit = watch.exited(self._exit)
         self._exited.set()
 
     def poll(self) -> int | None:

@@ -325,4 +325,4 @@ def prepare_containers(
         log.debug("node %s: image %s (%s)", node_image.node, node_image.image, node_image.platform)
     for note in notes:
         notify("note", {"text": note})
-    return ContainerRuntime(client, images, run_dir=plan.run_dir, gpu=options.device == "cuda")
+    return ContainerRuntime(client, images, run_dir=plan.run_dir, gpu_nodes=set(plan.gpu_nodes))

@@ -26,7 +26,12 @@ class Ended(Exception):
 
 
 class CameraFeed:
-    """A camera shared by the ports it feeds: started on first use, frames fanned out."""
+    """A camera shared by the ports it feeds: started on first use, frames fanned out.
+
+    Attributes:
+        last_taken: ``{(node, port): time.monotonic() seconds}`` of the last frame each
+            consumer took (absent: none yet); serve's stall check reads it.
+    """
 
     def __init__(self, camera: Any, consumers: list[tuple[str, str]]):
         self.camera = camera
@@ -38,6 +43,7 @@ class CameraFeed:
         self._backlog: dict[tuple[str, str], collections.deque[Any]] = {
             c: collections.deque(maxlen=_QUEUE_FRAMES) for c in consumers
         }
+        self.last_taken: dict[tuple[str, str], float] = {}
 
     @property
     def started(self) -> bool:
@@ -61,6 +67,7 @@ class CameraFeed:
                     self.camera.start()
                 backlog = self._backlog.get(consumer)
                 if backlog:
+                    self.last_taken[consumer] = time.monotonic()
                     return backlog.popleft()
             wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
             if wait <= 0:
@@ -75,6 +82,7 @@ class CameraFeed:
                 for other, pending in self._backlog.items():
                     if other != consumer:
                         pending.append(frame)
+                self.last_taken[consumer] = time.monotonic()
             return frame
         raise Ended(self.node)
 

@@ -12,10 +12,20 @@ The inner :class:`~.live_sources.RtspSource` keeps its own immediate reconnect (
 Each open runs on a short-lived helper thread, so an interrupt is prompt even while a camera
 that does not answer holds ``av.open`` for its open timeout (10 s). ``run`` keeps its own
 policy (a camera down at start fails the run): it never uses this module.
+
+Files, image sequences and finite ``gst:`` pipelines are opened (and checked) at start, then
+read through a :class:`ReconnectingSource` too (``live=False``: paced by their timestamps), so
+a file replaced by garbage while serve runs makes the camera reconnect with a reason, never
+an error in the app's ``get``.
+
+What happens to a camera (lost, reconnected, cannot connect) is kept as one-line events in
+:attr:`ReconnectingSource.events` (bounded), which serve writes to its log with the camera's
+name; passwords are redacted.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import threading
@@ -43,6 +53,10 @@ CAP_S = 30.0
 #: (no packets, no reset) shows as lost about 13 s after its last packet (5 s read timeout,
 #: then this open, whose probe also waits the read timeout); one that resets, at once.
 QUICK_OPEN_S = 3.0
+#: Events kept for serve's log at most (older ones dropped when nobody reads them).
+MAX_EVENTS = 64
+#: Seconds between two log lines about a camera that stays down for the same reason.
+DOWN_REPEAT_S = 300.0
 #: ``gst:`` launch strings with one of these read a live camera (else: finite, looped).
 _LIVE_GST = re.compile(
     r"\b(rtspsrc|v4l2src|udpsrc|tcpclientsrc|souphttpsrc|srtsrc|nvarguscamerasrc|"
@@ -90,9 +104,12 @@ class ReconnectingSource:
         start_wait_s: seconds the constructor waits for the first connection (so ``fps`` and
             ``size`` are known when the camera is up); a camera that is down costs at most
             this, and :meth:`read` goes on trying.
+        first: an already open source to read first (a file checked at start); ``opener``
+            opens the next ones.
+        live: whether the source paces itself (cameras) or is paced by its timestamps (files).
 
     Attributes:
-        uri: display form, password redacted. live: always True.
+        uri: display form, password redacted. live: as given (True for cameras).
         fps: the camera's frames per second once connected (``DEFAULT_LIVE_FPS`` before).
         size: ``(width, height)`` in pixels of the current connection, None until the first;
             it may change at a reconnect (the frames tell their own shape).
@@ -102,9 +119,10 @@ class ReconnectingSource:
         last_error: the last failure (open or read), one line, passwords redacted; None
             until one happens.
         frames: frames delivered by :meth:`read`.
+        events: ``(level, text)`` one-line events (``lost (why); reconnecting``,
+            ``reconnected (2 so far)``, ``cannot connect (why); retrying``), oldest first,
+            at most :data:`MAX_EVENTS`; the reader pops them (serve logs them).
     """
-
-    live = True
 
     def __init__(
         self,
@@ -115,8 +133,13 @@ class ReconnectingSource:
         jitter_s: float | None = None,
         opener: Callable[[str], FrameSource] = _open_live,
         start_wait_s: float = 3.0,
+        first: FrameSource | None = None,
+        live: bool = True,
     ) -> None:
         self._spec = spec
+        self.live = live
+        self.events: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_EVENTS)
+        self._down_said: tuple[str, float] | None = None  # (reason, when) last said
         self.uri = redact_uri(spec.strip())
         self.initial_s, self.cap_s = initial_s, cap_s
         self.jitter_s = initial_s if jitter_s is None else jitter_s
@@ -130,7 +153,7 @@ class ReconnectingSource:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._source: Any = None  # the open inner source (touched by the reading thread)
-        self._pending: _Opening | None = _Opening(self, opener)  # the first attempt
+        self._pending: _Opening | None = None if first is not None else _Opening(self, opener)
         self._reading = False
         self._closed = False
         self._had_frame = False  # a frame came over the current connection
@@ -140,12 +163,32 @@ class ReconnectingSource:
         self._base = 0.0  # output pts of this connection's first frame
         self._first_pts: float | None = None  # inner pts of this connection's first frame
         self._last_pts = -1.0
-        if self._pending.wait(start_wait_s):
+        if first is not None:
+            self._adopt(first)
+        elif self._pending is not None and self._pending.wait(start_wait_s):
             try:
                 self._take(self._pending)
             except Exception as exc:  # noqa: BLE001 - down at start: read() goes on trying
                 self.last_error = _reason(exc)
-                log.info("%s: camera down at start (%s); retrying", self.uri, self.last_error)
+                self._down(self.last_error, "down at start")
+
+    @property
+    def notes(self) -> list[str]:
+        """The current inner source's notes (e.g. unreadable images skipped)."""
+        return list(getattr(self._source, "notes", ()) or ())
+
+    def _event(self, level: str, text: str) -> None:
+        log.info("%s: %s", self.uri, text)  # serve logs it with the camera's name
+        self.events.append((level, text))
+
+    def _down(self, why: str, what: str = "cannot connect") -> None:
+        """An open failed: an event when the reason is new or every :data:`DOWN_REPEAT_S`."""
+        now = time.monotonic()
+        said = self._down_said
+        if said is not None and said[0] == why and now - said[1] < DOWN_REPEAT_S:
+            return
+        self._down_said = (why, now)
+        self._event("warning", f"{what} ({why}); retrying")
 
     # -- reading --------------------------------------------------------------------------
     def read(self, out: np.ndarray | None = None) -> Frame | None:
@@ -220,6 +263,10 @@ class ReconnectingSource:
         if source is None:
             raise Interrupted(self.uri)
         self._pending = None
+        self._adopt(source)
+
+    def _adopt(self, source: Any) -> None:
+        """Reads from ``source`` (just opened) from now on."""
         self._source = source
         self._inner_reconnects = getattr(source, "reconnects", 0)
         self.fps = float(getattr(source, "fps", 0) or DEFAULT_LIVE_FPS)
@@ -229,7 +276,10 @@ class ReconnectingSource:
         if self._lost:
             self._lost = False
             self.reconnects += 1
-            log.info("%s: reconnected (%d so far)", self.uri, self.reconnects)
+            self._event("info", f"reconnected ({self.reconnects} so far)")
+        elif self._down_said is not None:
+            self._event("info", "connected")
+        self._down_said = None
         self.connected = True
 
     def _note_retry(self, state: Any) -> None:
@@ -237,6 +287,7 @@ class ReconnectingSource:
         exc = outcome.exception() if outcome is not None else None
         if exc is not None and not isinstance(exc, Interrupted):
             self.last_error = _reason(exc)
+            self._down(self.last_error)
         log.debug(
             "%s: down (%s); next attempt in %.1f s",
             self.uri,
@@ -248,7 +299,8 @@ class ReconnectingSource:
         """The current connection is lost: closed, and the next open counts as a reconnect
         when it had delivered a frame."""
         self.last_error = redact_uri(why)
-        log.info("%s: camera lost (%s); reconnecting", self.uri, self.last_error)
+        self._event("warning", f"lost ({self.last_error}); reconnecting")
+        self._down_said = (self.last_error, time.monotonic())
         self.connected = False
         self._lost = self._lost or self._had_frame
         with self._lock:
@@ -262,6 +314,7 @@ class ReconnectingSource:
         if inner_reconnects != self._inner_reconnects:  # the inner source's own reconnect
             self.reconnects += inner_reconnects - self._inner_reconnects
             self._inner_reconnects = inner_reconnects
+            self._event("info", f"stream lost and reconnected at once ({self.reconnects} so far)")
         if self._first_pts is None:
             self._first_pts = frame.pts
             self._base = max(now - self._t0, self._last_pts + 1e-6)
@@ -375,8 +428,10 @@ def open_serve_source(spec: str) -> FrameSource:
     """The frame source ``serve`` reads a ``--camera`` SOURCE from: never ends by itself.
 
     Video files, image files/folders/globs and finite ``gst:`` pipelines loop
-    (``open_source(spec, loop=True)``); live cameras (:func:`is_live_spec`) are a
-    :class:`ReconnectingSource`, which also starts when the camera is down.
+    (``open_source(spec, loop=True)``, opened here), read through a :class:`ReconnectingSource`
+    with ``live=False`` (a file that breaks later is reopened with backoff, never an error);
+    live cameras (:func:`is_live_spec`) are a :class:`ReconnectingSource`, which also starts
+    when the camera is down.
 
     Raises:
         UserError: a file source that cannot be opened (missing, unreadable: bad input), an
@@ -391,4 +446,12 @@ def open_serve_source(spec: str) -> FrameSource:
 
             check_launch(spec.strip()[4:].strip())
         return ReconnectingSource(spec)
+    first = open_source(spec, loop=True)
+    return ReconnectingSource(spec, opener=_open_looping, first=first, live=False)
+
+
+def _open_looping(spec: str) -> FrameSource:
+    """A file source opened again after it broke (looping, as at start)."""
+    from panorama_cli.localrun.frames.sources import open_source
+
     return open_source(spec, loop=True)

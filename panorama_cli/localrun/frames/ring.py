@@ -1,22 +1,30 @@
 """Frame rings: the shared memory that carries pixels between the runner and the apps.
 
-Each (camera, consumer port) has one :class:`FrameRing`, a ``multiprocessing.shared_memory``
-segment of a few frame slots; the SDK maps it with mmap (``/dev/shm/<name>``), the control
-socket (:mod:`.channel`) only names a ring and a slot.
+Each (camera, consumer port) has one :class:`FrameRing`, anonymous sealed memory
+(:class:`~.memfd.SharedMemory`) of a few frame slots. Nothing names it in ``/dev/shm``: the
+runner hands its descriptor to an app over that app's own control connection, once per
+connection (:mod:`.channel`, :mod:`panorama_cli.localrun.routing`), and only to the node the
+ring's frames were delivered to; messages then name a ring by its random ``name`` and a slot.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
+import secrets
 import threading
 from typing import TYPE_CHECKING
+
+from panorama_cli.localrun.frames.memfd import SharedMemory
 
 if TYPE_CHECKING:
     import numpy as np
 
+log = logging.getLogger(__name__)
+
 
 class FrameRing:
-    """``slots`` frames of one shape in one shared memory segment.
+    """``slots`` frames of one shape in one anonymous shared memory segment.
 
     A slot is filled by :meth:`write` (a copy), or in place by a decoder given
     :meth:`claim_view` (:meth:`slot_of` then finds its slot), and read in place by the app
@@ -32,12 +40,15 @@ class FrameRing:
         stream: the camera node whose frames the ring holds (the media's stream_id).
 
     Attributes:
+        name: the ring's id on the wire (``r-`` and 16 random hex digits: unique across a
+            serve's generations, so an app's cached mapping never stands for another ring).
         stamps: per slot, the (seconds, microseconds) time stamp of the frame in it.
+
+    Raises:
+        OSError: the memory cannot be made.
     """
 
     def __init__(self, shape: tuple[int, ...], slots: int = 8, stream: str = ""):
-        from multiprocessing import shared_memory
-
         self.shape = tuple(shape)
         self.frame_bytes = 1
         for dim in self.shape:
@@ -45,8 +56,8 @@ class FrameRing:
         self.slots = slots
         self.stream = stream
         self.stamps: list[tuple[int, int]] = [(0, 0)] * slots
-        self._shm = shared_memory.SharedMemory(create=True, size=self.frame_bytes * slots)
-        self.name = self._shm.name
+        self.name = "r-" + secrets.token_hex(8)
+        self._shm = SharedMemory(self.frame_bytes * slots, f"panorama-cli-ring-{stream}")
         self._order = collections.deque(range(slots))  # least recently claimed first
         self._held = [0] * slots
         self._cond = threading.Condition()
@@ -110,6 +121,11 @@ class FrameRing:
         """The frame in ``slot`` (a view into shared memory)."""
         return self._views[slot]
 
+    def dup_fd(self) -> int | None:
+        """A new descriptor of the ring's memory to send to an app (the caller closes it);
+        None once closed."""
+        return self._shm.dup_fd()
+
     def offset(self, slot: int) -> int:
         return slot * self.frame_bytes
 
@@ -124,14 +140,8 @@ class FrameRing:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Free the segment (the app processes have ended)."""
+        """Free the segment (the app processes have ended; an app's own mapping stays valid
+        until it unmaps)."""
         self.closed = True
         self._views = []
-        try:
-            self._shm.close()
-        except BufferError:  # a view still exported (a sink mid-write); unlink anyway
-            pass
-        try:
-            self._shm.unlink()
-        except FileNotFoundError:
-            pass
+        self._shm.close()

@@ -17,6 +17,11 @@ follows the bytes the peer really sent. Nothing is unpickled or evaluated.
 
 Every message from an app is checked against the JSON schema of its ``op`` (:data:`SCHEMAS`)
 and its inline arrays against their blob sizes; anything else is a :class:`ProtocolError`.
+
+A message from the runner may carry file descriptors (``SCM_RIGHTS``, at most :data:`MAX_FDS`)
+attached to its first byte: the shared memory of frame rings and call arenas; its ``fds`` field
+names them, in order (a ring's or an arena's ``name``). Descriptors an app sends are never
+read (the runner reads with ``recv``, and the kernel closes them).
 """
 
 from __future__ import annotations
@@ -41,9 +46,15 @@ INLINE_BYTES = 1 << 16
 MAX_ARENA_BYTES = 1 << 30
 #: All CallArenas of one run together, bytes.
 MAX_ARENA_TOTAL = 2 << 30
-#: Concurrent app connections to one runner (a node's threads and child processes each
-#: hold one).
-MAX_CONNECTIONS = 64
+#: Concurrent connections of one node after its hello (its threads and child processes each
+#: hold one); one node at its limit leaves every other node its own.
+MAX_NODE_CONNECTIONS = 32
+#: Concurrent connections that have not said hello yet (all nodes together).
+MAX_PENDING_CONNECTIONS = 16
+#: Seconds a new connection has to say hello before it is closed.
+HELLO_TIMEOUT_S = 5.0
+#: Descriptors (frame rings, a call arena) attached to one message from the runner.
+MAX_FDS = 16
 #: Blob-region reads grow by at most this much at a time.
 _CHUNK = 1 << 20
 
@@ -135,8 +146,13 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
     return buffer
 
 
-def read_frame(sock: socket.socket) -> tuple[bytes, bytearray] | None:
+def read_frame(
+    sock: socket.socket, limit: int = MAX_MESSAGE_BYTES
+) -> tuple[bytes, bytearray] | None:
     """The next frame's (JSON header, blob region); None when the peer closed between frames.
+
+    Args:
+        limit: the largest frame taken, bytes (at most :data:`MAX_MESSAGE_BYTES`).
 
     Raises:
         ProtocolError: a length over its cap (nothing allocated for it).
@@ -146,8 +162,9 @@ def read_frame(sock: socket.socket) -> tuple[bytes, bytearray] | None:
     if first is None:
         return None
     (total,) = _WORD.unpack(first)
-    if total > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"a frame of {total} bytes (the limit is {MAX_MESSAGE_BYTES})")
+    limit = min(limit, MAX_MESSAGE_BYTES)
+    if total > limit:
+        raise ProtocolError(f"a frame of {total} bytes (the limit is {limit})")
     if total < 4:
         raise ProtocolError(f"a frame of {total} bytes (too short for its header length)")
     second = _recv_exact(sock, 4)
@@ -192,6 +209,7 @@ def parse(header: bytes) -> dict[str, Any]:
 # -- messages from apps ------------------------------------------------------------------------
 _INT = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
 _NAME = {"type": "string", "maxLength": 256}
+_TOKEN = {"type": "string", "maxLength": 128}
 _SECONDS = {"type": ["number", "null"], "minimum": 0}
 _NUMBER = {"type": "number"}
 _PAIR = {"type": "array", "minItems": 2, "additionalItems": False}
@@ -262,12 +280,15 @@ def _op(name: str, required: list[str], **fields: Any) -> dict[str, Any]:
 
 #: op -> JSON schema (draft-07) of the messages an app may send.
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "hello": _op("hello", ["id", "node", "pid"], node=_NAME, pid=_INT),
+    # token: required by the runner (identity.token_matches), optional here so that a hello
+    # without one gets a clear refusal rather than a schema error
+    "hello": _op("hello", ["id", "node", "pid"], node=_NAME, pid=_INT, token=_TOKEN),
     "get": _op("get", ["id", "port"], port=_NAME, timeout=_SECONDS),
     "put": _op("put", ["port", "media"], port=_NAME, media={"type": "array", "items": _MEDIA}),
     "call": _op("call", ["id", "model", "inputs"], model=_NAME, timeout=_SECONDS, inputs=_INPUTS),
     "stats": _op("stats", ["stats"]),
     "arena": _op("arena", ["id", "size"], size=_INT),
+    "ring": _op("ring", ["id", "ring"], ring=_NAME),
 }
 
 

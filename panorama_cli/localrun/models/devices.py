@@ -156,6 +156,38 @@ def require_models_on(device: str, models: Mapping[str, Any]) -> None:
         )
 
 
+def require_gpu_for(
+    nodes: Mapping[str, str], gpu: Callable[[], str | None] = nvidia_gpu_problem
+) -> list[str]:
+    """Check that this machine has a GPU for the business-logic nodes that get it.
+
+    Args:
+        nodes: node -> why it gets the GPU (:func:`panorama_cli.project.accelerators.
+            gpu_reasons`); empty: nothing to check.
+        gpu: why there is no usable GPU, or None (:func:`nvidia_gpu_problem`; tests pass a
+            stand-in).
+
+    Returns:
+        One note per node, e.g. ``--device cuda: node code_node gets the GPU (the graph has no
+        model node, so the app runs its models itself)``.
+
+    Raises:
+        UserError: a node gets the GPU and there is none: one line naming the node, why it
+            gets it and what is missing (driver, GPU).
+    """
+    if not nodes:
+        return []
+    problem = gpu()
+    if problem:
+        name, why = next(iter(nodes.items()))
+        more = f" (and {len(nodes) - 1} more node(s))" if len(nodes) > 1 else ""
+        raise UserError(
+            f"--device cuda: no GPU for node {name}{more} ({why}): {problem}",
+            hint="run on a machine with an NVIDIA GPU and its driver, or leave out --device cuda",
+        )
+    return [f"--device cuda: node {name} gets the GPU ({why})" for name, why in nodes.items()]
+
+
 def docker_gpu_request() -> list[Any]:
     """Docker device requests that hand every NVIDIA GPU to a container (``--gpus all``)."""
     import docker

@@ -47,6 +47,20 @@ class ServeOptions:
             bundle, :mod:`panorama_cli.fleet`) and connect to the control socket; serve
             starts no process (:mod:`.external`).
         control_socket: the control socket's path (None: in the state folder's ``run/``).
+        control_key: with ``external_nodes``, the file holding the key each node's token is
+            derived from (the bundle's ``secrets/control.key``; required there).
+        auth: ``"token"`` (every endpoint but /healthz and /readyz, and RTSP out, ask for the
+            login token: :mod:`.auth`) or ``"none"`` (anyone who reaches them).
+        auth_token_file: with ``auth="token"``, a file holding the token (a mounted secret);
+            None: ``<state-dir>/auth/token``, made on the first start.
+        tls_cert, tls_key: PEM certificate and key: HTTPS (both or neither).
+        allowed_hosts: names a request's Host may give beyond the listen host, localhost
+            and the machine's name (``--allowed-host``).
+        public_url: RTSP out's base URL as clients reach it (``rtsp://HOST[:PORT]``; HOST
+            ``0.0.0.0``: the host a client named); None: the host a client named and
+            ``rtsp_port``.
+        rtsp_required: RTSP out was asked for explicitly: its missing dependencies stop serve
+            (otherwise serve starts with RTSP out off and one warning).
     """
 
     listen: tuple[str, int] = ("127.0.0.1", 8765)
@@ -56,6 +70,14 @@ class ServeOptions:
     log_format: str = "text"
     external_nodes: bool = False
     control_socket: Path | None = None
+    control_key: Path | None = None
+    auth: str = "token"
+    auth_token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    rtsp_required: bool = False
+    public_url: str | None = None
 
 
 def serve_options_for_run(options: RunOptions, run_dir: Path) -> RunOptions:
@@ -102,9 +124,12 @@ def serve_application(
     from panorama_cli.localrun.serve import logs
     from panorama_cli.localrun.serve.state_dir import DEFAULT_FOLDER, open_state_dir
 
-    state = open_state_dir(serve.state_dir or project.root / DEFAULT_FOLDER)
+    state = open_state_dir(serve.state_dir or project.root / DEFAULT_FOLDER, serve.record)
     handlers = logs.configure(state.serve_log, serve.log_format)
     try:
+        # partial clips of apps killed with serve (external nodes may still be writing)
+        for note in state.settle_clips(idle_s=60.0 if serve.external_nodes else 0.0):
+            log.info("%s", note)
         return _serve(project, serve_options_for_run(options, state.run_dir), serve, state,
                       on_ready)  # fmt: skip
     finally:
@@ -119,35 +144,41 @@ def _serve(
     from panorama_cli.localrun.apps.deps import prepare
     from panorama_cli.localrun.apps.supervisor import apps_get_default_sigint
     from panorama_cli.localrun.plan import build_plan
+    from panorama_cli.localrun.serve.hardening import raise_nofile
     from panorama_cli.localrun.serve.http import HttpServer
     from panorama_cli.localrun.serve.metrics import ModelLatency
     from panorama_cli.localrun.serve.status import ServeOutputs, ServeStatus
 
     t0 = time.monotonic()
     plan = build_plan(project, options)  # an unknown node, a bad value: before anything
+    key = _control_key(serve)
     host, port = serve.listen
-    rtsp = None
-    if serve.rtsp_port:
-        from panorama_cli.localrun.serve.rtsp_out import RtspOut
-
-        rtsp = RtspOut(host, serve.rtsp_port)
+    raise_nofile()
+    token, where = _token(serve, state)
+    tls = (serve.tls_cert, serve.tls_key) if serve.tls_cert and serve.tls_key else None
+    rtsp = _rtsp_out(host, serve, token) if serve.rtsp_port else None
     outputs = ServeOutputs(rtsp, serve.record, ModelLatency())
     status = ServeStatus(outputs, state.root, host)
-    http = HttpServer(status, host, port, outputs.latency)
-    http.start()  # a port in use: one line, nothing started
+    http = HttpServer(status, host, port, outputs.latency, token=token, tls=tls,
+                      allowed_hosts=serve.allowed_hosts)  # fmt: skip
     try:
+        http.start()  # a port in use: one line, nothing started
+    except BaseException:
         if rtsp is not None:
-            rtsp.start()
+            rtsp.stop()
+        raise
+    try:
         notify = _notify(status)
         for note in plan.notes:
             notify("note", {"text": note})
         if not serve.external_nodes:  # the engine's images hold their own dependencies
             prepare(plan, notify)
         log.info("serving %s on %s", project.root.name, http.url, extra={"event": "listening"})
+        _say_login(http, token, where)
         if on_ready is not None:
             on_ready(http.url)
         while True:
-            runtime = _generation(plan, notify, t0, state, outputs, status, serve)
+            runtime = _generation(plan, notify, t0, state, outputs, status, serve, key)
             with hangup_calls(runtime.reload_requested.set), apps_get_default_sigint():
                 reason = _run_generation(runtime)
             if reason != "reload":
@@ -162,8 +193,100 @@ def _serve(
     return 0
 
 
+def _token(serve: ServeOptions, state: Any) -> tuple[str | None, Path | None]:
+    """The login token and the file it is in (None, None with ``--auth none``).
+
+    Raises:
+        UserError: the token file cannot be made or read, or holds no token.
+    """
+    from panorama_cli.localrun.serve.auth import load_token, read_token_file
+
+    if serve.auth == "none":
+        return None, None
+    if serve.auth_token_file is not None:
+        return read_token_file(serve.auth_token_file), serve.auth_token_file
+    return load_token(state.root)
+
+
+def _rtsp_out(host: str, serve: ServeOptions, token: str | None) -> Any:
+    """RTSP out started (asking for the token when there is one), or None when its
+    dependencies are missing and it was not asked for explicitly (one warning says the fix).
+
+    Raises:
+        UserError: its port cannot be bound; RtspUnavailable: missing, and asked for.
+    """
+    from panorama_cli.localrun.serve.rtsp_out import RTSP_FIX, RtspOut, RtspUnavailable
+
+    rtsp = RtspOut(host, serve.rtsp_port, password=token, public_url=serve.public_url)
+    try:
+        rtsp.start()
+    except RtspUnavailable as exc:
+        if serve.rtsp_required:
+            raise
+        log.warning(
+            "RTSP out is off: %s is not installed; to turn it on: %s (--rtsp-port 0: no warning)",
+            exc.missing, RTSP_FIX,
+        )  # fmt: skip
+        return None
+    return rtsp
+
+
+def _say_login(http: Any, token: str | None, where: Path | None) -> None:
+    """How to log in: on a terminal, the login URL with the token (written to the terminal
+    only: never to serve.log, a journal or a container's log); elsewhere, where the token
+    is."""
+    import sys
+
+    if token is None:
+        log.warning(
+            "--auth none: the page, status, metrics, clips and live video at %s answer "
+            "anyone who can reach it", http.url,
+        )  # fmt: skip
+        return
+    base = http.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    if sys.stderr.isatty():
+        sys.stderr.write(f"log in: {base}/?token={token}\n")
+        sys.stderr.flush()
+    else:
+        log.info(
+            "log in: %s/?token=<the token in %s>; API clients: Authorization: Bearer <token>",
+            base, where,
+        )  # fmt: skip
+
+
+def _control_key(serve: ServeOptions) -> bytes | None:
+    """``--control-key``'s key for ``--external-nodes`` (None without them: each generation
+    makes a fresh key for the nodes it starts).
+
+    Raises:
+        UserError: external nodes without ``--control-key``, or a key file that is not one.
+    """
+    from panorama_cli.errors import UserError
+    from panorama_cli.localrun.frames import identity
+
+    if not serve.external_nodes:
+        if serve.control_key is not None:
+            raise UserError(
+                "--control-key is for --external-nodes (serve makes its own nodes' tokens)"
+            )
+        return None
+    if serve.control_key is None:
+        raise UserError(
+            "serve --external-nodes needs --control-key FILE: the bundle's control key "
+            "(secrets/control.key, written by export), from which each node's token is derived",
+        )
+    return identity.read_key(serve.control_key)
+
+
 def _generation(
-    plan: Any, notify: Any, t0: float, state: Any, outputs: Any, status: Any, serve: ServeOptions
+    plan: Any,
+    notify: Any,
+    t0: float,
+    state: Any,
+    outputs: Any,
+    status: Any,
+    serve: ServeOptions,
+    key: bytes | None,
 ) -> Any:
     from panorama_cli.localrun.serve.runtime import ServeRuntime
 
@@ -175,6 +298,7 @@ def _generation(
         outputs,
         external_nodes=serve.external_nodes,
         control_socket=serve.control_socket,
+        control_key=key,
     )
     status.runtime = runtime
     return runtime

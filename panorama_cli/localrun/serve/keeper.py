@@ -6,6 +6,9 @@ the :class:`~.policy.RestartPolicy`. Its state is one of
 
 * ``starting``: the process was started and has not connected to the control socket yet;
 * ``running``: it connected (or has been up :data:`RUNNING_AFTER_S` seconds without the SDK);
+* ``stalled``: running, but it has taken no frame for :data:`STALL_S` seconds while its
+  cameras had frames for it (serve's loop decides, :meth:`NodeKeeper.mark_stalled`); it is
+  ``running`` again at its next frame;
 * ``backoff``: it exited; the next start is due at ``next_start`` (monotonic seconds);
 * ``failed``: it crashed too often; retried every 5 minutes.
 
@@ -28,11 +31,19 @@ log = logging.getLogger(__name__)
 
 #: A node that never connects (no panoramasdk) counts as running after this many seconds up.
 RUNNING_AFTER_S = 5.0
+#: A running node that takes no frame for this many seconds while its cameras have frames
+#: for it is ``stalled`` (a hang after a get, an init that never ends).
+STALL_S = 10.0
 
 
 def _status(code: int) -> int:
     """A Popen return code as a shell shows it (killed by signal N -> 128+N)."""
     return 128 - code if code < 0 else code
+
+
+def _said(last_exit: int | str | None) -> str:
+    """``status 1`` or the limit as it is (``memory limit 4 GiB``)."""
+    return last_exit if isinstance(last_exit, str) else f"status {last_exit}"
 
 
 class NodeKeeper:
@@ -58,8 +69,9 @@ class NodeKeeper:
         self.node = node
         self.state = "starting"
         self.restarts = 0
-        #: The last exit status, as a shell shows it (None: it has not exited).
-        self.last_exit: int | None = None
+        #: The last exit status, as a shell shows it, or the limit that ended it
+        #: (``"memory limit 4 GiB"``, :mod:`..apps.limits`); None: it has not exited.
+        self.last_exit: int | str | None = None
         self.next_start: float | None = None
         self.stop_requested = False
         self.stopped_by: str | None = None
@@ -119,6 +131,25 @@ class NodeKeeper:
         if self.state == "starting":
             self.state = "running"
 
+    @property
+    def started_at(self) -> float:
+        """When the current process was started (the keeper's clock, monotonic seconds)."""
+        return self._started_at
+
+    def mark_stalled(self, stalled: bool) -> None:
+        """Serve's stall check: ``running`` <-> ``stalled`` (one line each way); other
+        states are left as they are."""
+        if stalled and self.state == "running":
+            self.state = "stalled"
+            text = f"node {self.node} stalled: no frame taken in the last {STALL_S:g} s"
+        elif not stalled and self.state == "stalled":
+            self.state = "running"
+            text = f"node {self.node} is taking frames again"
+        else:
+            return
+        log.info("%s", text)
+        self._notify("note", {"text": text})
+
     def restart(self, why: str) -> None:
         """Stop the current process now and start a fresh one at once (SIGHUP: its inputs
         changed). Counts as a restart, not as a crash."""
@@ -151,7 +182,9 @@ class NodeKeeper:
         self._exited(_status(code), now)
 
     def _exited(self, code: int, now: float) -> None:
-        app, self.last_exit = self._app, code
+        app = self._app
+        limit = getattr(app, "limit_hit", None)  # a node a limit ended: that limit
+        self.last_exit = limit if isinstance(limit, str) else code
         if app is not None:
             app.kill()  # reap the sandbox and the log pump
         self._keep_notes(app)
@@ -160,11 +193,12 @@ class NodeKeeper:
         if state == "failed":
             text = (
                 f"node {self.node} failed: it crashed {self._policy.max_crashes} times within "
-                f"{self._policy.window_s / 60:g} minutes (last status {code}); serve keeps "
+                f"{self._policy.window_s / 60:g} minutes (last: {_said(self.last_exit)}); "
+                "serve keeps "
                 f"running the rest and tries it again in {delay / 60:g} minutes"
             )
         else:
-            text = f"node {self.node} exited (status {code}); restarting in {delay:g} s"
+            text = f"node {self.node} exited ({_said(self.last_exit)}); restarting in {delay:g} s"
         log.info("%s", text)
         self._notify("note", {"text": text})
 

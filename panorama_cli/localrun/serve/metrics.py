@@ -7,8 +7,11 @@ Counters and gauges are read from :meth:`ServeView.status` at scrape time by
   ``panorama_camera_reconnects_total{camera}`` (counters), ``panorama_camera_up{camera}``
   (gauge, 1 while connected);
 - ``panorama_node_up{node}`` (gauge, 1 while the node's state is ``running``),
+  ``panorama_node_stalled{node}`` (gauge, 1 while it is ``stalled``: running, taking no frame),
   ``panorama_node_restarts_total{node}`` (counter);
-- ``panorama_hdmi_frames_total{stream}`` (counter); ``panorama_serve_uptime_seconds`` (gauge).
+- ``panorama_hdmi_frames_total{stream}`` (counter); ``panorama_serve_uptime_seconds`` (gauge);
+  ``panorama_serve_log_lines_lost_total`` (counter: lines serve's log could not write, e.g.
+  on a full disk).
 
 ``panorama_model_latency_seconds{model}`` is a real histogram fed by :meth:`ModelLatency.observe`
 (serve wraps each model's run() to call it). Text exposition format:
@@ -105,11 +108,17 @@ class StatusCollector(Collector):
         node_up = GaugeMetricFamily(
             "panorama_node_up", "1 while the node is running.", labels=["node"]
         )
+        stalled = GaugeMetricFamily(
+            "panorama_node_stalled",
+            "1 while the node runs but takes no frame its cameras have for it.",
+            labels=["node"],
+        )
         restarts = CounterMetricFamily(
             "panorama_node_restarts", "Times the node was restarted.", labels=["node"]
         )
         for name, node in sorted(nodes.items()):
             node_up.add_metric([name], 1.0 if node.get("state") == "running" else 0.0)
+            stalled.add_metric([name], 1.0 if node.get("state") == "stalled" else 0.0)
             restarts.add_metric([name], _num(node.get("restarts")))
         hdmi = CounterMetricFamily(
             "panorama_hdmi_frames", "Frames shown on the HDMI stream.", labels=["stream"]
@@ -118,7 +127,11 @@ class StatusCollector(Collector):
             hdmi.add_metric([name], _num(stream.get("frames")))
         uptime = GaugeMetricFamily("panorama_serve_uptime_seconds", "Seconds since serve started.")
         uptime.add_metric([], _num(status.get("uptime_s")))
-        yield from (frames, dropped, up, reconnects, node_up, restarts, hdmi, uptime)
+        lost = CounterMetricFamily(
+            "panorama_serve_log_lines_lost", "Log lines serve could not write (full disk...)."
+        )
+        lost.add_metric([], _num(status.get("log_lines_lost")))
+        yield from (frames, dropped, up, reconnects, node_up, stalled, restarts, hdmi, uptime, lost)
 
 
 def build_registry(view: ServeView, latency: ModelLatency) -> CollectorRegistry:

@@ -5,7 +5,10 @@ business logic, then models and HDMI outputs), one box per node, edges as arrows
 arrows from a business-logic node to each model it has called (shown once it has). Everything
 the page needs is in the one HTML document (no CDN, no other files): the streams are
 ``<img class="stream">`` over ``/streams/<id>.mjpeg``, the tables are filled by a few lines of
-vanilla JS from ``/api/status`` (every second) and ``/api/clips`` (every 5 s).
+vanilla JS from ``/api/status`` (every second) and ``/api/clips`` (every 5 s). Its one
+``<script>`` and one ``<style>`` carry the response's CSP nonce; nothing else is inline (no
+``style=`` attribute, no event handler attribute). :func:`render_login` is the login form
+shown instead while the browser has no session (:mod:`.auth`).
 """
 
 from __future__ import annotations
@@ -104,22 +107,38 @@ def _ends(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def render(view: Any, host: str | None = None) -> str:
-    """The page's HTML for ``view`` (a :class:`~.view.ServeView`); RTSP URLs name ``host``
-    (the request's host name: the RTSP server listens where HTTP does) when given."""
+def _env() -> Any:
     import jinja2
 
     from panorama_cli.resources import data_dir
 
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates") / "serve")),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    streams = list(view.streams())
-    return env.get_template("index.html.j2").render(
-        graph=layout(view.graph()),
-        kinds=COLOR,
-        streams=[{"id": s, "rtsp": view.rtsp_url(s, host)} for s in streams],
-        mode="mjpeg" if len(streams) <= MAX_MJPEG else "snapshot",
+
+
+def render(view: Any, host: str | None = None, nonce: str = "") -> str:
+    """The page's HTML for ``view`` (a :class:`~.view.ServeView`); RTSP URLs name ``host``
+    (the request's host name: the RTSP server listens where HTTP does) when given; ``nonce``
+    is the CSP nonce of its script and style. An RTSP URL with a user (``rtsp://panorama@``)
+    is shown with a note that its password is the login token (never the token itself)."""
+    streams = [{"id": s, "rtsp": view.rtsp_url(s, host)} for s in view.streams()]
+    return (
+        _env()
+        .get_template("index.html.j2")
+        .render(
+            graph=layout(view.graph()),
+            kinds=COLOR,
+            streams=streams,
+            rtsp_auth=any("@" in (s["rtsp"] or "") for s in streams),
+            mode="mjpeg" if len(streams) <= MAX_MJPEG else "snapshot",
+            nonce=nonce,
+        )
     )
+
+
+def render_login(error: str | None, nonce: str = "") -> str:
+    """The login page: a form posting the token to ``/login`` (``error`` shown above it)."""
+    return _env().get_template("login.html.j2").render(error=error, nonce=nonce)

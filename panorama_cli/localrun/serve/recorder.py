@@ -5,21 +5,31 @@ One GStreamer pipeline per stream (backpack's :class:`backpack._appsrc.AppSrcPip
 starts a new file ``DIR/<stream>/<stream>-NNNNN.mp4`` every ``segment_s`` seconds (it asks the
 encoder for a keyframe there) or ``segment_bytes`` bytes, and keeps at most ``max_files`` (its
 ``max-files``: the file number wraps at ``max_files``, so the oldest segment is deleted and its
-name reused; order by mtime). Each finished segment is finalized by splitmuxsink, so after a
-SIGKILL of serve only the current segment is lost (measured: every finished one decodes; the
-muxer writes 1 s fragments, ``fragment-duration``, to keep that loss short where players
-recover fragments). Frames come in through a non-blocking appsrc holding at most one second
-of frames; beyond that they are dropped and counted, never queued without bound.
+name reused; order by mtime). Each segment is a fragmented mp4 (mp4mux ``fragment-duration``
+:data:`FRAGMENT_MS`: ``ftyp``, ``moov``, then one ``moof``+``mdat`` per fragment) written
+unbuffered, and a key frame comes every :data:`KEY_S` (splitmuxsink holds a GOP before muxing
+it), so after a SIGKILL of serve every finished segment plays and the current one plays up to
+its last whole fragment: at most ~2 s of video is lost, not the segment.
+splitmuxsink creates its muxer when the pipeline is parsed (linking requests its pad), so the
+fragment length is set on that muxer (``muxer-added`` for any made later); a ``muxer`` object
+given afterwards would be ignored. Frames come in through a non-blocking appsrc holding at most
+one second of frames; beyond that they are dropped and counted, never queued without bound.
+
+The ``--record`` folder is the operator's and outside what apps can write (serve refuses one
+inside the state folder's ``storage/`` or ``logs/``); even so a stream folder that is a link is
+refused and only regular files count as segments.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from panorama_cli.errors import UserError
+from panorama_cli.localrun import safe_files
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,8 +37,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-#: Fragment length inside each segment (ms): what a SIGKILL loses at most of a segment.
+#: Fragment length inside each segment (ms).
 FRAGMENT_MS = 1000
+#: Seconds between key frames. splitmuxsink holds a whole GOP before the muxer gets it (it
+#: splits at key frames), so a SIGKILL loses at most KEY_S + FRAGMENT_MS of a segment: 2 s.
+KEY_S = 1.0
+
+
+def _fragmented(muxer: Any) -> None:
+    """Make splitmuxsink's mp4mux write :data:`FRAGMENT_MS` fragments (before its first file)."""
+    muxer.set_property("fragment-duration", FRAGMENT_MS)
+
+
+def _unbuffered(sink: Any) -> None:
+    """Each fragment reaches the file whole when muxed, not after 64 KiB of stdio buffer."""
+    if sink.find_property("buffer-mode") is not None:
+        sink.set_property("buffer-mode", 2)  # unbuffered
 
 
 class Recorder:
@@ -89,7 +113,11 @@ class Recorder:
             raise ValueError(f"{stream!r} cannot name a recording folder")
         target = self.folder / stream
         target.mkdir(parents=True, exist_ok=True)
-        gst_mod, _, _ = gst("Recorder")
+        try:  # a link there would have the segments written wherever it points
+            os.close(safe_files.open_dir(self.folder, stream))
+        except OSError as exc:
+            raise ValueError(f"{target} is not a folder of its own: {exc.strerror}") from None
+        gst("Recorder")
         location = str(target / f"{stream}-%05d.mp4")
 
         start_index = self._next_index(stream)
@@ -98,12 +126,15 @@ class Recorder:
             split = pipeline.get_by_name("split")
             split.set_property("location", location)
             split.set_property("start-index", start_index)
-            muxer = gst_mod.ElementFactory.make("mp4mux", None)
-            muxer.set_property("fragment-duration", FRAGMENT_MS)
-            split.set_property("muxer", muxer)
+            split.connect("muxer-added", lambda _split, muxer: _fragmented(muxer))
+            split.connect("sink-added", lambda _split, sink: _unbuffered(sink))
+            muxer = split.get_by_name("muxer")  # made when the description was linked
+            if muxer is not None:
+                _fragmented(muxer)
 
         description = (
-            f"{h264_encoder(fps, self.bitrate_kbps, 'veryfast', threads=1)} ! h264parse ! "
+            f"{h264_encoder(fps, self.bitrate_kbps, 'veryfast', threads=1, key_interval_s=KEY_S)}"
+            " ! h264parse ! "
             f"splitmuxsink name=split max-size-time={int(self.segment_s * 1e9)} "
             f"max-size-bytes={int(self.segment_bytes)} max-files={int(self.max_files)}"
         )
@@ -161,10 +192,19 @@ class Recorder:
         return False
 
     def segments(self, stream: str) -> list[Path]:
-        """The stream's segment files, oldest first (by modification time: names wrap)."""
-        return sorted(
-            (self.folder / stream).glob(f"{stream}-*.mp4"), key=lambda p: p.stat().st_mtime_ns
-        )
+        """The stream's segment files, oldest first (by modification time: names wrap);
+        regular files only (a link named like a segment is not one)."""
+        try:
+            with safe_files.opened_dir(self.folder, stream) as folder:
+                files = safe_files.regular_files(folder)
+        except (OSError, ValueError):
+            return []
+        found = [
+            (info.st_mtime_ns, name)
+            for name, info in files
+            if name.startswith(f"{stream}-") and name.endswith(".mp4")
+        ]
+        return [self.folder / stream / name for _, name in sorted(found)]
 
     def close_stream(self, stream: str, timeout: float = 5.0) -> None:
         """End one stream's recording (finalizes its current segment); no-op if unknown."""

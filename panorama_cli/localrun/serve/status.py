@@ -2,8 +2,10 @@
 
 :class:`ServeStatus` reads the current :class:`~.runtime.ServeRuntime` (a SIGHUP that changes
 the graph's shape swaps it) and the outputs that outlive it (live frames, RTSP out, model
-latency). Readiness (``/readyz``): every camera delivered a frame in the last
-:data:`READY_FRAME_S` seconds and every node is ``running``.
+latency). Readiness (``/readyz``): every node is ``running`` (a ``stalled`` node is named:
+``node X stalled: no frame taken in the last 10 s``) and every camera read a frame from its
+source in the last :data:`READY_FRAME_S` seconds (a camera whose consumer stopped taking
+frames is not blamed for it).
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class ServeStatus:
                 camera, stats = feed.camera, feed.camera.stats
                 cameras[name] = {
                     "connected": bool(getattr(camera, "connected", True)),
+                    "state": _camera_state(feed),
+                    "last_error": getattr(camera.source, "last_error", None),
                     "fps": self._recent_fps(name, stats.frames),
                     "frames": stats.frames,
                     "dropped": stats.dropped,
@@ -109,6 +113,9 @@ class ServeStatus:
                     "last_frame_age_s": None
                     if stats.last_t is None
                     else round(time.monotonic() - stats.last_t, 3),
+                    "last_read_age_s": None
+                    if stats.read_t is None
+                    else round(time.monotonic() - stats.read_t, 3),
                 }
             callers = run.router.model_callers() if run.router is not None else {}
             for name, model in list(run.models.items()):
@@ -126,8 +133,11 @@ class ServeStatus:
                     "frames": 0 if live is None else int(live.seq),
                     "rtsp": self.rtsp_url(stream),
                 }
+        from panorama_cli.localrun.serve.logs import LOST
+
         return {
             "uptime_s": round(time.monotonic() - self.started_monotonic, 3),
+            "log_lines_lost": LOST.total,
             "nodes": nodes,
             "cameras": cameras,
             "models": models,
@@ -155,14 +165,19 @@ class ServeStatus:
         status = self.status()
         if self.runtime is None:
             return False, "starting"
+        from panorama_cli.localrun.serve.keeper import STALL_S
+
         for name in self.runtime.plan.business_names:
             state = status["nodes"].get(name, {}).get("state", "starting")
+            if state == "stalled":
+                return False, f"node {name} stalled: no frame taken in the last {STALL_S:g} s"
             if state != "running":
                 return False, f"node {name} is {state}"
         for name, camera in status["cameras"].items():
-            age = camera["last_frame_age_s"]
+            age = camera["last_read_age_s"]
             if not camera["connected"]:
-                return False, f"camera {name} is not connected"
+                why = f" ({camera['last_error']})" if camera.get("last_error") else ""
+                return False, f"camera {name} is not connected{why}"
             if age is None or age > READY_FRAME_S:
                 return False, f"camera {name} delivered no frame in the last {READY_FRAME_S:g} s"
         return True, "ready"
@@ -209,6 +224,14 @@ class ServeStatus:
     def rtsp_url(self, stream: str, host: str | None = None) -> str | None:
         rtsp = self.outputs.rtsp
         return None if rtsp is None else rtsp.url(stream, host)
+
+
+def _camera_state(feed: Any) -> str:
+    """``connected``, ``reconnecting`` (lost or down: its source retries; ``last_error`` says
+    why) or ``idle`` (connected, not started: no node asked for its frames yet)."""
+    if not bool(getattr(feed.camera, "connected", True)):
+        return "reconnecting"
+    return "connected" if getattr(feed, "started", True) else "idle"
 
 
 _KINDS = {

@@ -45,11 +45,14 @@ class ServeView(Protocol):
     def status(self) -> dict[str, Any]:
         """The ``/api/status`` JSON (only JSON types; no NaN)::
 
-        {"uptime_s": float,
-         "nodes":   {name: {"pid": int|None, "state": "starting|running|backoff|failed",
-                            "restarts": int, "last_exit": int|None}},
-         "cameras": {name: {"connected": bool, "fps": float, "frames": int,
-                            "dropped": int, "reconnects": int, "uri": str (redacted)}},
+        {"uptime_s": float, "log_lines_lost": int,
+         "nodes":   {name: {"pid": int|None,
+                            "state": "starting|running|stalled|backoff|failed",
+                            "restarts": int, "last_exit": int|str|None}},
+         "cameras": {name: {"connected": bool, "state": "connected|reconnecting|idle",
+                            "last_error": str|None (redacted), "fps": float, "frames": int,
+                            "dropped": int, "reconnects": int, "uri": str (redacted),
+                            "last_frame_age_s": float|None, "last_read_age_s": float|None}},
          "models":  {name: {"calls": int, "p50_ms": float|None, "p95_ms": float|None,
                             "backend": str}},
          "streams": {stream_id: {"frames": int, "rtsp": str|None}}}
@@ -57,8 +60,9 @@ class ServeView(Protocol):
         ...
 
     def ready(self) -> tuple[bool, str]:
-        """``(True, "")`` when every camera delivered a frame in the last 5 s and every node
-        runs, else ``(False, reason)`` (one line naming the camera or node)."""
+        """``(True, "")`` when every node runs and every camera read a frame in the last 5 s,
+        else ``(False, reason)`` (one line naming the node, e.g. ``node X stalled: no frame
+        taken in the last 10 s``, or the camera)."""
         ...
 
     def graph(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tests.localrun.serve.fake_view import FakeView, FrameThread
 def served(tmp_path):
     view = FakeView(tmp_path)
     latency = ModelLatency()
-    server = HttpServer(view, "127.0.0.1", 0, latency)
+    server = HttpServer(view, "127.0.0.1", 0, latency, allowed_hosts=("camera-box.local",))
     with FrameThread(view.live_frames["cam1"]):
         server.start()
         try:
@@ -207,3 +207,6 @@ def test_page_is_served(served):
     assert "<code>rtsp://127.0.0.1:8554/cam1</code>" in r.text
     seen = httpx.get(server.url + "/", headers={"Host": "camera-box.local:8765"})
     assert "<code>rtsp://camera-box.local:8554/cam1</code>" in seen.text
+    # a name not allowed (DNS rebinding) is refused, and never printed in an RTSP URL
+    evil = httpx.get(server.url + "/", headers={"Host": "attacker.example"})
+    assert evil.status_code == 400 and "attacker.example" not in evil.text

@@ -82,8 +82,13 @@ def test_page_shows_stream_graph_and_live_tables(browser, served):
         return cells[0].text if cells else None
 
     wait.until(lambda d: state_cell(d) == "running")
-    cam2 = browser.find_element(By.CSS_SELECTOR, '#cameras-table tr[data-camera="cam2"]')
-    assert "rtsp://***@h/x" in cam2.text
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    # the tables are replaced every second: read a row's text within one look
+    cam2 = WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '#cameras-table tr[data-camera="cam2"]').text
+    )
+    assert "rtsp://***@h/x" in cam2
     assert browser.find_elements(By.CSS_SELECTOR, '#models-table tr[data-model="model_node"]')
 
     # a model node has no edge: its call arrow shows once the node has called it
@@ -112,3 +117,61 @@ def test_page_shows_stream_graph_and_live_tables(browser, served):
         )
     )[0]
     assert link.get_attribute("href") == server.url + "/clips/code_node/event-1.mp4"
+
+
+@pytest.fixture
+def served_with_login(tmp_path):
+    from panorama_cli.localrun.serve.auth import load_token
+
+    view = FakeView(tmp_path / "state")
+    token, _ = load_token(tmp_path / "state")
+    server = HttpServer(view, "127.0.0.1", 0, ModelLatency(), token=token)
+    with FrameThread(view.live_frames["cam1"]):
+        server.start()
+        try:
+            yield server, token
+        finally:
+            server.stop()
+
+
+def test_the_browser_logs_in_with_the_form_or_the_login_url(browser, served_with_login):
+    """Without a session the browser gets the login form (no stream, no graph); the token
+    pasted there, or the login URL, gives a session cookie JavaScript cannot read, and the
+    page's stream and tables then load through it; the token leaves the address bar."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server, token = served_with_login
+    wait = WebDriverWait(browser, 10)
+    browser.get(server.url + "/")
+    assert browser.find_elements(By.CSS_SELECTOR, "form#login")
+    assert not browser.find_elements(By.CSS_SELECTOR, "img.stream, svg#graph")
+
+    field = browser.find_element(By.CSS_SELECTOR, "input#token")
+    field.send_keys("not the token")
+    field.submit()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#login-error"))
+    assert "wrong token" in browser.find_element(By.CSS_SELECTOR, "#login-error").text
+
+    field = browser.find_element(By.CSS_SELECTOR, "input#token")
+    field.send_keys(token)
+    field.submit()
+    img = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.stream#stream-cam1"))[0]
+    assert browser.current_url == server.url + "/"
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", img) > 0)
+    wait.until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#nodes-table tr[data-node="code_node"]')
+    )  # /api/status answered the page's script (the cookie went with fetch)
+    cookie = browser.get_cookie(server.auth.cookie)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert browser.execute_script("return document.cookie") == ""  # not readable by scripts
+
+    browser.delete_all_cookies()
+    browser.get(server.url + "/")
+    assert browser.find_elements(By.CSS_SELECTOR, "form#login")
+    browser.get(f"{server.url}/?token={token}")  # the login URL serve printed
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img.stream#stream-cam1"))
+    assert browser.current_url == server.url + "/" and token not in browser.current_url
+    # CSP: nothing inline beyond the nonced script ran into a violation
+    logs = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not logs, logs

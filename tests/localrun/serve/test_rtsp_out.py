@@ -143,3 +143,72 @@ def test_adding_a_stream_again_keeps_its_mount_point(rtsp: RtspOut) -> None:
     state = rtsp._streams["cam"]
     assert rtsp.add_stream("cam", FPS, W, H) == url and rtsp._streams["cam"] is state
     assert rtsp.add_stream("cam", FPS, W * 2, H * 2) == url and rtsp._streams["cam"] is not state
+
+
+def _receive(url: str, frames: int = 3) -> int:
+    """Frames a real RTSP client (FFmpeg over TCP) decoded from ``url``."""
+    got = 0
+    with av.open(url, options={"rtsp_transport": "tcp", "stimeout": "5000000"}) as client:
+        for _ in client.decode(video=0):
+            got += 1
+            if got >= frames:
+                break
+    return got
+
+
+def test_with_a_password_a_client_needs_the_credentials() -> None:
+    token = "t0k3n-" + "x" * 40
+    try:
+        out = RtspOut("127.0.0.1", 0, password=token)
+        out.start()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    try:
+        url = out.add_stream("front_camera", FPS, W, H)
+        # the URL names the user, never the password
+        assert url == f"rtsp://panorama@127.0.0.1:{out.port}/front_camera"
+        assert token not in url
+        pusher = _Pusher(out, "front_camera")
+        pusher.start()
+        try:
+            plain = f"rtsp://127.0.0.1:{out.port}/front_camera"
+            for refused in (plain, url, url.replace("panorama@", "panorama:wrong@")):
+                with pytest.raises(av.error.HTTPUnauthorizedError):
+                    _receive(refused)
+            assert out.stats("front_camera")["clients"] == 0  # nothing built for them
+            good = url.replace("panorama@", f"panorama:{token}@")
+            assert _receive(good) == 3
+        finally:
+            pusher.stop.set()
+            pusher.join(5)
+    finally:
+        out.stop()
+
+
+def test_a_public_url_names_where_clients_reach_it() -> None:
+    """Behind a published port (compose: 127.0.0.1:18554 -> 8554) the URL names the published
+    host and port, not the listening ones; 0.0.0.0 keeps the host the client named."""
+    from panorama_cli.errors import UsageError
+    from panorama_cli.localrun.serve.rtsp_out import check_public_url
+
+    for public, host, expected in (
+        ("rtsp://127.0.0.1:18554", None, "rtsp://panorama@127.0.0.1:18554/front_camera"),
+        ("rtsp://box.example.com", "other", "rtsp://panorama@box.example.com/front_camera"),
+        ("rtsp://0.0.0.0:18554", "box.local", "rtsp://panorama@box.local:18554/front_camera"),
+        ("rtsp://0.0.0.0:18554", None, "rtsp://panorama@127.0.0.1:18554/front_camera"),
+        ("rtsp://[::1]:18554", None, "rtsp://panorama@[::1]:18554/front_camera"),
+    ):
+        try:
+            out = RtspOut("0.0.0.0", 0, password="t" * 43, public_url=public)
+            out.start()
+        except UserError as exc:  # gst-rtsp-server missing
+            pytest.skip(str(exc))
+        try:
+            out.add_stream("front_camera", FPS, W, H)
+            assert out.url("front_camera", host) == expected, public
+        finally:
+            out.stop()
+    for bad in ("http://box:1", "rtsp://user:pw@box:1", "rtsp://box:1/path", "rtsp://box:x",
+                "rtsp://", "rtsp://box?x=1"):  # fmt: skip
+        with pytest.raises(UsageError, match="rtsp://HOST"):
+            check_public_url(bad)

@@ -61,16 +61,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def _get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def _status(base: str) -> dict:
-    return json.loads(_get(f"{base}/api/status")[1])
+def _status(serve: Serve) -> dict:
+    """/api/status with the login token serve made (auth is on by default)."""
+    return json.loads(_get(f"{serve.base}/api/status", token=serve.token)[1])
 
 
 class Serve:
@@ -87,6 +90,10 @@ class Serve:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    @property
+    def token(self) -> str:
+        return (self.state / "auth" / "token").read_text().strip()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready():
@@ -124,7 +131,8 @@ def served(tmp_path_factory):
 def test_health_readiness_and_status_while_serving(served):
     _root, serve = served
     assert _get(f"{serve.base}/healthz") == (200, b"ok")
-    status = _status(serve.base)
+    assert _get(f"{serve.base}/api/status")[0] == 401  # auth is on by default
+    status = _status(serve)
     node = status["nodes"]["code_node"]
     assert node["state"] == "running" and node["pid"] and node["restarts"] == 0
     camera = status["cameras"]["front_camera"]
@@ -137,7 +145,7 @@ def test_metrics_count_frames_as_they_pass(served):
     from prometheus_client.parser import text_string_to_metric_families
 
     def frames() -> dict[str, float]:
-        text = _get(f"{serve.base}/metrics")[1].decode()
+        text = _get(f"{serve.base}/metrics", token=serve.token)[1].decode()
         found = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -155,13 +163,13 @@ def test_metrics_count_frames_as_they_pass(served):
 
 def test_video_files_loop_past_their_end(served):
     _root, serve = served
-    status = _status(serve.base)
+    status = _status(serve)
     assert status["cameras"]["front_camera"]["connected"]  # 795 frames at 10 fps: 80 s
 
 
 def test_a_killed_node_is_restarted_with_its_storage_and_the_frames_resume(served):
     _root, serve = served
-    before = _status(serve.base)["nodes"]["code_node"]
+    before = _status(serve)["nodes"]["code_node"]
     pids = processes_with(str(serve.state / "run" / ".bin"))
     assert pids, "the app's processes are found by their sandbox's bind of the shims"
     start = time.monotonic()
@@ -172,13 +180,13 @@ def test_a_killed_node_is_restarted_with_its_storage_and_the_frames_resume(serve
             pass
 
     def restarted():
-        node = _status(serve.base)["nodes"]["code_node"]
+        node = _status(serve)["nodes"]["code_node"]
         return node if node["restarts"] >= 1 and node["state"] == "running" else None
 
     node = until(restarted, 20, "the node's restart")
     assert node["last_exit"] is not None and node["pid"] != before["pid"]
-    frames = _status(serve.base)["cameras"]["front_camera"]["frames"]
-    until(lambda: _status(serve.base)["cameras"]["front_camera"]["frames"] > frames, 10,
+    frames = _status(serve)["cameras"]["front_camera"]["frames"]
+    until(lambda: _status(serve)["cameras"]["front_camera"]["frames"] > frames, 10,
            "frames after the restart")  # fmt: skip
     took = time.monotonic() - start
     assert took < 10, took
@@ -197,11 +205,11 @@ def test_sighup_rereads_the_graph_and_restarts_the_node_whose_input_changed(serv
         if node["name"] == "threshold":
             node["value"] = 75
     graph_path.write_text(json.dumps(graph, indent=2))
-    restarts = _status(serve.base)["nodes"]["code_node"]["restarts"]
+    restarts = _status(serve)["nodes"]["code_node"]["restarts"]
     serve.proc.send_signal(signal.SIGHUP)
     console = serve.state / "logs" / "code_node" / "console.log"
     until(lambda: "threshold 75" in console.read_text(), 20, "the node with the new value")
-    assert _status(serve.base)["nodes"]["code_node"]["restarts"] == restarts + 1
+    assert _status(serve)["nodes"]["code_node"]["restarts"] == restarts + 1
     assert "restarting (SIGHUP: its inputs changed)" in serve.output()
     serve.wait_ready(20)
 

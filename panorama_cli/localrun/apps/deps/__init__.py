@@ -231,7 +231,7 @@ def _shown(install: Install) -> str:
 
 def _venvs(plan: RunPlan, base: Probe, installs: dict[str, list[Install]], notify: Notify) -> None:
     """``--deps venv``: each node with pip requirements gets its cached environment."""
-    from panorama_cli.localrun.apps.deps.venv import ensure_venv
+    from panorama_cli.localrun.apps.deps.venv import appliance_constraints, ensure_venv
     from panorama_cli.localrun.plan import RUNS_FOLDER
 
     cache_dir = plan.project.root / RUNS_FOLDER / ".venvs"
@@ -241,9 +241,10 @@ def _venvs(plan: RunPlan, base: Probe, installs: dict[str, list[Install]], notif
             continue
         label = f"node {business.node.name}"
         t0 = time.monotonic()
+        constraints = appliance_constraints(requirements)
         python, built = ensure_venv(
             cache_dir, plan.python, base.version, base.site, requirements,
-            label=label, notify=notify,
+            label=label, notify=notify, constraints=constraints,
         )  # fmt: skip
         key = Path(python).parent.parent.name.split("-")[1]  # .env-<key>-XXXX
         where = f"{plan.project.rel(cache_dir)}/{key}"
@@ -251,5 +252,6 @@ def _venvs(plan: RunPlan, base: Probe, installs: dict[str, list[Install]], notif
             text = f"{label}: built virtualenv {where} in {time.monotonic() - t0:.1f} s"
         else:
             text = f"{label}: using the cached virtualenv {where}"
-        notify("note", {"text": f"{text} ({', '.join(requirements)})"})
+        under = f", {' '.join(constraints)} as on the appliance" if constraints else ""
+        notify("note", {"text": f"{text} ({', '.join(requirements)}){under}"})
         business.python = python

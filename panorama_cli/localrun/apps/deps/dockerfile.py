@@ -7,8 +7,11 @@ RUN's shell words with :mod:`shlex` (``&&``, ``||``, ``;`` and ``|`` end a comma
 requirement with :class:`packaging.requirements.Requirement`. pip's own command-line and
 requirements-file grammar (``pip install --help``, "Requirements File Format" in pip's user
 guide) decides which option takes a value. Only the final build stage counts (and the stages
-it is ``FROM``). Local paths, URLs, editables, ``$VARIABLES`` and constraints are skipped with
-a debug line: they name nothing to check.
+it is ``FROM``). A RUN's ``$NAME`` / ``${NAME}`` (outside single quotes) become the value the
+build gives them when the Dockerfile says it: an ``ARG`` default in scope (dockerfile-parse's
+per-instruction context, a global default included) or an ``ENV`` (``ARG TORCH_WHL=...`` then
+``pip install ${TORCH_WHL}``). Local paths, URLs, editables, variables without a known value
+and constraints are skipped with a debug line: they name nothing to check.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import json
 import logging
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -82,7 +86,11 @@ def collect(package_folder: Path) -> list[Install]:
         raise UserError(f"{path}: cannot read it: {exc}") from exc
     import io
 
-    structure = DockerfileParser(fileobj=io.BytesIO(data)).structure
+    parser = DockerfileParser(fileobj=io.BytesIO(data))
+    structure = [
+        {**item, "vars": _known(context)}
+        for item, context in zip(parser.structure, parser.context_structure, strict=False)
+    ]
     found: list[Install] = []
     workdir = PurePosixPath("/")
     copies: list[tuple[list[str], PurePosixPath]] = []
@@ -98,14 +106,56 @@ def collect(package_folder: Path) -> list[Install]:
                     copies.append((words[:-1], workdir / words[-1]))
         elif kind == "RUN":
             context = _Context(package_folder, workdir, list(copies), item)
-            for command in _commands(value):
+            for command in _commands(substitute(value, item["vars"])):
                 found += _from_command(command, context)
     return found
 
 
-def _final_stage(structure: list[dict[str, object]]) -> list[dict[str, str]]:
+def _known(context: Any) -> dict[str, str]:
+    """The variables with a value the build knows at an instruction (dockerfile-parse's
+    context): ENV values, and ARG defaults that are not empty (an ARG without a default is
+    whatever ``--build-arg`` says: unknown here)."""
+    known = {k: str(v) for k, v in dict(getattr(context, "args", None) or {}).items() if v}
+    known.update({k: str(v) for k, v in dict(getattr(context, "envs", None) or {}).items()})
+    return known
+
+
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def substitute(text: str, variables: Mapping[str, str], depth: int = 4) -> str:
+    """``text`` (a RUN's shell text) with each ``$NAME`` / ``${NAME}`` of ``variables``
+    replaced by its value, as the shell would: not inside single quotes, not after a
+    backslash. Other variables (``${NAME:-x}``, unknown names) stay as written. A value that
+    holds known variables itself is expanded again, ``depth`` times at most."""
+    if "$" not in text or not variables:
+        return text
+    out: list[str] = []
+    quoted = double = False  # inside '...' / "..."
+    index = 0
+    while index < len(text):
+        char = text[index]
+        escaped = index > 0 and text[index - 1] == "\\" and not quoted
+        if char == "'" and not double and not escaped:
+            quoted = not quoted
+        elif char == '"' and not quoted and not escaped:
+            double = not double
+        elif char == "$" and not quoted and not escaped:
+            match = _VARIABLE.match(text, index)
+            name = (match.group(1) or match.group(2)) if match else None
+            if match and name in variables:
+                value = variables[name]
+                out.append(substitute(value, variables, depth - 1) if depth > 0 else value)
+                index = match.end()
+                continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _final_stage(structure: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The instructions of the last stage, after those of the stages it is FROM (by name)."""
-    stages: list[tuple[str, str, list[dict[str, str]]]] = []  # (name, base, instructions)
+    stages: list[tuple[str, str, list[dict[str, Any]]]] = []  # (name, base, instructions)
     for item in structure:
         if item["instruction"] == "FROM":
             words = str(item["value"]).split()
@@ -113,7 +163,7 @@ def _final_stage(structure: list[dict[str, object]]) -> list[dict[str, str]]:
             name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else ""
             stages.append((name, words[0].lower() if words else "", []))
         elif stages:
-            stages[-1][2].append({k: str(v) for k, v in item.items()})
+            stages[-1][2].append({k: v if k == "vars" else str(v) for k, v in item.items()})
     if not stages:
         return []
     named = {name: (base, items) for name, base, items in stages if name}
@@ -305,6 +355,9 @@ def _requirement(text: str, where: str, apt: str | None = None) -> list[Install]
     if "$" in text:
         log.debug("%s: %r holds a variable, not checked", where, text)
         return []
+    wheel = _wheel_requirement(text, where)
+    if wheel is not None:
+        return [Install(wheel, text, where, apt)]
     local = "/" in text or text.startswith(".") or text.endswith((".whl", ".zip", ".tar.gz"))
     try:
         if local and "@" not in text:
@@ -316,6 +369,25 @@ def _requirement(text: str, where: str, apt: str | None = None) -> list[Install]
     if requirement.url:
         log.debug("%s: %r installs from a URL: checked by name only", where, text)
     return [Install(requirement, text, where, apt)]
+
+
+def _wheel_requirement(text: str, where: str) -> Requirement | None:
+    """A wheel named by URL (``https://.../torch-1.10.0-cp37-cp37m-linux_aarch64.whl``) as
+    the requirement it installs, ``torch @ URL``; None when ``text`` is no wheel URL (PEP 427
+    file name). A wheel file in the image is a local path (not checked)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    if not re.match(r"https?://[^\s@]+\.whl$", text):
+        return None
+    try:
+        name, version, _build, _tags = parse_wheel_filename(text.rsplit("/", 1)[-1])
+        requirement = Requirement(f"{name} @ {text}")
+    except (InvalidWheelFilename, InvalidRequirement) as exc:
+        log.debug("%s: %r: not a wheel file name (%s), not checked", where, text, exc)
+        return None
+    log.debug("%s: %r installs %s %s", where, text, name, version)
+    return requirement
 
 
 def _from_requirements_file(

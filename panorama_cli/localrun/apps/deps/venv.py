@@ -1,17 +1,21 @@
 """``run --deps venv``: a virtual environment with exactly a node's requirements, on top of
 the interpreter the app would run (``--python``), built once and cached.
 
-The environment is ``python -m venv`` (with its own pip, from ensurepip) plus a ``.pth`` file
-that adds every site-packages folder of the base interpreter (``site.addsitedir``, in the
-base's order), so what the base has (numpy, OpenCV) stays importable and the requirements
-come first. ``--system-site-packages`` alone would not do: a base that is itself a virtual
-environment would lose its own packages. pip runs with this process's environment (the
-user's PIP_* settings, pip.conf), never touching the base: a requirement the base already
-satisfies is not installed again; one at another version goes into the environment only.
+The environment is ``python -m venv`` (with its own pip, from ensurepip) in which pip
+resolves and installs the requirements on their own, as the image's build does: nothing the
+base interpreter has satisfies one of them (the host's numpy 2 never stands in for the numpy
+an ``opencv-python==4.7.0.72`` needs), and :func:`appliance_constraints` keeps numpy below 2
+as on the appliance's Python 3.7/3.8 (unless the requirements ask for numpy 2 themselves).
+Only then a ``.pth`` file adds every site-packages folder of the base interpreter after the
+environment's own (``site.addsitedir``, in the base's order), so what the base has and the
+requirements do not name (the SDK's numpy, an apt-installed OpenCV) stays importable and the
+requirements come first. ``--system-site-packages`` would not do: pip would see the base's
+packages, and a base that is itself a virtual environment would lose its own. pip runs with
+this process's environment (the user's PIP_* settings, pip.conf), never touching the base.
 
 Cache: ``<cache>/<key>`` (a symlink) -> ``<cache>/.env-<key>-XXXX`` (the environment), where
-key = sha256 of the base interpreter (path, version, site folders) and the sorted
-requirements. The environment is built in its final folder (virtual environments cannot
+key = sha256 of the base interpreter (path, version, site folders), the sorted requirements
+and constraints. The environment is built in its final folder (virtual environments cannot
 move) under a file lock (two runs never build it twice; the second waits and reuses it), and
 published by renaming the symlink into place: a failed or interrupted build publishes
 nothing, and its folder is removed (an interrupted one by the next build of that key).
@@ -47,8 +51,10 @@ def cache_key(
     site: Sequence[str],
     requirements: Sequence[str],
     isolated: bool = False,
+    constraints: Sequence[str] = (),
 ) -> str:
-    """The cache name (16 hex digits) of an environment of ``requirements`` on ``python``."""
+    """The cache name (16 hex digits) of an environment of ``requirements`` (under
+    ``constraints``) on ``python``."""
     spec: dict[str, object] = {
         "python": os.path.realpath(python),
         "version": version,
@@ -57,6 +63,9 @@ def cache_key(
     }
     if isolated:
         spec["isolated"] = True  # absent otherwise: the keys of existing caches stay
+    else:  # resolved without the base's packages (an environment built before is not reused)
+        spec["resolved"] = "alone"
+        spec["constraints"] = sorted(set(constraints))
     data = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
@@ -71,6 +80,7 @@ def ensure_venv(
     label: str,
     notify: Notify,
     isolated: bool = False,
+    constraints: Sequence[str] = (),
 ) -> tuple[str, bool]:
     """The python of the cached environment of ``requirements`` on ``base_python`` (built
     first when missing, see the module docstring).
@@ -84,6 +94,7 @@ def ensure_venv(
         notify: receives ("note", {"text"}) events.
         isolated: without the base's site-packages (see the module docstring); ``site`` is
             then ignored.
+        constraints: pip constraints (``numpy<2``: :func:`appliance_constraints`).
 
     Returns:
         (path of its ``bin/python`` in the environment's real folder, whether this call
@@ -97,7 +108,7 @@ def ensure_venv(
 
     if isolated:
         site = ()
-    key = cache_key(base_python, version, site, requirements, isolated)
+    key = cache_key(base_python, version, site, requirements, isolated, constraints)
     link = cache_dir / key
     python = link / "bin" / "python"
     if python.exists():
@@ -113,7 +124,7 @@ def ensure_venv(
             lock.acquire()
         try:
             if not python.exists():
-                _build(cache_dir, key, base_python, version, site, requirements, label)
+                _build(cache_dir, key, base_python, version, site, requirements, label, constraints)
                 built = True
         finally:
             lock.release()
@@ -139,6 +150,7 @@ def _build(
     site: Sequence[str],
     requirements: Sequence[str],
     label: str,
+    constraints: Sequence[str] = (),
 ) -> None:
     for stale in cache_dir.glob(f".env-{key}-*"):  # an interrupted build's (never published)
         shutil.rmtree(stale, ignore_errors=True)
@@ -150,14 +162,18 @@ def _build(
             progress.step("pip")
             minor = ".".join(version.split(".")[:2])
             site_dir = env_dir / "lib" / f"python{minor}" / "site-packages"
-            if site:  # isolated environments get none
-                lines = ["import site"] + [f"site.addsitedir({folder!r})" for folder in site]
-                (site_dir / "_panorama_base_site.pth").write_text("; ".join(lines) + "\n")
             wanted = env_dir / "panorama-requirements.txt"
             wanted.write_text("".join(f"{r}\n" for r in requirements))
             pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install"]
             pip += ["--disable-pip-version-check", "--no-input", "-r", str(wanted)]
+            if constraints:
+                limits = env_dir / "panorama-constraints.txt"
+                limits.write_text("".join(f"{c}\n" for c in constraints))
+                pip += ["-c", str(limits)]
             _run(pip, f"{label}: pip install {' '.join(requirements)}", progress)
+            if site:  # after pip: the base's packages never satisfy a requirement
+                lines = ["import site"] + [f"site.addsitedir({folder!r})" for folder in site]
+                (site_dir / "_panorama_base_site.pth").write_text("; ".join(lines) + "\n")
             progress.done()
         tmp_link = cache_dir / f".{key}.link"
         tmp_link.unlink(missing_ok=True)
@@ -166,6 +182,31 @@ def _build(
     except BaseException:
         shutil.rmtree(env_dir, ignore_errors=True)
         raise
+
+
+def appliance_constraints(requirements: Sequence[str]) -> list[str]:
+    """pip constraints that keep an environment the appliance's (its Python 3.7/3.8 never had
+    numpy 2): ``["numpy<2"]``, unless a requirement names numpy only with versions 2 and
+    later (``numpy>=2``, ``numpy==2.0.1``: the app's own pin wins). Unparsable requirements
+    are left to pip."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    for text in requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "numpy" or not requirement.specifier:
+            continue
+        try:
+            versions = [Version(s.version.rstrip(".*")) for s in requirement.specifier]
+        except InvalidVersion:
+            continue
+        if all(v.major >= 2 for v in versions):
+            return []
+    return ["numpy<2"]
 
 
 def _run(argv: list[str], what: str, progress: _Progress) -> None:

@@ -46,12 +46,13 @@ class media(object):
             info = self._info
             shape = tuple(info["shape"])
             size = shape[0] * shape[1] * shape[2]
-            buffer = _client.connection().buffer(info["shm"], info["offset"] + size)
+            buffer = _client.connection().buffer(info["ring"], info["offset"] + size)
             self._image = np.ndarray(shape, dtype=np.uint8, buffer=buffer, offset=info["offset"])
         return self._image
 
     def __getstate__(self):
-        # sent to another app process (multiprocessing): it maps the same shared memory
+        # sent to another app process (multiprocessing): it maps the same ring (inherited
+        # over fork, else asked of the runner, which hands it to this node's processes only)
         state = dict(self.__dict__)
         state["_image"] = None
         return state
@@ -333,6 +334,6 @@ class node(object):
         except KeyboardInterrupt:
             raise KeyboardInterrupt() from None
         if reply.get("arena"):
-            connection.arena = tuple(reply["arena"])
+            connection.use_arena(*reply["arena"])
         connection.record("call", time.perf_counter() - start)
         return tuple(_unpack(output, connection) for output in reply["outputs"])

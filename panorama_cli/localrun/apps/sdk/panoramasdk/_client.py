@@ -6,20 +6,37 @@ big-endian length N (at most 64 MiB), a 4-byte length H of a UTF-8 JSON header, 
 the header references as {"$blob": [offset, length]} (bytes values; numpy arrays are
 {"dtype", "shape", "data": blob} or {"dtype", "shape", "arena", "offset"}). Nothing is pickled.
 A message the runner refuses gets {"error": "protocol"} (raised here as RuntimeError) and the
-connection is closed. Pixels never travel on the socket: frames live in POSIX shared memory
-(/dev/shm/<name>), mapped here with mmap and exposed as numpy arrays. This module must stay
-importable on Python >= 3.7 with only numpy installed, and must not import the runner.
+connection is closed.
+
+The hello names this node and carries its token (PANORAMA_LOCALRUN_TOKEN, or the file that
+PANORAMA_LOCALRUN_TOKEN_FILE names): the runner refuses a hello whose token is not the node's.
+
+Pixels never travel on the socket: frames live in anonymous shared memory (frame rings) whose
+file descriptors the runner attaches (SCM_RIGHTS) to a reply, named in its "fds" field; they
+are mapped here with mmap once per process (:data:`_MAPS`, at most :data:`MAX_MAPS`) and
+exposed as numpy arrays. Nothing is opened by name, nothing is in /dev/shm. This module must
+stay importable on Python >= 3.7 with only numpy installed, and must not import the runner.
 """
 
+import array
 import json
 import mmap
 import os
 import socket
 import struct
 import threading
+import time
 
 SOCKET_ENV = "PANORAMA_LOCALRUN_SOCKET"
 NODE_ENV = "PANORAMA_LOCALRUN_NODE"
+TOKEN_ENV = "PANORAMA_LOCALRUN_TOKEN"
+TOKEN_FILE_ENV = "PANORAMA_LOCALRUN_TOKEN_FILE"
+#: Descriptors taken from one message (the runner's panorama_cli.localrun.frames.wire.MAX_FDS).
+MAX_FDS = 16
+#: Shared memory mappings this process keeps (frame rings by name; the oldest goes first).
+MAX_MAPS = 32
+_ANCILLARY = socket.CMSG_SPACE(MAX_FDS * struct.calcsize("i"))
+_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _WORD = struct.Struct(">I")
 #: The runner's limit on one frame (panorama_cli.localrun.frames.wire.MAX_MESSAGE_BYTES).
 MAX_MESSAGE_BYTES = 64 << 20
@@ -106,16 +123,110 @@ def decode(payload):
     return _resolve(message, body) if len(body) else message
 
 
-def _recv_exact(sock, size):
+def _recv_exact(sock, size, fds):
+    """Exactly ``size`` bytes; descriptors that come with them are appended to ``fds``."""
     buffer = bytearray(size)
     view = memoryview(buffer)
     got = 0
     while got < size:
-        count = sock.recv_into(view[got:])
+        count, ancillary, _flags, _address = sock.recvmsg_into([view[got:]], _ANCILLARY, _CLOEXEC)
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                received = array.array("i")
+                received.frombytes(data[: len(data) - len(data) % received.itemsize])
+                fds.extend(received)
         if not count:
             raise ConnectionError("the panorama-cli runner closed the connection")
         got += count
     return buffer
+
+
+#: name -> mmap of the shared memory this process was sent (rings; an arena only until its
+#: connection takes it). Names are random, unique across a runner's lifetime and restarts,
+#: so a mapping is never taken for another one; mappings survive fork (MAP_SHARED).
+_MAPS = {}
+_MAPS_LOCK = threading.Lock()
+
+
+def _remember(name, mapped):
+    with _MAPS_LOCK:
+        _MAPS.pop(name, None)
+        _MAPS[name] = mapped
+        while len(_MAPS) > MAX_MAPS:  # a dropped mapping lives on while an array uses it
+            del _MAPS[next(iter(_MAPS))]
+
+
+def _map_fds(message, fds):
+    """Map the descriptors a message came with (named by its "fds"), then close them all."""
+    try:
+        names = message.get("fds") if isinstance(message, dict) else None
+        if not isinstance(names, list):
+            return
+        for index in range(min(len(names), len(fds))):  # zip(strict=) is not Python 3.7's
+            if isinstance(names[index], str):
+                try:
+                    _remember(names[index], mmap.mmap(fds[index], 0))
+                except (OSError, ValueError):
+                    pass
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _token():
+    """This node's token: PANORAMA_LOCALRUN_TOKEN, else the file PANORAMA_LOCALRUN_TOKEN_FILE
+    names (stripped), else None (the runner then refuses the hello and says why)."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = os.environ.get(TOKEN_FILE_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4096).decode("ascii", "replace").strip() or None
+    except OSError as exc:
+        raise NotUnderRunner(
+            "cannot read this node's token from {} ({}): {}".format(
+                path, TOKEN_FILE_ENV, exc.strerror or exc
+            )
+        ) from None
+
+
+#: The environment variable with how long a process waits for the runner's socket to appear
+#: (seconds; default 0): the fleet sets it, as a node's container may start before serve has
+#: made the socket.
+CONNECT_WAIT_ENV = "PANORAMA_LOCALRUN_CONNECT_WAIT_S"
+
+
+def _connect_wait():
+    try:
+        return max(0.0, min(float(os.environ.get(CONNECT_WAIT_ENV, "0")), 600.0))
+    except ValueError:
+        return 0.0
+
+
+def _connect(path):
+    """A socket connected to ``path``, waiting up to :data:`CONNECT_WAIT_ENV` seconds while
+    the socket does not exist yet or nobody listens on it (guest code: no retry library in
+    the app's interpreter, so a plain bounded wait)."""
+    deadline = time.monotonic() + _connect_wait()
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
+        except BaseException:
+            sock.close()
+            raise
 
 
 class Connection(object):
@@ -124,22 +235,31 @@ class Connection(object):
     def __init__(self, path, node):
         self.pid = os.getpid()
         self.node = node
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+        self.sock = _connect(path)
         self.lock = threading.Lock()
         self.next_id = 0
         self.pending_stats = []
-        self.maps = {}
-        self.arena = None  # (name, size) of the runner's shared memory for large call inputs
+        self.arena = None  # (name, size, mmap) of the runner's memory for large call arrays
         self.broken = False
-        self.hello = self.request({"op": "hello", "node": node, "pid": self.pid})
+        hello = {"op": "hello", "node": node, "pid": self.pid}
+        token = _token()
+        if token is not None:
+            hello["token"] = token
+        self.hello = self.request(hello)
 
     def send(self, message):
         self.sock.sendall(encode(message))
 
     def receive(self):
-        (size,) = _WORD.unpack(_recv_exact(self.sock, _WORD.size))
-        return decode(_recv_exact(self.sock, size))
+        fds = []
+        try:
+            (size,) = _WORD.unpack(_recv_exact(self.sock, _WORD.size, fds))
+            message = decode(_recv_exact(self.sock, size, fds))
+        except BaseException:
+            _map_fds(None, fds)  # close them
+            raise
+        _map_fds(message, fds)
+        return message
 
     def _sendall(self, data):
         """Send a frame; when the runner has closed the connection over a protocol error,
@@ -228,19 +348,41 @@ class Connection(object):
                 reply = self.request({"op": "arena", "size": 2 * size})
             except ValueError:  # over the runner's limit: ask for no more than needed
                 reply = self.request({"op": "arena", "size": size})
-            self.arena = (reply["name"], reply["size"])
-        return self.arena
+            self.use_arena(reply["name"], reply["size"])
+        return self.arena[:2]
+
+    def use_arena(self, name, size):
+        """Make arena ``name`` (its descriptor came with the reply just read) this
+        connection's.
+
+        Raises:
+            RuntimeError: its descriptor did not come.
+        """
+        with _MAPS_LOCK:
+            mapped = _MAPS.pop(name, None)  # held here only: freed when replaced
+        if mapped is None or len(mapped) < size:
+            self.arena = None
+            raise RuntimeError("the panorama-cli runner's shared memory did not arrive")
+        self.arena = (name, size, mapped)
 
     def buffer(self, name, size):
-        """A writeable memoryview of shared memory segment ``name`` (mapped once)."""
-        mapped = self.maps.get(name)
+        """The mapping of shared memory ``name`` (a frame ring delivered to this node, or this
+        connection's arena), at least ``size`` bytes; a ring this process has no mapping of is
+        asked of the runner (``ring``).
+
+        Raises:
+            ValueError: the runner has no such ring for this node.
+        """
+        if self.arena is not None and self.arena[0] == name and len(self.arena[2]) >= size:
+            return self.arena[2]
+        with _MAPS_LOCK:
+            mapped = _MAPS.get(name)
+        if mapped is None:
+            self.request({"op": "ring", "ring": name})
+            with _MAPS_LOCK:
+                mapped = _MAPS.get(name)
         if mapped is None or len(mapped) < size:
-            fd = os.open("/dev/shm/" + name, os.O_RDWR)
-            try:
-                mapped = mmap.mmap(fd, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
-            self.maps[name] = mapped
+            raise ValueError("shared memory {!r} did not arrive from the runner".format(name))
         return mapped
 
 
