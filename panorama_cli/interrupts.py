@@ -33,7 +33,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived; raised where Ctrl-C would raise ``KeyboardInterrupt``."""
 
 
+#: Set by SIGTERM's handler before it raises: an exception raised in a signal handler can be
+#: swallowed (it may land in a weakref callback or a ``__del__``, where Python only prints
+#: "Exception ignored"), so long-running loops also check :func:`terminate_requested`.
+_terminate = threading.Event()
+
+
+def terminate_requested() -> bool:
+    """Whether SIGTERM arrived under :func:`handle_sigterm` in this process (even if the
+    :class:`Terminated` it raised was swallowed)."""
+    return _terminate.is_set()
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    _terminate.set()
     raise Terminated()
 
 
@@ -85,8 +98,9 @@ def deferred_signals() -> Iterator[None]:
 
 
 def reset() -> None:
-    """Forget earlier commits (a new command starts)."""
+    """Forget earlier commits and SIGTERMs (a new command starts)."""
     _saved.clear()
+    _terminate.clear()
 
 
 def note_saved(paths: list[Path]) -> None:

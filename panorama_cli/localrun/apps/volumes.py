@@ -81,7 +81,9 @@ def _try_probe() -> tuple[bool, str]:
         return False, "mkfs.ext4 (e2fsprogs) or mount not found"
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="panorama-loop-") as tmp:
+    # a stop signal (KeyboardInterrupt) may land anywhere in here: unmount in any case, and
+    # a folder still busy must not turn that signal into an OSError
+    with tempfile.TemporaryDirectory(prefix="panorama-loop-", ignore_cleanup_errors=True) as tmp:
         image, point = Path(tmp) / "probe.ext4", Path(tmp) / "mnt"
         point.mkdir()
         try:
@@ -89,7 +91,8 @@ def _try_probe() -> tuple[bool, str]:
             _run([str(_tool("mount")), "-o", "loop,nosuid,nodev", str(image), str(point)])
         except OSError as exc:
             return False, f"no loop file system: {exc}"
-        _unmount(point)
+        finally:
+            _unmount(point)
     return True, ""
 
 

@@ -184,10 +184,13 @@ class ServeRuntime(Runtime):
         """Run until SIGINT/SIGTERM (``KeyboardInterrupt``) or :attr:`stop_event`: returns
         ``"interrupted"``, ``"stopped"`` or ``"reload"`` (a SIGHUP changed the graph's
         shape: the caller starts a new generation)."""
+        from panorama_cli.interrupts import Terminated, terminate_requested
         from panorama_cli.localrun.serve.state_dir import rotate_app_logs
 
         last_status = last_logs = 0.0
         while not self.stop_event.wait(TICK_S):
+            if terminate_requested():  # a SIGTERM whose exception was swallowed somewhere
+                raise Terminated()
             for keeper in list(self.apps.values()):
                 keeper.tick()
             if self.reload_requested.is_set():
