@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -175,3 +178,22 @@ class FakeView:
         if stream not in self.live_frames:
             return None
         return f"rtsp://{host or '127.0.0.1'}:8554/{stream}"
+
+
+@contextmanager
+def served_with_token(state: Path) -> Iterator[tuple[Any, str]]:
+    """A real :class:`HttpServer` on 127.0.0.1 over a :class:`FakeView` of ``state``, its
+    login token made there, frames flowing on ``cam1``: ``(server, token)``."""
+    from panorama_cli.localrun.serve.auth import load_token
+    from panorama_cli.localrun.serve.http import HttpServer
+    from panorama_cli.localrun.serve.metrics import ModelLatency
+
+    view = FakeView(state)
+    token, _ = load_token(state)
+    server = HttpServer(view, "127.0.0.1", 0, ModelLatency(), token=token)
+    with FrameThread(view.live_frames["cam1"]):
+        server.start()
+        try:
+            yield server, token
+        finally:
+            server.stop()

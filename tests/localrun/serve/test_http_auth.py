@@ -23,7 +23,7 @@ from panorama_cli.localrun.serve.auth import (
 )
 from panorama_cli.localrun.serve.http import HttpServer
 from panorama_cli.localrun.serve.metrics import ModelLatency
-from tests.localrun.serve.fake_view import FakeView, FrameThread
+from tests.localrun.serve.fake_view import FakeView, served_with_token
 
 PROTECTED = [
     "/",
@@ -41,15 +41,8 @@ OPEN = ["/healthz", "/readyz"]
 
 @pytest.fixture
 def served(tmp_path):
-    view = FakeView(tmp_path / "state")
-    token, _ = load_token(tmp_path / "state")
-    server = HttpServer(view, "127.0.0.1", 0, ModelLatency(), token=token)
-    with FrameThread(view.live_frames["cam1"]):
-        server.start()
-        try:
-            yield server, token
-        finally:
-            server.stop()
+    with served_with_token(tmp_path / "state") as served:
+        yield served
 
 
 def _status(client: httpx.Client, url: str, **kw) -> int:

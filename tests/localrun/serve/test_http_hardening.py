@@ -21,12 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from panorama_cli.localrun.serve.auth import load_token
 from panorama_cli.localrun.serve.hardening import HEAD_TIMEOUT_S
 from panorama_cli.localrun.serve.http import HttpServer
 from panorama_cli.localrun.serve.metrics import ModelLatency
 from tests.localrun.helpers import make_project, video
-from tests.localrun.serve.fake_view import FakeView, FrameThread
+from tests.localrun.serve.fake_view import FakeView, served_with_token
 from tests.support.cameras import free_port
 from tests.support.polling import until
 
@@ -42,15 +41,8 @@ HALF_OPEN = 1100
 
 @pytest.fixture
 def served(tmp_path):
-    view = FakeView(tmp_path / "state")
-    token, _ = load_token(tmp_path / "state")
-    server = HttpServer(view, "127.0.0.1", 0, ModelLatency(), token=token)
-    with FrameThread(view.live_frames["cam1"]):
-        server.start()
-        try:
-            yield server, token
-        finally:
-            server.stop()
+    with served_with_token(tmp_path / "state") as served:
+        yield served
 
 
 def test_every_response_carries_the_security_headers(served):

@@ -9,7 +9,7 @@ import pytest
 
 from panorama_cli.localrun.serve.http import HttpServer
 from panorama_cli.localrun.serve.metrics import ModelLatency
-from tests.localrun.serve.fake_view import FakeView, FrameThread
+from tests.localrun.serve.fake_view import FakeView, FrameThread, served_with_token
 from tests.support.ci import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,17 +121,8 @@ def test_page_shows_stream_graph_and_live_tables(browser, served):
 
 @pytest.fixture
 def served_with_login(tmp_path):
-    from panorama_cli.localrun.serve.auth import load_token
-
-    view = FakeView(tmp_path / "state")
-    token, _ = load_token(tmp_path / "state")
-    server = HttpServer(view, "127.0.0.1", 0, ModelLatency(), token=token)
-    with FrameThread(view.live_frames["cam1"]):
-        server.start()
-        try:
-            yield server, token
-        finally:
-            server.stop()
+    with served_with_token(tmp_path / "state") as served:
+        yield served
 
 
 def test_the_browser_logs_in_with_the_form_or_the_login_url(browser, served_with_login):
